@@ -1,0 +1,283 @@
+// Package emf writes CloudWatch Embedded Metric Format documents.
+//
+// It enforces the specification's limits by splitting, not by truncating: a
+// metric with more than MaxValuesPerMetric values, or a document with more than
+// MaxMetricsPerDirective metrics, becomes several documents that repeat the
+// dimensions and properties, so CloudWatch extracts every value.
+package emf
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits from the EMF specification.
+const (
+	MaxMetricsPerDirective = 100
+	MaxValuesPerMetric     = 100
+	MaxDimensionsPerSet    = 30
+	MaxNameLen             = 255 // namespace and metric names
+	MaxDimensionValueLen   = 1024
+	// MaxDocumentBytes is the CloudWatch Logs event size that has applied to EMF
+	// for years (256 KB); newer accounts accept more, but this one is safe
+	// everywhere.
+	MaxDocumentBytes = 256 * 1024
+)
+
+// Unit is a CloudWatch metric unit.
+type Unit string
+
+// The units streamlens uses; all are in CloudWatch's list of standard units.
+const (
+	Milliseconds Unit = "Milliseconds"
+	Count        Unit = "Count"
+	Bytes        Unit = "Bytes"
+	Megabytes    Unit = "Megabytes"
+	None         Unit = "None"
+)
+
+var validUnits = map[Unit]bool{
+	"Seconds": true, "Microseconds": true, Milliseconds: true, Bytes: true, "Kilobytes": true, Megabytes: true,
+	"Gigabytes": true, "Terabytes": true, "Bits": true, "Kilobits": true, "Megabits": true, "Gigabits": true,
+	"Terabits": true, "Percent": true, Count: true, "Bytes/Second": true, "Kilobytes/Second": true,
+	"Megabytes/Second": true, "Gigabytes/Second": true, "Terabytes/Second": true, "Bits/Second": true,
+	"Kilobits/Second": true, "Megabits/Second": true, "Gigabits/Second": true, "Terabits/Second": true,
+	"Count/Second": true, None: true,
+}
+
+// Metric is one metric and its values for one document.
+type Metric struct {
+	Name   string
+	Unit   Unit
+	Values []float64
+}
+
+// Property is a root member: a dimension value or a searchable property.
+// Value is a string, bool, or any integer or float type.
+type Property struct {
+	Key   string
+	Value any
+}
+
+// Document is one logical EMF document; Append may write it as several lines.
+type Document struct {
+	Namespace  string
+	Timestamp  time.Time
+	Dimensions [][]string // dimension sets; each key must be a string Property
+	Properties []Property
+	Metrics    []Metric
+}
+
+// Errors returned for documents that break the specification.
+var (
+	ErrInvalid  = errors.New("emf: invalid document")
+	ErrTooLarge = errors.New("emf: document larger than MaxDocumentBytes")
+)
+
+// Append validates d and appends it to dst as one or more newline-terminated
+// JSON documents. On error dst is returned unchanged.
+func Append(dst []byte, d *Document) ([]byte, error) {
+	if err := validate(d); err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	metrics := make([]Metric, 0, len(d.Metrics))
+	for _, m := range d.Metrics {
+		if len(m.Values) > 0 {
+			metrics = append(metrics, m)
+		}
+	}
+	for len(metrics) > 0 {
+		group := metrics
+		if len(group) > MaxMetricsPerDirective {
+			group = group[:MaxMetricsPerDirective]
+		}
+		metrics = metrics[len(group):]
+		most := 0
+		for _, m := range group {
+			most = max(most, len(m.Values))
+		}
+		for off := 0; off < most; off += MaxValuesPerMetric {
+			line := len(dst)
+			dst = appendDoc(dst, d, group, off)
+			if len(dst)-line > MaxDocumentBytes {
+				return dst[:start], fmt.Errorf("%w: %d bytes", ErrTooLarge, len(dst)-line)
+			}
+		}
+	}
+	return dst, nil
+}
+
+func validate(d *Document) error {
+	if n := len(d.Namespace); n == 0 || n > MaxNameLen || !utf8.ValidString(d.Namespace) {
+		return fmt.Errorf("%w: namespace %q", ErrInvalid, d.Namespace)
+	}
+	keys := make(map[string]any, len(d.Properties))
+	for _, p := range d.Properties {
+		if p.Key == "" || p.Key == "_aws" {
+			return fmt.Errorf("%w: property key %q", ErrInvalid, p.Key)
+		}
+		if _, dup := keys[p.Key]; dup {
+			return fmt.Errorf("%w: duplicate member %q", ErrInvalid, p.Key)
+		}
+		keys[p.Key] = p.Value
+	}
+	for _, set := range d.Dimensions {
+		if len(set) == 0 || len(set) > MaxDimensionsPerSet {
+			return fmt.Errorf("%w: dimension set of %d keys", ErrInvalid, len(set))
+		}
+		for _, k := range set {
+			v, ok := keys[k].(string)
+			if !ok || v == "" || len(v) > MaxDimensionValueLen {
+				return fmt.Errorf("%w: dimension %q needs a string value of 1..%d bytes", ErrInvalid, k, MaxDimensionValueLen)
+			}
+		}
+	}
+	for _, m := range d.Metrics {
+		if n := len(m.Name); n == 0 || n > MaxNameLen || !utf8.ValidString(m.Name) {
+			return fmt.Errorf("%w: metric name %q", ErrInvalid, m.Name)
+		}
+		if _, dup := keys[m.Name]; dup {
+			return fmt.Errorf("%w: metric %q collides with a property", ErrInvalid, m.Name)
+		}
+		keys[m.Name] = nil
+		if m.Unit != "" && !validUnits[m.Unit] {
+			return fmt.Errorf("%w: metric %q unit %q", ErrInvalid, m.Name, m.Unit)
+		}
+		for _, v := range m.Values {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: metric %q value %v", ErrInvalid, m.Name, v)
+			}
+		}
+	}
+	return nil
+}
+
+func appendDoc(dst []byte, d *Document, group []Metric, off int) []byte {
+	dst = append(dst, `{"_aws":{"Timestamp":`...)
+	dst = strconv.AppendInt(dst, d.Timestamp.UnixMilli(), 10)
+	dst = append(dst, `,"CloudWatchMetrics":[{"Namespace":`...)
+	dst = appendString(dst, d.Namespace)
+	dst = append(dst, `,"Dimensions":[`...)
+	for i, set := range d.Dimensions {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '[')
+		for j, k := range set {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `],"Metrics":[`...)
+	first := true
+	for _, m := range group {
+		if off >= len(m.Values) {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, `{"Name":`...)
+		dst = appendString(dst, m.Name)
+		if m.Unit != "" {
+			dst = append(dst, `,"Unit":`...)
+			dst = appendString(dst, string(m.Unit))
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, "]}]}"...)
+	for _, p := range d.Properties {
+		dst = append(dst, ',')
+		dst = appendString(dst, p.Key)
+		dst = append(dst, ':')
+		dst = appendValue(dst, p.Value)
+	}
+	for _, m := range group {
+		if off >= len(m.Values) {
+			continue
+		}
+		vals := m.Values[off:min(len(m.Values), off+MaxValuesPerMetric)]
+		dst = append(dst, ',')
+		dst = appendString(dst, m.Name)
+		dst = append(dst, ':')
+		if len(vals) == 1 {
+			dst = appendFloat(dst, vals[0])
+			continue
+		}
+		dst = append(dst, '[')
+		for i, v := range vals {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendFloat(dst, v)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, "}\n"...)
+}
+
+func appendValue(dst []byte, v any) []byte {
+	switch v := v.(type) {
+	case string:
+		return appendString(dst, v)
+	case bool:
+		return strconv.AppendBool(dst, v)
+	case int:
+		return strconv.AppendInt(dst, int64(v), 10)
+	case int64:
+		return strconv.AppendInt(dst, v, 10)
+	case uint64:
+		return strconv.AppendUint(dst, v, 10)
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return append(dst, "null"...)
+		}
+		return appendFloat(dst, v)
+	case nil:
+		return append(dst, "null"...)
+	}
+	return appendString(dst, fmt.Sprint(v))
+}
+
+func appendFloat(dst []byte, v float64) []byte {
+	return strconv.AppendFloat(dst, v, 'f', -1, 64)
+}
+
+// appendString writes a JSON string. Invalid UTF-8 becomes U+FFFD so a hostile
+// instrument name can never produce a line CloudWatch rejects as non-JSON.
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}

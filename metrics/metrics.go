@@ -1,0 +1,82 @@
+// Package metrics is the one definition of streamlens metric names, units and
+// dimensions. The extension emits from it; dashboards, alarms and SLOs are
+// generated from it, so a renamed metric cannot leave a dashboard behind.
+package metrics
+
+import "github.com/streamlens/streamlens/emf"
+
+// DefaultNamespace is the CloudWatch namespace unless STREAMLENS_NAMESPACE says
+// otherwise.
+const DefaultNamespace = "Streamlens"
+
+// Dimension keys. Only these two are ever dimensions: bundle, quote, request and
+// trace ids are properties, because a per-id dimension makes a metric per id.
+const (
+	DimFunctionName = "FunctionName"
+	DimInstrument   = "Instrument"
+)
+
+// Metric names (DESIGN.md §4).
+const (
+	TimeToFirstByte   = "TimeToFirstByte"
+	ResponseLatency   = "ResponseLatency"
+	ResponseDuration  = "ResponseDuration"
+	ChunkLatency      = "ChunkLatency"
+	ChunkInterval     = "ChunkInterval"
+	ChunksDelivered   = "ChunksDelivered"
+	ChunksExpected    = "ChunksExpected"
+	StreamTruncated   = "StreamTruncated"
+	IntegrityMismatch = "IntegrityMismatch"
+	TTFBBudgetBreach  = "TTFBBudgetBreach"
+	StreamBytes       = "StreamBytes"
+	ProducedBytes     = "ProducedBytes"
+	InitDuration      = "InitDuration"
+	ColdStart         = "ColdStart"
+	DroppedEvents     = "DroppedEvents"
+	MalformedEvents   = "MalformedEvents"
+)
+
+// Property keys written next to the metrics (searchable in Logs Insights).
+const (
+	PropQuoteID        = "QuoteId"
+	PropBundleID       = "BundleId"
+	PropClientID       = "ClientId"
+	PropRequestID      = "RequestId"
+	PropTraceParent    = "TraceParent"
+	PropStatus         = "StreamStatus"
+	PropTruncateReason = "TruncationReason"
+	PropInitType       = "InitType"
+	PropLateEvents     = "LateEvents"
+)
+
+// Def describes one metric.
+type Def struct {
+	Name string
+	Unit emf.Unit
+	// PerInstrument metrics are emitted twice: per stream with FunctionName only,
+	// and aggregated per instrument with FunctionName+Instrument.
+	PerInstrument bool
+	Description   string
+}
+
+// Defs lists every metric, in dashboard order.
+func Defs() []Def {
+	return []Def{
+		{TimeToFirstByte, emf.Milliseconds, false, "handler start → first useful chunk (business TTFB)"},
+		{ResponseLatency, emf.Milliseconds, false, "platform time to first byte (runtimeDone responseLatency)"},
+		{ResponseDuration, emf.Milliseconds, false, "platform response duration (runtimeDone responseDuration)"},
+		{ChunkLatency, emf.Milliseconds, true, "stream start → this chunk"},
+		{ChunkInterval, emf.Milliseconds, true, "previous chunk → this chunk: the cost of computing this instrument"},
+		{ChunksDelivered, emf.Count, false, "payload chunks delivered in a stream"},
+		{ChunksExpected, emf.Count, false, "payload chunks the stream announced"},
+		{StreamTruncated, emf.Count, false, "1 if the stream did not end complete; its Average is the truncation rate"},
+		{IntegrityMismatch, emf.Count, false, "1 if the declared hash differs from the hash of delivered bytes"},
+		{TTFBBudgetBreach, emf.Count, false, "1 if TimeToFirstByte exceeded the SLO threshold"},
+		{StreamBytes, emf.Bytes, false, "payload bytes counted by the client"},
+		{ProducedBytes, emf.Bytes, false, "bytes counted by the platform (runtimeDone producedBytes)"},
+		{InitDuration, emf.Milliseconds, false, "sandbox init duration (platform.initReport)"},
+		{ColdStart, emf.Count, false, "1 on the first invocation after an init"},
+		{DroppedEvents, emf.Count, false, "events lost between client and extension (client drops + sequence gaps)"},
+		{MalformedEvents, emf.Count, false, "datagram lines the extension rejected"},
+	}
+}
