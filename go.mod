@@ -3,7 +3,7 @@ module github.com/streamlens/streamlens
 go 1.26.8
 
 require (
-	github.com/aws/aws-lambda-go v1.55.1 // indirect
-	github.com/google/uuid v1.6.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/aws/aws-lambda-go v1.55.1
+	github.com/google/uuid v1.6.0
+	golang.org/x/sys v0.49.0
 )

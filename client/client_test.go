@@ -1,0 +1,290 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"golang.org/x/sys/unix"
+
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// listener collects decoded events from a real socket.
+type listener struct {
+	conn   net.PacketConn
+	mu     sync.Mutex
+	events []protocol.Event
+	done   chan struct{}
+}
+
+func listen(t *testing.T, network, addr string) *listener {
+	t.Helper()
+	pc, err := net.ListenPacket(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &listener{conn: pc, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			protocol.Decode(buf[:n], func(e *protocol.Event) {
+				l.mu.Lock()
+				l.events = append(l.events, *e)
+				l.mu.Unlock()
+			}, func(err error) { t.Errorf("client sent a malformed event: %v", err) })
+		}
+	}()
+	t.Cleanup(func() { pc.Close(); <-l.done })
+	return l
+}
+
+// waitFor polls until n events arrived; loopback delivery is synchronous with
+// sendto, so this returns on the first look unless something is wrong.
+func (l *listener) waitFor(t *testing.T, n int) []protocol.Event {
+	t.Helper()
+	for i := 0; i < 5000; i++ {
+		l.mu.Lock()
+		got := append([]protocol.Event(nil), l.events...)
+		l.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		time.Sleep(time.Millisecond)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.Fatalf("got %d events, want %d", len(l.events), n)
+	return nil
+}
+
+func TestStreamEventsRoundTrip(t *testing.T) {
+	for _, network := range []string{"udp", "unixgram"} {
+		t.Run(network, func(t *testing.T) {
+			addr := "127.0.0.1:0"
+			if network == "unixgram" {
+				addr = filepath.Join(t.TempDir(), "sl.sock")
+			}
+			l := listen(t, network, addr)
+			target := l.conn.LocalAddr().String()
+			if network == "unixgram" {
+				target = "unix:" + target
+			}
+			c, err := New(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+
+			ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: "req-1"})
+			var out bytes.Buffer
+			s := c.Start(ctx, &out, StartOptions{Expected: 3, BundleID: "B1", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+			payload := [][]byte{[]byte(`{"i":"ERR"}`), []byte(`{"i":"AAPL"}`), []byte(`{"i":"BRK B"}`)}
+			s.WriteChunk(payload[0], ChunkOptions{Instrument: "ERR", ErrorEnvelope: true})
+			s.WriteChunk(payload[1], ChunkOptions{Instrument: "AAPL"})
+			s.WriteChunk(payload[2], ChunkOptions{Instrument: "BRK B"})
+			s.WriteChunk([]byte(`{"BUNDLE_COMPLETE":1}`), ChunkOptions{Trailer: true})
+			want := sha256.Sum256(bytes.Join(payload, nil))
+			sum := s.End(EndOptions{Declared: &want})
+
+			if sum.SHA256 != want || sum.Delivered != 3 || sum.Status != protocol.StatusComplete {
+				t.Errorf("summary %+v", sum)
+			}
+			if !bytes.Contains(out.Bytes(), []byte("BUNDLE_COMPLETE")) || !bytes.HasPrefix(out.Bytes(), payload[0]) {
+				t.Errorf("response bytes not written through: %q", out.Bytes())
+			}
+			ev := l.waitFor(t, 6)
+			for i, e := range ev {
+				if e.StreamID != s.QuoteID() || e.RequestID != "req-1" || e.Seq != uint32(i) {
+					t.Errorf("event %d header %+v", i, e.Header)
+				}
+			}
+			if ev[0].Kind != protocol.KindStart || ev[0].Start.Expected != 3 || ev[0].Start.BundleID != "B1" {
+				t.Errorf("start %+v", ev[0])
+			}
+			// The error envelope is not useful; the first quote after it is.
+			if ev[1].Chunk.Flags != protocol.FlagError || ev[2].Chunk.Flags != protocol.FlagFirstUseful || ev[3].Chunk.Flags != 0 {
+				t.Errorf("flags %v %v %v", ev[1].Chunk.Flags, ev[2].Chunk.Flags, ev[3].Chunk.Flags)
+			}
+			if ev[3].Chunk.Instrument != "BRK B" || ev[4].Chunk.Flags != protocol.FlagTrailer {
+				t.Errorf("chunks %+v %+v", ev[3].Chunk, ev[4].Chunk)
+			}
+			end := ev[5].End
+			if ev[5].Kind != protocol.KindEnd || end.Delivered != 3 || end.Expected != 3 || end.SHA256 != want || end.Declared != want || end.Status != protocol.StatusComplete {
+				t.Errorf("end %+v", end)
+			}
+			if s.QuoteID()[14] != '7' {
+				t.Errorf("quote id %s is not a UUIDv7", s.QuoteID())
+			}
+		})
+	}
+}
+
+// Nothing listens: the stream is written in full and the refused sends are counted.
+func TestNoListenerNeverFailsTheStream(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := pc.LocalAddr().String()
+	pc.Close() // the port is now closed: the kernel answers ICMP port unreachable
+
+	c, err := New(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out bytes.Buffer
+	s := c.Start(context.Background(), &out, StartOptions{Expected: 200})
+	for i := 0; i < 200; i++ {
+		if _, err := s.WriteChunk([]byte("quote\n"), ChunkOptions{Instrument: "X"}); err != nil {
+			t.Fatalf("write %d failed: %v", i, err)
+		}
+	}
+	sum := s.End(EndOptions{})
+	if out.Len() != 200*6 || sum.Delivered != 200 || sum.Status != protocol.StatusComplete {
+		t.Errorf("stream not completed: %d bytes, %+v", out.Len(), sum)
+	}
+	st := c.Stats()
+	if st.Dropped == 0 || st.Sent+st.Dropped != 202 {
+		t.Errorf("stats %+v: want refused sends counted, 202 in all", st)
+	}
+}
+
+// The listener goes away in the middle of a stream.
+func TestListenerStoppedMidStream(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Start(context.Background(), &bytes.Buffer{}, StartOptions{})
+	for i := 0; i < 10; i++ {
+		s.WriteChunk([]byte("q"), ChunkOptions{})
+	}
+	if c.Stats().Dropped != 0 {
+		t.Fatalf("drops while the listener was up: %+v", c.Stats())
+	}
+	pc.Close()
+	for i := 0; i < 50; i++ {
+		if _, err := s.WriteChunk([]byte("q"), ChunkOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := s.End(EndOptions{})
+	if sum.Delivered != 60 || sum.Dropped == 0 {
+		t.Errorf("summary %+v: want 60 delivered and drops counted", sum)
+	}
+}
+
+// A listener that never reads: once its buffer is full every send must return at
+// once (EAGAIN) and be counted. If send could block, this test would hang.
+func TestFullSocketBufferDropsInsteadOfBlocking(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "full.sock")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New("unix:" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Start(context.Background(), &bytes.Buffer{}, StartOptions{})
+	const n = 5000
+	for i := 0; i < n; i++ {
+		s.WriteChunk([]byte("quote"), ChunkOptions{Instrument: "AAPL"})
+	}
+	s.End(EndOptions{})
+	st := c.Stats()
+	if st.Dropped == 0 || st.Sent+st.Dropped != n+2 {
+		t.Errorf("stats %+v: want drops counted and %d in all", st, n+2)
+	}
+}
+
+func TestWriteErrorMeansAborted(t *testing.T) {
+	c, err := New("127.0.0.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Start(context.Background(), failingWriter{}, StartOptions{})
+	if _, err := s.Write([]byte("x")); err == nil {
+		t.Fatal("write error swallowed")
+	}
+	if sum := s.End(EndOptions{}); sum.Status != protocol.StatusAborted || sum.Delivered != 0 {
+		t.Errorf("summary %+v", sum)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+func TestNilClientWritesThrough(t *testing.T) {
+	var c *Client
+	var out bytes.Buffer
+	s := c.Start(context.Background(), &out, StartOptions{})
+	s.Write([]byte("abc"))
+	if sum := s.End(EndOptions{}); out.String() != "abc" || sum.Delivered != 1 {
+		t.Errorf("out=%q sum=%+v", out.String(), sum)
+	}
+}
+
+func TestBadAddr(t *testing.T) {
+	for _, a := range []string{"nonsense", "127.0.0.1", "unix:relative", "127.0.0.1:0", "example.com:8126"} {
+		if _, err := New(a); err == nil {
+			t.Errorf("New(%q) accepted", a)
+		}
+	}
+	t.Setenv(EnvAddr, "nonsense")
+	if _, err := FromEnv(); err == nil || !bytes.Contains([]byte(err.Error()), []byte(EnvAddr)) {
+		t.Errorf("FromEnv error %v does not name %s", err, EnvAddr)
+	}
+}
+
+func TestChunkDoesNotAllocate(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := New(pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Start(context.Background(), discard{}, StartOptions{RequestID: "r"})
+	p := []byte(`{"instrument":"AAPL","bid":189.1,"ask":189.2}`)
+	allocs := testing.AllocsPerRun(1000, func() {
+		s.WriteChunk(p, ChunkOptions{Instrument: "AAPL"})
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per chunk", allocs)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

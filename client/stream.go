@@ -1,0 +1,188 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/google/uuid"
+
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// StartOptions describe a stream at its start.
+type StartOptions struct {
+	// RequestID is the Lambda request id; empty means take it from ctx
+	// (lambdacontext).
+	RequestID string
+	// Expected is the number of payload chunks the stream will carry, or 0 if
+	// unknown.
+	Expected int
+	// TraceParent is the W3C traceparent of the function's span, if any.
+	TraceParent string
+	// BundleID and ClientID become searchable properties, never dimensions.
+	BundleID, ClientID string
+	// StartTime is when the handler started; zero means now. TTFB is measured
+	// from it, so pass the handler's entry time if Start is called later.
+	StartTime time.Time
+	// ExplicitFirstUseful: the function marks the first useful chunk itself with
+	// ChunkOptions.FirstUseful. Otherwise the first payload chunk that is not an
+	// error envelope is the first useful one.
+	ExplicitFirstUseful bool
+}
+
+// ChunkOptions describe one chunk.
+type ChunkOptions struct {
+	Instrument    string
+	FirstUseful   bool // this chunk ends business TTFB
+	ErrorEnvelope bool // an error sent in place of a quote
+	// Trailer marks a control chunk such as BUNDLE_COMPLETE: it is written to the
+	// stream but is not a payload chunk, so it is neither counted as delivered nor
+	// part of the payload hash.
+	Trailer bool
+}
+
+// EndOptions describe how the stream ended.
+type EndOptions struct {
+	// Status: protocol.StatusComplete, StatusError or StatusAborted. Unknown
+	// (zero) means complete, unless a write to the response failed (aborted).
+	Status protocol.Status
+	// Declared is the SHA-256 the function announced for its payload (e.g. in
+	// BUNDLE_COMPLETE); the extension compares it with the hash of the bytes
+	// that were actually written.
+	Declared *[32]byte
+}
+
+// Summary is what End reports and sends.
+type Summary struct {
+	QuoteID   string
+	Delivered int64
+	Bytes     int64
+	SHA256    [32]byte
+	Status    protocol.Status
+	Dropped   int64 // events of this stream the client could not send
+}
+
+// Stream wraps a response writer. It is used by one goroutine at a time, like
+// the writer it wraps.
+type Stream struct {
+	c             *Client
+	w             io.Writer
+	h             protocol.Header
+	expected      int64
+	explicitFirst bool
+	firstSent     bool
+	delivered     int64
+	bytes         int64
+	dropped       int64
+	writeFailed   bool
+	ended         bool
+	sum           hash.Hash
+	buf           [protocol.MaxDatagram]byte
+}
+
+// Start begins recording a stream written to w and sends its start event. The
+// quote id is generated here (UUIDv7): it is never taken from the request. A
+// nil Client gives a Stream that only writes through.
+func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream {
+	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful, sum: sha256.New()}
+	if o.Expected > 0 {
+		s.expected = int64(o.Expected)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New() // the clock or entropy failed: still unique
+	}
+	s.h.StreamID = id.String()
+	s.h.RequestID = o.RequestID
+	if s.h.RequestID == "" {
+		if lc, ok := lambdacontext.FromContext(ctx); ok {
+			s.h.RequestID = lc.AwsRequestID
+		}
+	}
+	if s.h.RequestID == "" {
+		s.h.RequestID = "unknown"
+	}
+	start := o.StartTime
+	if start.IsZero() {
+		start = time.Now()
+	}
+	s.h.TimeNs = start.UnixNano()
+	s.emit(protocol.AppendStart(s.buf[:0], s.h, protocol.Start{
+		Expected: s.expected, TraceParent: o.TraceParent, BundleID: o.BundleID, ClientID: o.ClientID,
+	}))
+	return s
+}
+
+// QuoteID is the stream id sent in every event.
+func (s *Stream) QuoteID() string { return s.h.StreamID }
+
+// Write writes a payload chunk without an instrument; Stream is an io.Writer.
+func (s *Stream) Write(p []byte) (int, error) {
+	return s.WriteChunk(p, ChunkOptions{})
+}
+
+// WriteChunk writes p to the response and records it. The chunk event is sent
+// after the write returns, so its time is when the bytes left the handler.
+func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil {
+		s.writeFailed = true
+		return n, err
+	}
+	var flags protocol.Flags
+	switch {
+	case o.Trailer:
+		flags = protocol.FlagTrailer
+	default:
+		s.delivered++
+		s.bytes += int64(n)
+		s.sum.Write(p[:n])
+		if o.ErrorEnvelope {
+			flags |= protocol.FlagError
+		}
+		if !s.firstSent && (o.FirstUseful || (!s.explicitFirst && !o.ErrorEnvelope)) {
+			flags |= protocol.FlagFirstUseful
+			s.firstSent = true
+		}
+	}
+	s.h.Seq++
+	s.h.TimeNs = time.Now().UnixNano()
+	s.emit(protocol.AppendChunk(s.buf[:0], s.h, protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags}))
+	return n, nil
+}
+
+// End sends the end event and returns what it reported. Calling it again does
+// nothing but return the same summary.
+func (s *Stream) End(o EndOptions) Summary {
+	sum := Summary{QuoteID: s.h.StreamID, Delivered: s.delivered, Bytes: s.bytes, Status: o.Status, Dropped: s.dropped}
+	s.sum.Sum(sum.SHA256[:0])
+	if sum.Status == protocol.StatusUnknown {
+		sum.Status = protocol.StatusComplete
+		if s.writeFailed {
+			sum.Status = protocol.StatusAborted
+		}
+	}
+	if s.ended {
+		return sum
+	}
+	s.ended = true
+	e := protocol.End{Delivered: s.delivered, Expected: s.expected, Bytes: s.bytes, SHA256: sum.SHA256, HasSHA256: true,
+		Status: sum.Status, Dropped: s.dropped}
+	if o.Declared != nil {
+		e.Declared, e.HasDeclared = *o.Declared, true
+	}
+	s.h.Seq++
+	s.h.TimeNs = time.Now().UnixNano()
+	s.emit(protocol.AppendEnd(s.buf[:0], s.h, e))
+	return sum
+}
+
+func (s *Stream) emit(b []byte) {
+	if !s.c.send(b) {
+		s.dropped++
+	}
+}
