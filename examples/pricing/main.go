@@ -1,0 +1,160 @@
+// Command pricing is a streaming Lambda function (function URL in
+// RESPONSE_STREAM mode, provided.al2023): given a bundle of instruments it
+// streams one quote envelope per instrument, most liquid first, and ends with a
+// BUNDLE_COMPLETE chunk carrying the SHA-256 of the bundle. It records its
+// stream with the streamlens client.
+//
+// Query parameters: instruments (default 50, max 500), delay_ms (per instrument,
+// default 1), bundle (bundle id), fail_after=N (error mid-stream after N quotes),
+// hang_after=N (stop after N quotes until the function times out),
+// crash_after=N (the process exits after N quotes).
+//
+// Build with -tags lambda.norpc.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/streamlens/streamlens/client"
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// ModelVersion is stamped on every quote.
+const ModelVersion = "bs-vol-surface-2.3.1"
+
+// MaxInstruments bounds a bundle so one request cannot ask for an unbounded
+// stream.
+const MaxInstruments = 500
+
+type request struct {
+	Instruments int
+	Delay       time.Duration
+	BundleID    string
+	FailAfter   int
+	HangAfter   int
+	CrashAfter  int
+}
+
+func parseRequest(q map[string]string) (request, error) {
+	r := request{Instruments: 50, Delay: time.Millisecond, FailAfter: -1, HangAfter: -1, CrashAfter: -1}
+	num := func(name string, dst *int, min, max int) error {
+		v, ok := q[name]
+		if !ok {
+			return nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min || n > max {
+			return fmt.Errorf("%s=%q: want %d..%d", name, v, min, max)
+		}
+		*dst = n
+		return nil
+	}
+	var delayMs = 1
+	errs := errors.Join(
+		num("instruments", &r.Instruments, 1, MaxInstruments),
+		num("delay_ms", &delayMs, 0, 10_000),
+		num("fail_after", &r.FailAfter, 0, MaxInstruments),
+		num("hang_after", &r.HangAfter, 0, MaxInstruments),
+		num("crash_after", &r.CrashAfter, 0, MaxInstruments),
+	)
+	r.Delay = time.Duration(delayMs) * time.Millisecond
+	r.BundleID = q["bundle"]
+	if len(r.BundleID) > 64 {
+		errs = errors.Join(errs, errors.New("bundle: at most 64 characters"))
+	}
+	if r.BundleID == "" {
+		r.BundleID = "EQ-" + strconv.Itoa(r.Instruments)
+	}
+	return r, errs
+}
+
+// Quote is one envelope of the stream.
+type Quote struct {
+	QuoteID       string  `json:"quoteId"`
+	Instrument    string  `json:"instrument"`
+	Bid           float64 `json:"bid"`
+	Ask           float64 `json:"ask"`
+	ModelVersion  string  `json:"modelVersion"`
+	FeedTimestamp string  `json:"feedTimestamp"`
+}
+
+// BundleComplete ends a successful stream.
+type BundleComplete struct {
+	Type        string `json:"type"`
+	QuoteID     string `json:"quoteId"`
+	BundleID    string `json:"bundleId"`
+	Instruments int    `json:"instruments"`
+	SHA256      string `json:"sha256"`
+}
+
+type pricer struct {
+	sl *client.Client
+}
+
+func (p *pricer) handle(ctx context.Context, ev events.LambdaFunctionURLRequest) (*events.LambdaFunctionURLStreamingResponse, error) {
+	start := time.Now()
+	req, err := parseRequest(ev.QueryStringParameters)
+	if err != nil {
+		return &events.LambdaFunctionURLStreamingResponse{StatusCode: 400,
+			Headers: map[string]string{"Content-Type": "text/plain"}, Body: stringsReader(err.Error() + "\n")}, nil
+	}
+	pr, pw := io.Pipe()
+	go p.stream(ctx, pw, req, start)
+	return &events.LambdaFunctionURLStreamingResponse{StatusCode: 200,
+		Headers: map[string]string{"Content-Type": "application/x-ndjson"}, Body: pr}, nil
+}
+
+func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, start time.Time) {
+	s := p.sl.Start(ctx, pw, client.StartOptions{Expected: req.Instruments, BundleID: req.BundleID, StartTime: start})
+	bundle := sha256.New()
+	for i, inst := range universe(req.Instruments) {
+		switch i {
+		case req.FailAfter:
+			s.End(client.EndOptions{Status: protocol.StatusError})
+			pw.CloseWithError(errors.New("pricing engine: market data feed lost"))
+			return
+		case req.HangAfter:
+			time.Sleep(time.Hour) // the platform's timeout ends this
+		case req.CrashAfter:
+			os.Exit(3)
+		}
+		time.Sleep(req.Delay)
+		b, _ := json.Marshal(price(s.QuoteID(), inst, time.Now()))
+		b = append(b, '\n')
+		bundle.Write(b)
+		if _, err := s.WriteChunk(b, client.ChunkOptions{Instrument: inst}); err != nil {
+			s.End(client.EndOptions{Status: protocol.StatusAborted})
+			return // the reader went away: the client aborted
+		}
+	}
+	var sum [32]byte
+	bundle.Sum(sum[:0])
+	b, _ := json.Marshal(BundleComplete{Type: "BUNDLE_COMPLETE", QuoteID: s.QuoteID(), BundleID: req.BundleID,
+		Instruments: req.Instruments, SHA256: hex.EncodeToString(sum[:])})
+	s.WriteChunk(append(b, '\n'), client.ChunkOptions{Trailer: true})
+	s.End(client.EndOptions{Declared: &sum})
+	pw.Close()
+}
+
+func main() {
+	sl, err := client.FromEnv()
+	if err != nil {
+		// Metrics are not worth failing quotes for: stream without them.
+		log.Printf("streamlens disabled: %v", err)
+	}
+	p := &pricer{sl: sl}
+	lambda.Start(p.handle)
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"strings"
+	"time"
+)
+
+// liquid lists instruments from the most liquid down; bundles take a prefix,
+// so the most liquid instrument is always quoted first.
+var liquid = []string{
+	"SPY", "QQQ", "AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "META", "GOOGL", "AMD",
+	"IWM", "BAC", "JPM", "XOM", "NFLX", "AVGO", "INTC", "F", "PLTR", "UBER",
+	"DIS", "WMT", "KO", "PFE", "CSCO", "ORCL", "CRM", "ADBE", "PEP", "T",
+	"VZ", "C", "WFC", "CVX", "MU", "QCOM", "TXN", "NKE", "MRK", "ABBV",
+	"BA", "GE", "CAT", "GS", "MS", "SBUX", "PYPL", "SHOP", "SNOW", "BRK B",
+}
+
+func universe(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		if i < len(liquid) {
+			out[i] = liquid[i]
+		} else {
+			out[i] = fmt.Sprintf("INST%04d", i+1)
+		}
+	}
+	return out
+}
+
+// price makes a deterministic, plausible two-sided quote.
+func price(quoteID, inst string, now time.Time) Quote {
+	h := fnv.New32a()
+	h.Write([]byte(inst))
+	base := 20 + float64(h.Sum32()%50000)/100
+	wiggle := math.Sin(float64(now.UnixMilli()%60000)/60000*2*math.Pi) * base * 0.001
+	mid := base + wiggle
+	spread := math.Max(0.01, mid*0.0002)
+	return Quote{QuoteID: quoteID, Instrument: inst, Bid: round(mid - spread/2), Ask: round(mid + spread/2),
+		ModelVersion: ModelVersion, FeedTimestamp: now.UTC().Format(time.RFC3339Nano)}
+}
+
+func round(v float64) float64 { return math.Round(v*10000) / 10000 }
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

@@ -1,0 +1,142 @@
+package extension
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamlens/streamlens/metrics"
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// Config is the extension's configuration. Every field comes from one
+// environment variable; the README lists them with their defaults.
+type Config struct {
+	RuntimeAPI         string        // AWS_LAMBDA_RUNTIME_API
+	Name               string        // the executable's file name (Lambda-Extension-Name)
+	FunctionName       string        // STREAMLENS_FUNCTION_NAME, else AWS_LAMBDA_FUNCTION_NAME
+	Addr               protocol.Addr // STREAMLENS_ADDR
+	AllowNonLoopback   bool          // STREAMLENS_ALLOW_NON_LOOPBACK
+	Namespace          string        // STREAMLENS_NAMESPACE
+	TTFBThreshold      time.Duration // STREAMLENS_TTFB_THRESHOLD_MS
+	Telemetry          bool          // STREAMLENS_TELEMETRY
+	TelemetryAddr      string        // STREAMLENS_TELEMETRY_ADDR
+	TelemetryBuffer    time.Duration // STREAMLENS_TELEMETRY_BUFFER_MS
+	RuntimeDoneWait    time.Duration // STREAMLENS_RUNTIME_DONE_WAIT_MS
+	EndGrace           time.Duration // STREAMLENS_END_GRACE_MS
+	MaxOpenStreams     int           // STREAMLENS_MAX_OPEN_STREAMS
+	MaxChunksPerStream int           // STREAMLENS_MAX_CHUNKS_PER_STREAM
+	InstrumentMetrics  bool          // STREAMLENS_INSTRUMENT_METRICS
+	ShutdownMargin     time.Duration // STREAMLENS_SHUTDOWN_MARGIN_MS
+}
+
+// ConfigFromEnv reads the configuration. It returns every bad variable at once,
+// each error naming its variable, so one failed start shows all that is wrong.
+func ConfigFromEnv(getenv func(string) string, executable string) (Config, error) {
+	c := Config{
+		RuntimeAPI:   getenv("AWS_LAMBDA_RUNTIME_API"),
+		Name:         filepath.Base(executable),
+		FunctionName: getenv("STREAMLENS_FUNCTION_NAME"),
+		Namespace:    metrics.DefaultNamespace,
+	}
+	if c.FunctionName == "" {
+		c.FunctionName = getenv("AWS_LAMBDA_FUNCTION_NAME")
+	}
+	if c.FunctionName == "" {
+		c.FunctionName = "unknown"
+	}
+	var errs []error
+	bad := func(name, val, why string) {
+		errs = append(errs, fmt.Errorf("%s=%q: %s", name, val, why))
+	}
+	str := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	ms := func(name string, def, min, max int) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return time.Duration(def) * time.Millisecond
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min || n > max {
+			bad(name, v, fmt.Sprintf("want whole milliseconds from %d to %d", min, max))
+			return time.Duration(def) * time.Millisecond
+		}
+		return time.Duration(n) * time.Millisecond
+	}
+	num := func(name string, def, min, max int) int {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min || n > max {
+			bad(name, v, fmt.Sprintf("want a whole number from %d to %d", min, max))
+			return def
+		}
+		return n
+	}
+	flag := func(name string, def bool) bool {
+		v := getenv(name)
+		switch strings.ToLower(v) {
+		case "":
+			return def
+		case "1", "true", "on", "yes":
+			return true
+		case "0", "false", "off", "no":
+			return false
+		}
+		bad(name, v, "want on or off")
+		return def
+	}
+
+	if c.RuntimeAPI == "" {
+		errs = append(errs, errors.New("AWS_LAMBDA_RUNTIME_API is not set: not running in a Lambda sandbox"))
+	}
+	addr := str("STREAMLENS_ADDR", protocol.DefaultAddr)
+	a, err := protocol.ParseAddr(addr)
+	if err != nil {
+		bad("STREAMLENS_ADDR", addr, err.Error())
+	}
+	c.Addr = a
+	c.AllowNonLoopback = flag("STREAMLENS_ALLOW_NON_LOOPBACK", false)
+	if err == nil && a.Network == "udp" && !a.UDP.Addr().IsLoopback() && !c.AllowNonLoopback {
+		bad("STREAMLENS_ADDR", addr, "not a loopback address: events would be accepted from the network (set STREAMLENS_ALLOW_NON_LOOPBACK=on to insist)")
+	}
+	c.Namespace = str("STREAMLENS_NAMESPACE", metrics.DefaultNamespace)
+	if len(c.Namespace) > 255 || strings.TrimSpace(c.Namespace) == "" {
+		bad("STREAMLENS_NAMESPACE", c.Namespace, "want 1 to 255 characters")
+	}
+	c.TTFBThreshold = ms("STREAMLENS_TTFB_THRESHOLD_MS", 100, 1, 900_000)
+	c.Telemetry = flag("STREAMLENS_TELEMETRY", true)
+	c.TelemetryAddr = str("STREAMLENS_TELEMETRY_ADDR", "sandbox.localdomain:4243")
+	if _, port, err := splitHostPort(c.TelemetryAddr); err != nil || port < 0 {
+		bad("STREAMLENS_TELEMETRY_ADDR", c.TelemetryAddr, "want host:port")
+	}
+	c.TelemetryBuffer = ms("STREAMLENS_TELEMETRY_BUFFER_MS", 25, 25, 30_000) // the API's minimum is 25
+	c.RuntimeDoneWait = ms("STREAMLENS_RUNTIME_DONE_WAIT_MS", 500, 0, 60_000)
+	c.EndGrace = ms("STREAMLENS_END_GRACE_MS", 10, 0, 10_000)
+	c.MaxOpenStreams = num("STREAMLENS_MAX_OPEN_STREAMS", 1024, 1, 1_000_000)
+	c.MaxChunksPerStream = num("STREAMLENS_MAX_CHUNKS_PER_STREAM", 2000, 1, 1_000_000)
+	c.InstrumentMetrics = flag("STREAMLENS_INSTRUMENT_METRICS", true)
+	c.ShutdownMargin = ms("STREAMLENS_SHUTDOWN_MARGIN_MS", 200, 0, 2000)
+	return c, errors.Join(errs...)
+}
+
+func splitHostPort(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", 0, errors.New("no port")
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return s[:i], p, nil
+}

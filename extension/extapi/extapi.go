@@ -1,0 +1,181 @@
+// Package extapi is a client for the Lambda Extensions API and the Telemetry API
+// subscription, as documented by AWS (2020-01-01 and 2022-07-01).
+package extapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Header names of the Extensions API.
+const (
+	HeaderName       = "Lambda-Extension-Name"
+	HeaderIdentifier = "Lambda-Extension-Identifier"
+	HeaderErrorType  = "Lambda-Extension-Function-Error-Type"
+)
+
+// Event types.
+const (
+	Invoke   = "INVOKE"
+	Shutdown = "SHUTDOWN"
+)
+
+// Event is what /event/next returns.
+type Event struct {
+	EventType          string `json:"eventType"`
+	DeadlineMs         int64  `json:"deadlineMs"`
+	RequestID          string `json:"requestId"`
+	InvokedFunctionArn string `json:"invokedFunctionArn"`
+	ShutdownReason     string `json:"shutdownReason"`
+	Tracing            struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	} `json:"tracing"`
+}
+
+// Client talks to $AWS_LAMBDA_RUNTIME_API.
+type Client struct {
+	base string
+	http *http.Client
+	id   string
+}
+
+// New returns a client for the API at host:port.
+func New(runtimeAPI string) *Client {
+	// No client timeout: /event/next blocks for as long as the sandbox is idle.
+	return &Client{base: "http://" + runtimeAPI, http: &http.Client{}}
+}
+
+// ID is the identifier the sandbox gave at registration.
+func (c *Client) ID() string { return c.id }
+
+// Register registers the extension for INVOKE and SHUTDOWN. name must be the
+// executable's file name.
+func (c *Client) Register(ctx context.Context, name string) error {
+	body := []byte(`{"events":["INVOKE","SHUTDOWN"]}`)
+	resp, err := c.do(ctx, http.MethodPost, "/2020-01-01/extension/register", body, http.Header{HeaderName: {name}})
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	c.id = resp.Header.Get(HeaderIdentifier)
+	if c.id == "" {
+		return fmt.Errorf("register: no %s in response", HeaderIdentifier)
+	}
+	return nil
+}
+
+// Next blocks until the next event.
+func (c *Client) Next(ctx context.Context) (Event, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/2020-01-01/extension/event/next", nil, nil)
+	if err != nil {
+		return Event{}, fmt.Errorf("event/next: %w", err)
+	}
+	var ev Event
+	if err := json.Unmarshal(resp.Body, &ev); err != nil {
+		return Event{}, fmt.Errorf("event/next: decoding %q: %w", truncate(resp.Body), err)
+	}
+	if ev.EventType != Invoke && ev.EventType != Shutdown {
+		return Event{}, fmt.Errorf("event/next: unknown event type %q", ev.EventType)
+	}
+	return ev, nil
+}
+
+// InitError reports a failure during init; the sandbox then fails the init.
+func (c *Client) InitError(ctx context.Context, errorType, message string) error {
+	return c.reportError(ctx, "/2020-01-01/extension/init/error", errorType, message)
+}
+
+// ExitError reports a failure before the extension exits.
+func (c *Client) ExitError(ctx context.Context, errorType, message string) error {
+	return c.reportError(ctx, "/2020-01-01/extension/exit/error", errorType, message)
+}
+
+func (c *Client) reportError(ctx context.Context, path, errorType, message string) error {
+	body, _ := json.Marshal(map[string]any{"errorMessage": message, "errorType": errorType, "stackTrace": []string{}})
+	_, err := c.do(ctx, http.MethodPost, path, body, http.Header{HeaderErrorType: {errorType}})
+	return err
+}
+
+// Subscription is a Telemetry API subscription request.
+type Subscription struct {
+	SchemaVersion string      `json:"schemaVersion"`
+	Destination   Destination `json:"destination"`
+	Types         []string    `json:"types"`
+	Buffering     Buffering   `json:"buffering"`
+}
+
+// Destination is where the sandbox POSTs telemetry batches.
+type Destination struct {
+	Protocol string `json:"protocol"`
+	URI      string `json:"URI"`
+}
+
+// Buffering bounds a batch: it is sent when any limit is reached.
+type Buffering struct {
+	MaxItems  int `json:"maxItems"`
+	MaxBytes  int `json:"maxBytes"`
+	TimeoutMs int `json:"timeoutMs"`
+}
+
+// SubscribeTelemetry subscribes to the Telemetry API.
+func (c *Client) SubscribeTelemetry(ctx context.Context, s Subscription) error {
+	body, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if _, err := c.do(ctx, http.MethodPut, "/2022-07-01/telemetry", body, nil); err != nil {
+		return fmt.Errorf("telemetry subscribe: %w", err)
+	}
+	return nil
+}
+
+type response struct {
+	Header http.Header
+	Body   []byte
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, h http.Header) (*response, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	if c.id != "" {
+		req.Header.Set(HeaderIdentifier, c.id)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, truncate(b))
+	}
+	return &response{Header: resp.Header, Body: b}, nil
+}
+
+func truncate(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,247 @@
+package extension
+
+import (
+	"sort"
+	"time"
+
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// maxFlushedMemory bounds the set of flushed quote ids kept to recognise late
+// events.
+const maxFlushedMemory = 4096
+
+// Result is one finished stream, ready to be written as EMF.
+type Result struct {
+	QuoteID, RequestID              string
+	BundleID, ClientID, TraceParent string
+	Time                            time.Time
+	TTFBMs                          float64
+	HasTTFB                         bool
+	Chunks                          []chunkRec
+	Delivered, Expected             int64 // Expected -1: unknown
+	Bytes                           int64
+	Truncated                       bool
+	Reason                          string
+	Status                          string
+	Dropped                         int64
+	Integrity                       int // -1 unknown, 0 match, 1 mismatch
+	InvocationStatus                string
+}
+
+// InvocationResult is one finished invocation.
+type InvocationResult struct {
+	RequestID   string
+	Time        time.Time
+	ColdStart   bool
+	Init        initInfo
+	Done        *runtimeDone
+	Report      *report
+	MissingDone bool
+}
+
+func (t *Table) beginInvocation(requestID string, deadline time.Time) *invocation {
+	t.invokes++
+	inv := t.invocations[requestID]
+	if inv == nil {
+		inv = &invocation{requestID: requestID}
+		t.invocations[requestID] = inv
+		t.invOrder = append(t.invOrder, requestID)
+	}
+	inv.started = t.now()
+	inv.deadline = deadline
+	inv.coldStart = t.invokes == 1
+	return inv
+}
+
+// invocationDone reports whether the extension may stop waiting for invocation
+// inv: runtimeDone arrived (and, after it, every stream of inv ended or the end
+// grace passed), or — without telemetry — every stream of inv has ended.
+func (t *Table) invocationDone(inv *invocation, telemetry bool, graceOver bool) bool {
+	if telemetry && inv.runtimeDone == nil {
+		return false
+	}
+	n, open := 0, 0
+	for _, s := range t.streams {
+		if s.requestID == inv.requestID {
+			n++
+			if s.end == nil {
+				open++
+			}
+		}
+	}
+	if telemetry {
+		return open == 0 || graceOver || inv.runtimeDone.status != "success"
+	}
+	return n > 0 && open == 0
+}
+
+// finalize ends invocation inv and returns the streams to flush. failure, if
+// not empty, is why inv did not end normally (runtime status, deadline,
+// shutdown): its open streams are truncated at once. Otherwise an open stream is
+// kept for one more boundary, because its last events may still be in flight
+// (an async sender, a freeze); after that it is truncated as "no-end".
+func (t *Table) finalize(inv *invocation, failure string) []Result {
+	if inv != nil {
+		inv.ended = true
+	}
+	var out []Result
+	for id, s := range t.streams {
+		switch {
+		case s.end != nil:
+		case inv != nil && s.requestID == inv.requestID && failure != "":
+		case !s.carried:
+			s.carried = true
+			continue
+		}
+		reason := ""
+		if s.end == nil {
+			reason = ReasonNoEnd
+			if inv != nil && s.requestID == inv.requestID && failure != "" {
+				reason = failure
+			}
+		}
+		out = append(out, t.result(s, reason))
+		delete(t.streams, id)
+		t.markFlushed(id)
+	}
+	t.compactFIFO()
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}
+
+// finalizeAll flushes every open stream (SHUTDOWN): nothing is carried.
+func (t *Table) finalizeAll(reason string) []Result {
+	var out []Result
+	for id, s := range t.streams {
+		r := ""
+		if s.end == nil {
+			r = reason
+		}
+		out = append(out, t.result(s, r))
+		delete(t.streams, id)
+		t.markFlushed(id)
+	}
+	t.compactFIFO()
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}
+
+// readyInvocations returns the invocations whose record is complete: ended,
+// and their platform.report arrived or one more boundary passed (the report
+// comes only after the extension itself finished the invocation). all returns
+// every ended one (SHUTDOWN).
+func (t *Table) readyInvocations(all bool) []InvocationResult {
+	var out []InvocationResult
+	keep := t.invOrder[:0]
+	for _, id := range t.invOrder {
+		inv := t.invocations[id]
+		if inv == nil {
+			continue
+		}
+		if inv.ended && (all || inv.report != nil || inv.boundaries >= 1) {
+			r := InvocationResult{RequestID: id, Time: inv.started, ColdStart: inv.coldStart, Done: inv.runtimeDone,
+				Report: inv.report, MissingDone: inv.missingDone}
+			if inv.coldStart {
+				r.Init = t.init
+			}
+			out = append(out, r)
+			delete(t.invocations, id)
+			continue
+		}
+		inv.boundaries++
+		if !inv.ended && inv.started.IsZero() && (all || inv.boundaries > 2) {
+			// Telemetry for a request no INVOKE named: keep it briefly in case the
+			// INVOKE is still on its way, then let it go.
+			delete(t.invocations, id)
+			continue
+		}
+		keep = append(keep, id)
+	}
+	t.invOrder = keep
+	return out
+}
+
+// takeCounters returns the counters since the last call.
+func (t *Table) takeCounters() Counters {
+	c := t.counters
+	t.counters = Counters{}
+	return c
+}
+
+func (t *Table) result(s *stream, noEndReason string) Result {
+	r := Result{
+		QuoteID: s.id, RequestID: s.requestID, BundleID: s.bundleID, ClientID: s.clientID, TraceParent: s.traceParent,
+		Chunks: s.chunks, Delivered: s.payloadChunks, Expected: s.expected, Bytes: s.payloadBytes,
+		Status: "none", Integrity: -1,
+	}
+	r.Time = s.firstSeenAt
+	if s.hasStart {
+		r.Time = time.Unix(0, s.startNs)
+	}
+	if s.hasStart {
+		first := s.firstUsefulNs
+		if first == 0 {
+			first = s.firstPayloadNs
+		}
+		if first != 0 {
+			r.TTFBMs, r.HasTTFB = msBetween(s.startNs, first), true
+		}
+	}
+	if inv := t.invocations[s.requestID]; inv != nil && inv.runtimeDone != nil {
+		r.InvocationStatus = inv.runtimeDone.status
+	}
+	var received int64 = s.events
+	if e := s.end; e != nil {
+		r.Status = e.Status.String()
+		r.Delivered, r.Bytes = e.Delivered, e.Bytes
+		if e.Expected >= 0 {
+			r.Expected = e.Expected
+		}
+		r.Dropped = e.Dropped
+		// Events lost in transit: the end's sequence number says how many were
+		// sent (start is 0), received says how many arrived.
+		if gap := int64(s.endSeq) + 1 - received; gap > 0 {
+			r.Dropped += gap
+		}
+		if e.HasDeclared && e.HasSHA256 {
+			r.Integrity = 0
+			if e.Declared != e.SHA256 {
+				r.Integrity = 1
+			}
+		}
+	}
+	switch {
+	case s.end == nil:
+		r.Truncated, r.Reason = true, noEndReason
+	case s.end.Status != protocol.StatusComplete:
+		r.Truncated, r.Reason = true, ReasonStatus+s.end.Status.String()
+	case r.Expected >= 0 && r.Delivered < r.Expected:
+		r.Truncated, r.Reason = true, ReasonShort
+	case r.InvocationStatus != "" && r.InvocationStatus != "success":
+		r.Truncated, r.Reason = true, ReasonRuntime+r.InvocationStatus
+	}
+	return r
+}
+
+func (t *Table) markFlushed(id string) {
+	if _, ok := t.flushed[id]; ok {
+		return
+	}
+	t.flushed[id] = struct{}{}
+	t.flushedFIFO = append(t.flushedFIFO, id)
+	if len(t.flushedFIFO) > maxFlushedMemory {
+		delete(t.flushed, t.flushedFIFO[0])
+		t.flushedFIFO = t.flushedFIFO[1:]
+	}
+}
+
+func (t *Table) compactFIFO() {
+	keep := t.fifo[:0]
+	for _, e := range t.fifo {
+		if s := t.streams[e.id]; s != nil && s.arrivalSeq == e.seq {
+			keep = append(keep, e)
+		}
+	}
+	t.fifo = keep
+}

@@ -1,0 +1,134 @@
+package extension
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// ingest reads datagrams from the function and applies them to the table.
+type ingest struct {
+	conn  net.PacketConn
+	rc    syscall.RawConn
+	fd    int
+	table *Table
+	rbuf  []byte // reader goroutine's buffer
+	dbuf  []byte // drain's buffer (drain runs on another goroutine)
+	done  chan struct{}
+}
+
+func listenIngest(a protocol.Addr, t *Table) (*ingest, error) {
+	var pc net.PacketConn
+	var err error
+	switch a.Network {
+	case "unixgram":
+		if err := os.MkdirAll(filepath.Dir(a.Path), 0o700); err != nil {
+			return nil, fmt.Errorf("socket directory: %w", err)
+		}
+		_ = os.Remove(a.Path) // a stale socket from a previous extension process
+		pc, err = net.ListenPacket("unixgram", a.Path)
+		if err == nil {
+			// Only the sandbox user may write events.
+			err = os.Chmod(a.Path, 0o600)
+		}
+	default:
+		pc, err = net.ListenPacket("udp", a.UDP.String())
+	}
+	if err != nil {
+		if pc != nil {
+			pc.Close()
+		}
+		return nil, fmt.Errorf("listen %s: %w", a, err)
+	}
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		pc.Close()
+		return nil, errors.New("listen: socket exposes no raw connection")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	in := &ingest{conn: pc, rc: rc, table: t, rbuf: make([]byte, protocol.MaxDatagram), dbuf: make([]byte, protocol.MaxDatagram), done: make(chan struct{})}
+	_ = rc.Control(func(fd uintptr) {
+		in.fd = int(fd)
+		// A bigger receive buffer absorbs a burst while the extension is busy
+		// flushing; the kernel caps it at net.core.rmem_max.
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	})
+	go in.run()
+	return in, nil
+}
+
+// LocalAddr is the bound address (useful with port 0).
+func (in *ingest) LocalAddr() net.Addr { return in.conn.LocalAddr() }
+
+// recv reads one datagram without blocking. n is the datagram's real length
+// (MSG_TRUNC), which can exceed len(buf).
+func recv(fd int, buf []byte) (int, error) {
+	// The raw syscall, not unix.Recvfrom: that one allocates a sockaddr for the
+	// sender on every call, and we do not need to know the sender.
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+		uintptr(unix.MSG_DONTWAIT|unix.MSG_TRUNC), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// run is the reader goroutine. It reads and applies under the table lock, one
+// datagram at a time, and waits in the runtime poller when the socket is empty.
+func (in *ingest) run() {
+	defer close(in.done)
+	t := in.table
+	_ = in.rc.Read(func(fd uintptr) bool {
+		for {
+			t.mu.Lock()
+			n, err := recv(int(fd), in.rbuf)
+			if err != nil {
+				t.mu.Unlock()
+				if err == unix.EINTR {
+					continue
+				}
+				// EAGAIN: wait for readability. Anything else: also wait; a
+				// closed socket ends rc.Read itself.
+				return false
+			}
+			t.applyDatagram(in.rbuf[:min(n, len(in.rbuf))], n)
+			t.mu.Unlock()
+		}
+	})
+}
+
+// drain applies every datagram already in the socket. When it returns, every
+// event sent before the call has been applied (loopback delivery completes
+// inside the sender's sendto).
+func (in *ingest) drain() {
+	t := in.table
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		n, err := recv(in.fd, in.dbuf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		t.applyDatagram(in.dbuf[:min(n, len(in.dbuf))], n)
+	}
+}
+
+func (in *ingest) close() {
+	in.conn.Close()
+	<-in.done
+}

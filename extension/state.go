@@ -1,0 +1,260 @@
+package extension
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// Truncation reasons, written as the TruncationReason property.
+const (
+	ReasonNoEnd    = "no-end"
+	ReasonStatus   = "status-"  // + end status
+	ReasonShort    = "short"    // delivered < expected
+	ReasonRuntime  = "runtime-" // + runtimeDone status
+	ReasonDeadline = "deadline"
+	ReasonShutdown = "shutdown-" // + shutdown reason
+	ReasonEvicted  = "evicted"
+)
+
+type chunkRec struct {
+	inst       string
+	latencyMs  float64
+	intervalMs float64
+}
+
+// stream is the state of one quote stream, keyed by its quote id.
+type stream struct {
+	id, requestID      string
+	hasStart           bool
+	startNs            int64
+	expected           int64
+	traceParent        string
+	bundleID, clientID string
+	chunks             []chunkRec
+	payloadChunks      int64
+	payloadBytes       int64
+	chunkEventsOverCap int64
+	firstUsefulNs      int64
+	firstPayloadNs     int64
+	lastNs             int64
+	events             int64
+	end                *protocol.End
+	carried            bool
+	endSeq             uint32
+	arrivalSeq         uint64
+	firstSeenAt        time.Time
+}
+
+// invocation is what the extension knows of one Lambda invocation.
+type invocation struct {
+	requestID   string
+	started     time.Time
+	deadline    time.Time
+	coldStart   bool
+	runtimeDone *runtimeDone
+	report      *report
+	boundaries  int // flush boundaries passed since it ended
+	ended       bool
+	missingDone bool // runtimeDone never came within the wait
+}
+
+type runtimeDone struct {
+	status             string
+	durationMs         float64
+	producedBytes      float64
+	responseLatencyMs  float64
+	responseDurationMs float64
+	hasLatency         bool
+	hasDuration        bool
+}
+
+type report struct {
+	durationMs       float64
+	billedDurationMs float64
+	maxMemoryUsedMB  float64
+	memorySizeMB     float64
+}
+
+type fifoEntry struct {
+	id  string
+	seq uint64
+}
+
+type initInfo struct {
+	initType   string
+	durationMs float64
+	known      bool
+}
+
+// Counters are extension-wide, reported as deltas at every flush.
+type Counters struct {
+	Malformed    int64
+	Oversized    int64
+	LateEvents   int64 // events for a stream already flushed
+	DuplicateEnd int64
+	Evicted      int64
+	BadTelemetry int64 // telemetry batches or items that could not be decoded
+}
+
+// Table holds all stream and invocation state. One mutex guards it and the
+// socket reads that feed it (see ingest.go): a read and its application are one
+// step, so "socket empty" under the lock means "everything sent is applied".
+type Table struct {
+	mu          sync.Mutex
+	streams     map[string]*stream
+	flushed     map[string]struct{} // recently flushed quote ids, to count late events
+	flushedFIFO []string
+	invocations map[string]*invocation
+	invOrder    []string
+	fifo        []fifoEntry // open streams, oldest first (may hold stale entries)
+	init        initInfo
+	invokes     int64
+	arrivals    uint64
+	counters    Counters
+	maxOpen     int
+	maxChunks   int
+	changed     chan struct{}
+	now         func() time.Time
+}
+
+func newTable(maxOpen, maxChunks int) *Table {
+	return &Table{
+		streams:     make(map[string]*stream),
+		flushed:     make(map[string]struct{}),
+		invocations: make(map[string]*invocation),
+		maxOpen:     maxOpen,
+		maxChunks:   maxChunks,
+		changed:     make(chan struct{}, 1),
+		now:         time.Now,
+	}
+}
+
+// notify wakes a flush that is waiting for state to change.
+func (t *Table) notify() {
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
+
+// applyDatagram decodes and applies one datagram; t.mu must be held. size is
+// the datagram's real length, which may exceed len(b) when it was truncated on
+// read.
+func (t *Table) applyDatagram(b []byte, size int) {
+	if size > protocol.MaxDatagram {
+		t.counters.Oversized++
+		t.counters.Malformed++
+		return
+	}
+	protocol.Decode(b, t.apply, func(err error) {
+		t.counters.Malformed++
+		if errors.Is(err, protocol.ErrOversized) {
+			t.counters.Oversized++
+		}
+	})
+	t.notify()
+}
+
+func (t *Table) apply(ev *protocol.Event) {
+	s := t.streams[ev.StreamID]
+	if s == nil {
+		if _, done := t.flushed[ev.StreamID]; done {
+			t.counters.LateEvents++
+			return
+		}
+		s = t.open(ev.StreamID, ev.RequestID)
+	}
+	if s.requestID != ev.RequestID {
+		// A stream belongs to one invocation; an event that says otherwise is
+		// forged or corrupt and must not move it.
+		t.counters.Malformed++
+		return
+	}
+	if s.end != nil {
+		if ev.Kind == protocol.KindEnd {
+			t.counters.DuplicateEnd++
+		} else {
+			t.counters.LateEvents++
+		}
+		return
+	}
+	s.events++
+	switch ev.Kind {
+	case protocol.KindStart:
+		if s.hasStart {
+			t.counters.Malformed++
+			s.events--
+			return
+		}
+		s.hasStart = true
+		s.startNs = ev.TimeNs
+		s.expected = ev.Start.Expected
+		s.traceParent = ev.Start.TraceParent
+		s.bundleID = ev.Start.BundleID
+		s.clientID = ev.Start.ClientID
+		if s.lastNs == 0 {
+			s.lastNs = ev.TimeNs
+		}
+	case protocol.KindChunk:
+		c := ev.Chunk
+		if c.Flags&protocol.FlagTrailer == 0 {
+			s.payloadChunks++
+			s.payloadBytes += c.Bytes
+			if s.firstPayloadNs == 0 && c.Flags&protocol.FlagError == 0 {
+				s.firstPayloadNs = ev.TimeNs
+			}
+			if s.firstUsefulNs == 0 && c.Flags&protocol.FlagFirstUseful != 0 {
+				s.firstUsefulNs = ev.TimeNs
+			}
+			if len(s.chunks) < t.maxChunks {
+				rec := chunkRec{inst: c.Instrument, latencyMs: -1, intervalMs: -1}
+				if s.hasStart {
+					rec.latencyMs = msBetween(s.startNs, ev.TimeNs)
+				}
+				if s.lastNs != 0 {
+					rec.intervalMs = msBetween(s.lastNs, ev.TimeNs)
+				}
+				s.chunks = append(s.chunks, rec)
+			} else {
+				s.chunkEventsOverCap++
+			}
+		}
+		s.lastNs = ev.TimeNs
+	case protocol.KindEnd:
+		e := ev.End
+		s.end = &e
+		s.endSeq = ev.Seq
+	}
+}
+
+func msBetween(fromNs, toNs int64) float64 {
+	d := toNs - fromNs
+	if d < 0 {
+		return 0 // clocks within one process do not run backwards; a forged event might
+	}
+	return float64(d) / 1e6
+}
+
+// open creates a stream, evicting the oldest open one when the cap is reached:
+// a flood of starts without ends costs bounded memory.
+func (t *Table) open(id, requestID string) *stream {
+	for len(t.streams) >= t.maxOpen && len(t.fifo) > 0 {
+		e := t.fifo[0]
+		t.fifo = t.fifo[1:]
+		if old := t.streams[e.id]; old != nil && old.arrivalSeq == e.seq {
+			// Its data is dropped, not flushed: a cap is only reached under a flood,
+			// and keeping evicted streams around would defeat the cap.
+			delete(t.streams, e.id)
+			t.markFlushed(e.id)
+			t.counters.Evicted++
+		}
+	}
+	t.arrivals++
+	s := &stream{id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: t.now()}
+	t.streams[id] = s
+	t.fifo = append(t.fifo, fifoEntry{id, t.arrivals})
+	return s
+}

@@ -1,0 +1,205 @@
+// Package e2e runs the real binaries (pricing function, streamlens extension) in
+// the local sandbox and checks what reaches the log stream.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/internal/sandbox"
+)
+
+var bins struct {
+	function, extension string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "streamlens-e2e")
+	if err != nil {
+		panic(err)
+	}
+	bins.function = filepath.Join(dir, "bootstrap")
+	// Lambda names an extension after its file in /opt/extensions.
+	bins.extension = filepath.Join(dir, "extensions", "streamlens")
+	for _, b := range []struct{ out, pkg string }{{bins.function, "./examples/pricing"}, {bins.extension, "./cmd/streamlens"}} {
+		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", b.out, b.pkg)
+		cmd.Dir = "../.."
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", b.pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// logBuf is the sandbox's log stream.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// doc is one decoded EMF line.
+type doc map[string]any
+
+func (d doc) num(k string) float64 {
+	switch v := d[k].(type) {
+	case float64:
+		return v
+	case []any:
+		if len(v) == 1 {
+			return v[0].(float64)
+		}
+	}
+	return -1
+}
+
+func (d doc) values(k string) []float64 {
+	switch v := d[k].(type) {
+	case float64:
+		return []float64{v}
+	case []any:
+		out := make([]float64, len(v))
+		for i, x := range v {
+			out[i] = x.(float64)
+		}
+		return out
+	}
+	return nil
+}
+
+func (d doc) str(k string) string { s, _ := d[k].(string); return s }
+
+func (l *logBuf) docs(t *testing.T) []doc {
+	t.Helper()
+	var out []doc
+	sc := bufio.NewScanner(strings.NewReader(l.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.HasPrefix(line, []byte(`{"_aws"`)) {
+			continue
+		}
+		var d doc
+		if err := json.Unmarshal(line, &d); err != nil {
+			t.Fatalf("EMF line is not JSON: %v: %s", err, line)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// streamDocs returns the per-stream documents (they carry a QuoteId).
+func streamDocs(ds []doc) []doc {
+	var out []doc
+	for _, d := range ds {
+		if d.str("QuoteId") != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func invocationDocs(ds []doc) []doc {
+	var out []doc
+	for _, d := range ds {
+		if _, ok := d["ColdStart"]; ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// waitDocs polls the log until pred holds. The extension writes before it asks
+// for the next event, but the bytes still cross a pipe to the log.
+func (l *logBuf) waitDocs(t *testing.T, what string, pred func([]doc) bool) []doc {
+	t.Helper()
+	for i := 0; i < 1000; i++ {
+		if ds := l.docs(t); pred(ds) {
+			return ds
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %s in the log:\n%s", what, l.String())
+	return nil
+}
+
+type env struct {
+	sb  *sandbox.Sandbox
+	log *logBuf
+}
+
+func start(t *testing.T, mod func(*sandbox.Config)) *env {
+	t.Helper()
+	lb := &logBuf{}
+	sock := filepath.Join(t.TempDir(), "sl.sock")
+	cfg := sandbox.Config{
+		Function: bins.function, Extensions: []string{bins.extension}, FunctionName: "pricing",
+		Timeout: 3 * time.Second, Freeze: true, Log: lb,
+		Env: []string{"STREAMLENS_ADDR=unix:" + sock, "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0"},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	sb, err := sandbox.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{sb: sb, log: lb}
+	t.Cleanup(func() {
+		sb.Close()
+		if t.Failed() || os.Getenv("E2E_LOG") != "" {
+			t.Logf("log stream:\n%s", lb.String())
+		}
+	})
+	return e
+}
+
+// invoke calls the function through its URL handler, like a client would.
+func (e *env) invoke(t *testing.T, query string) (sandbox.Result, string) {
+	t.Helper()
+	ev, _ := json.Marshal(map[string]any{"rawPath": "/", "queryStringParameters": parseQuery(query), "requestContext": map[string]any{}})
+	var out bytes.Buffer
+	res, err := e.sb.Invoke(context.Background(), ev, &out)
+	if err != nil {
+		t.Fatalf("invoke %s: %v", query, err)
+	}
+	return res, out.String()
+}
+
+func parseQuery(q string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(q, "&") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+var _ = io.Discard

@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/internal/sandbox"
+)
+
+func TestCompleteBundle(t *testing.T) {
+	e := start(t, nil)
+	res, body := e.invoke(t, "instruments=50&delay_ms=1&bundle=EQ-EU-50")
+	if res.Status != "success" || !strings.Contains(body, "BUNDLE_COMPLETE") {
+		t.Fatalf("invocation %+v, body %q", res, body)
+	}
+	if n := strings.Count(body, `"instrument"`); n != 50 {
+		t.Fatalf("%d quotes in the response", n)
+	}
+	ds := e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 })
+	s := streamDocs(ds)[0]
+	if s.num("TimeToFirstByte") <= 0 {
+		t.Errorf("TimeToFirstByte = %v", s["TimeToFirstByte"])
+	}
+	if got := s.values("ChunkLatency"); len(got) != 50 {
+		t.Errorf("%d ChunkLatency values, want 50", len(got))
+	}
+	for k, want := range map[string]float64{"ChunksDelivered": 50, "ChunksExpected": 50, "StreamTruncated": 0, "IntegrityMismatch": 0, "DroppedEvents": 0} {
+		if got := s.num(k); got != want {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
+	}
+	if s.str("BundleId") != "EQ-EU-50" || s.str("RequestId") != res.RequestID || s.str("StreamStatus") != "complete" {
+		t.Errorf("properties: %v", s)
+	}
+	// Ids are properties, never dimensions.
+	dims := s["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)["Dimensions"]
+	if got := strings.Join(flatten(dims), ","); got != "FunctionName" {
+		t.Errorf("stream dimensions %v", got)
+	}
+	// The quote id in the metrics is the one the function put on its quotes.
+	if !strings.Contains(body, `"quoteId":"`+s.str("QuoteId")+`"`) {
+		t.Errorf("quote id %s not in the response", s.str("QuoteId"))
+	}
+	// One document per instrument carries the Instrument dimension.
+	perInst := 0
+	for _, d := range ds {
+		if d.str("Instrument") != "" {
+			perInst++
+			if len(d.values("ChunkLatency")) != 1 {
+				t.Errorf("instrument %s: %v", d.str("Instrument"), d["ChunkLatency"])
+			}
+		}
+	}
+	if perInst != 50 {
+		t.Errorf("%d per-instrument documents, want 50", perInst)
+	}
+}
+
+func flatten(v any) []string {
+	var out []string
+	for _, set := range v.([]any) {
+		for _, k := range set.([]any) {
+			out = append(out, k.(string))
+		}
+	}
+	return out
+}
+
+func TestFailureMidStream(t *testing.T) {
+	e := start(t, nil)
+	res, body := e.invoke(t, "instruments=50&fail_after=20")
+	if res.Status != "error" {
+		t.Errorf("status %q, want error (trailer)", res.Status)
+	}
+	if n := strings.Count(body, `"instrument"`); n != 20 {
+		t.Errorf("%d quotes before the failure", n)
+	}
+	s := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	if s.num("StreamTruncated") != 1 || s.num("ChunksDelivered") != 20 || s.num("ChunksExpected") != 50 {
+		t.Errorf("truncated=%v delivered=%v expected=%v", s["StreamTruncated"], s["ChunksDelivered"], s["ChunksExpected"])
+	}
+	if s.str("TruncationReason") != "status-error" {
+		t.Errorf("reason %q", s.str("TruncationReason"))
+	}
+}
+
+func TestTimeoutWithoutEnd(t *testing.T) {
+	e := start(t, func(c *sandbox.Config) { c.Timeout = time.Second })
+	res, body := e.invoke(t, "instruments=50&hang_after=10")
+	if res.Status != "timeout" {
+		t.Errorf("status %q, want timeout", res.Status)
+	}
+	if n := strings.Count(body, `"instrument"`); n != 10 {
+		t.Errorf("%d quotes before the hang", n)
+	}
+	s := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	if s.num("StreamTruncated") != 1 || s.num("ChunksDelivered") != 10 {
+		t.Errorf("truncated=%v delivered=%v", s["StreamTruncated"], s["ChunksDelivered"])
+	}
+	if s.str("StreamStatus") != "none" || !strings.Contains(s.str("TruncationReason"), "timeout") {
+		t.Errorf("status %q reason %q", s.str("StreamStatus"), s.str("TruncationReason"))
+	}
+}
+
+func TestBadConfigFailsInit(t *testing.T) {
+	e := start(t, func(c *sandbox.Config) { c.Env = append(c.Env, "STREAMLENS_ADDR=nonsense") })
+	_, err := e.sb.Invoke(t.Context(), []byte(`{}`), &strings.Builder{})
+	if err == nil || !strings.Contains(err.Error(), "STREAMLENS_ADDR") || !strings.Contains(err.Error(), "Extension.ConfigError") {
+		t.Fatalf("init error %v: want Extension.ConfigError naming STREAMLENS_ADDR", err)
+	}
+}
