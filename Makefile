@@ -1,0 +1,36 @@
+# streamlens — the two commands that matter: `make demo` and `make test`.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin
+FUZZTIME ?= 10s
+
+.PHONY: demo test build vet fuzz clean
+
+build:
+	$(GO) build -o $(BIN)/sandbox ./cmd/sandbox
+	$(GO) build -o $(BIN)/demo ./cmd/demo
+	$(GO) build -tags lambda.norpc -o $(BIN)/bootstrap ./examples/pricing
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/extensions/streamlens ./cmd/streamlens
+
+# Builds, starts the local sandbox with the pricing function and the extension,
+# fires invocations, prints the summary and writes out/dashboard.html.
+demo: build
+	$(BIN)/demo -bin $(BIN) -out out
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags lambda.norpc ./examples/...
+
+# Runs every test (unit, end-to-end with the real binaries), then each fuzz
+# target for a bounded time on top of its committed seed corpus.
+test: vet
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN) out

@@ -1,0 +1,213 @@
+// Command demo drives `make demo`: it starts the sandbox command with the
+// pricing function and the streamlens extension, fires a mix of invocations
+// over HTTP (some truncated on purpose), shuts the sandbox down, and prints a
+// summary next to the raw EMF lines; it also writes an HTML dashboard preview.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/streamlens/streamlens/internal/summary"
+)
+
+type call struct {
+	query string
+	note  string
+}
+
+// plan is the demo's traffic: mostly healthy bundles, and the failures
+// streamlens exists to see (all of which return HTTP 200).
+func plan(n int) []call {
+	var out []call
+	for i := 0; len(out) < n; i++ {
+		switch {
+		case i%13 == 7:
+			out = append(out, call{"instruments=50&delay_ms=2&fail_after=20&bundle=EQ-EU-50", "feed lost after 20 quotes"})
+		case i%17 == 11:
+			out = append(out, call{"instruments=30&delay_ms=2&hang_after=12&bundle=EQ-US-30", "hangs until the timeout"})
+		case i%19 == 5:
+			out = append(out, call{"instruments=40&delay_ms=2&crash_after=25&bundle=EQ-ASIA-40", "process crashes"})
+		case i%5 == 0:
+			out = append(out, call{"instruments=200&delay_ms=1&bundle=EQ-GLOBAL-200", ""})
+		default:
+			out = append(out, call{fmt.Sprintf("instruments=50&delay_ms=%d&bundle=EQ-EU-50", 1+i%4), ""})
+		}
+	}
+	return out
+}
+
+func main() {
+	bin := flag.String("bin", "bin", "directory with sandbox, bootstrap and extensions/streamlens")
+	out := flag.String("out", "out", "directory for the log stream and the HTML preview")
+	n := flag.Int("n", 36, "number of invocations")
+	flag.Parse()
+	if err := run(*bin, *out, *n); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func run(bin, outDir string, n int) error {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	addr, err := freePort()
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(outDir, "log-stream.txt")
+	sock := filepath.Join(os.TempDir(), fmt.Sprintf("streamlens-demo-%d.sock", os.Getpid()))
+	sb := exec.Command(filepath.Join(bin, "sandbox"), "-function", filepath.Join(bin, "bootstrap"),
+		"-extension", filepath.Join(bin, "extensions", "streamlens"), "-listen", addr, "-timeout", "2s", "-log", logPath,
+		"-env", "STREAMLENS_ADDR=unix:"+sock, "-env", "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0")
+	sb.Stderr = os.Stderr
+	if err := sb.Start(); err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	defer sb.Process.Kill()
+	base := "http://" + addr + "/"
+	if err := waitListening(addr); err != nil {
+		return err
+	}
+
+	fmt.Printf("streamlens demo: %d invocations of the pricing function through %s\n\n", n, base)
+	for i, c := range plan(n) {
+		line, err := invoke(base + "?" + c.query)
+		if err != nil {
+			return err
+		}
+		note := ""
+		if c.note != "" {
+			note = "  ← " + c.note
+		}
+		fmt.Printf("  #%02d %-46s %s%s\n", i+1, c.query, line, note)
+	}
+
+	// SHUTDOWN: the extension flushes what is still open before it exits.
+	_ = sb.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- sb.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("sandbox did not shut down")
+	}
+
+	f, err := os.Open(logPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s, err := summary.Read(f)
+	if err != nil {
+		return err
+	}
+	printRaw(s)
+	printSummary(s)
+	htmlPath := filepath.Join(outDir, "dashboard.html")
+	if err := os.WriteFile(htmlPath, summary.HTML(s, 100), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nlog stream: %s\ndashboard preview: %s\n", logPath, htmlPath)
+	return nil
+}
+
+func waitListening(addr string) error {
+	for i := 0; i < 500; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("sandbox did not listen on %s", addr)
+}
+
+// invoke streams one response like a client would and describes it.
+func invoke(url string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var first time.Duration
+	quotes, complete := 0, false
+	r := bufio.NewReader(resp.Body)
+	for {
+		line, err := r.ReadString('\n')
+		if line != "" && first == 0 {
+			first = time.Since(start)
+		}
+		if strings.Contains(line, `"instrument"`) {
+			quotes++
+		}
+		if strings.Contains(line, "BUNDLE_COMPLETE") {
+			complete = true
+		}
+		if err != nil {
+			break
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+	end := "truncated"
+	if complete {
+		end = "complete"
+	}
+	return fmt.Sprintf("HTTP %d %3d quotes %-9s first byte %6.1f ms, total %7.1f ms", resp.StatusCode, quotes, end,
+		ms(first), ms(time.Since(start))), nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func printRaw(s *summary.Summary) {
+	fmt.Printf("\nRaw EMF, one stream document per stream (first 3 of %d; all in the log stream):\n", len(s.EMFLines))
+	for i, l := range s.EMFLines {
+		if i == 3 {
+			break
+		}
+		if len(l) > 600 {
+			l = l[:600] + " …"
+		}
+		fmt.Println("  " + l)
+	}
+}
+
+func printSummary(s *summary.Summary) {
+	fmt.Println("\nSummary")
+	fmt.Printf("  streams             %d (%d invocations, %d cold starts)\n", s.Streams, s.Invocations, s.ColdStarts)
+	fmt.Printf("  TTFB (business)     p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   (%d over the 100 ms budget)\n",
+		summary.Percentile(s.TTFB, 50), summary.Percentile(s.TTFB, 90), summary.Percentile(s.TTFB, 99), s.BudgetBreaches)
+	fmt.Printf("  TTFB (platform)     p50 %.1f ms   p99 %.1f ms\n", summary.Percentile(s.ResponseLat, 50), summary.Percentile(s.ResponseLat, 99))
+	fmt.Printf("  chunk latency       p50 %.1f ms   p99 %.1f ms\n", summary.Percentile(s.ChunkLatency, 50), summary.Percentile(s.ChunkLatency, 99))
+	fmt.Printf("  truncation rate     %.1f %% (%d of %d) %v   — every one of them was HTTP 200\n", 100*s.TruncationRate(), s.Truncated, s.Streams, s.TruncReasons)
+	fmt.Printf("  chunks              %.0f delivered of %.0f expected\n", s.Delivered, s.Expected)
+	for t, v := range s.InitDurations {
+		fmt.Printf("  init (%s)    %d inits, p50 %.1f ms\n", t, len(v), summary.Percentile(v, 50))
+	}
+	fmt.Printf("  dropped / malformed %.0f / %.0f events;  integrity mismatches %d\n", s.Dropped, s.Malformed, s.IntegrityBad)
+}
