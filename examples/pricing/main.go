@@ -7,7 +7,8 @@
 // Query parameters: instruments (default 50, max 500), delay_ms (per instrument,
 // default 1), bundle (bundle id), fail_after=N (error mid-stream after N quotes),
 // hang_after=N (stop after N quotes until the function times out),
-// crash_after=N (the process exits after N quotes).
+// crash_after=N (the process exits after N quotes), skip_end=1 (no end event),
+// late_end_ms=N (end event N ms after the response finished).
 //
 // Build with -tags lambda.norpc.
 package main
@@ -46,6 +47,10 @@ type request struct {
 	FailAfter   int
 	HangAfter   int
 	CrashAfter  int
+	// SkipEnd and LateEnd simulate a client whose end event is lost or sent
+	// after the response finished (as an async sender's may be).
+	SkipEnd bool
+	LateEnd time.Duration
 }
 
 func parseRequest(q map[string]string) (request, error) {
@@ -62,8 +67,10 @@ func parseRequest(q map[string]string) (request, error) {
 		*dst = n
 		return nil
 	}
-	var delayMs = 1
+	var delayMs, lateEndMs, skipEnd = 1, 0, 0
 	errs := errors.Join(
+		num("late_end_ms", &lateEndMs, 0, 60_000),
+		num("skip_end", &skipEnd, 0, 1),
 		num("instruments", &r.Instruments, 1, MaxInstruments),
 		num("delay_ms", &delayMs, 0, 10_000),
 		num("fail_after", &r.FailAfter, 0, MaxInstruments),
@@ -71,6 +78,8 @@ func parseRequest(q map[string]string) (request, error) {
 		num("crash_after", &r.CrashAfter, 0, MaxInstruments),
 	)
 	r.Delay = time.Duration(delayMs) * time.Millisecond
+	r.LateEnd = time.Duration(lateEndMs) * time.Millisecond
+	r.SkipEnd = skipEnd == 1
 	r.BundleID = q["bundle"]
 	if len(r.BundleID) > 64 {
 		errs = errors.Join(errs, errors.New("bundle: at most 64 characters"))
@@ -145,8 +154,17 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 	b, _ := json.Marshal(BundleComplete{Type: "BUNDLE_COMPLETE", QuoteID: s.QuoteID(), BundleID: req.BundleID,
 		Instruments: req.Instruments, SHA256: hex.EncodeToString(sum[:])})
 	s.WriteChunk(append(b, '\n'), client.ChunkOptions{Trailer: true})
-	s.End(client.EndOptions{Declared: &sum})
-	pw.Close()
+	switch {
+	case req.SkipEnd:
+		pw.Close()
+	case req.LateEnd > 0:
+		pw.Close()
+		time.Sleep(req.LateEnd)
+		s.End(client.EndOptions{Declared: &sum})
+	default:
+		s.End(client.EndOptions{Declared: &sum})
+		pw.Close()
+	}
 }
 
 func main() {

@@ -46,7 +46,7 @@ type subscription struct {
 }
 
 // validate applies the documented rules and defaults of a subscription.
-func (s *subscription) validate() (maxItems, maxBytes int, timeout time.Duration, msg string) {
+func (s subscription) validate() (maxItems, maxBytes int, timeout time.Duration, msg string) {
 	if s.SchemaVersion != "2022-07-01" && s.SchemaVersion != "2022-12-13" && s.SchemaVersion != "2025-01-29" {
 		return 0, 0, 0, "unsupported schemaVersion " + s.SchemaVersion
 	}

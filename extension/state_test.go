@@ -1,0 +1,289 @@
+package extension
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/protocol"
+)
+
+const t0 = int64(1732300000000000000)
+
+type sender struct {
+	t   *Table
+	h   protocol.Header
+	buf []byte
+}
+
+func newSender(t *Table, id, req string) *sender {
+	return &sender{t: t, h: protocol.Header{StreamID: id, RequestID: req, TimeNs: t0}}
+}
+
+func (s *sender) send(b []byte) {
+	s.t.mu.Lock()
+	s.t.applyDatagram(b, len(b))
+	s.t.mu.Unlock()
+}
+
+func (s *sender) start(exp int64) {
+	s.send(protocol.AppendStart(nil, s.h, protocol.Start{Expected: exp, BundleID: "B"}))
+}
+
+func (s *sender) chunk(inst string, atMs int64, flags protocol.Flags) {
+	s.h.Seq++
+	s.h.TimeNs = t0 + atMs*1e6
+	s.send(protocol.AppendChunk(nil, s.h, protocol.Chunk{Instrument: inst, Bytes: 10, Flags: flags}))
+}
+
+func (s *sender) end(delivered, exp int64, st protocol.Status) {
+	s.h.Seq++
+	s.send(protocol.AppendEnd(nil, s.h, protocol.End{Delivered: delivered, Expected: exp, Bytes: 10 * delivered, Status: st}))
+}
+
+func finalize(t *Table, req, failure string) []Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	inv := t.invocationFor(req)
+	return t.finalize(inv, failure)
+}
+
+func TestCompleteStreamMetrics(t *testing.T) {
+	tb := newTable(10, 100)
+	s := newSender(tb, "q1", "r1")
+	s.start(3)
+	s.chunk("ERR", 2, protocol.FlagError)
+	s.chunk("AAPL", 5, 0)
+	s.chunk("SPY", 9, protocol.FlagFirstUseful)
+	s.chunk("", 10, protocol.FlagTrailer)
+	s.end(3, 3, protocol.StatusComplete)
+	rs := finalize(tb, "r1", "")
+	if len(rs) != 1 {
+		t.Fatalf("%d results", len(rs))
+	}
+	r := rs[0]
+	// The flagged chunk ends TTFB, not the first payload chunk.
+	if !r.HasTTFB || r.TTFBMs != 9 || r.Truncated || r.Delivered != 3 || r.Expected != 3 || r.Dropped != 0 {
+		t.Errorf("result %+v", r)
+	}
+	var lat, intv []float64
+	for _, c := range r.Chunks {
+		lat, intv = append(lat, c.latencyMs), append(intv, c.intervalMs)
+	}
+	if len(r.Chunks) != 3 || lat[1] != 5 || intv[1] != 3 || intv[2] != 4 || r.Chunks[1].inst != "AAPL" {
+		t.Errorf("chunks %+v", r.Chunks)
+	}
+}
+
+func TestTTFBFallsBackToFirstPayloadChunk(t *testing.T) {
+	tb := newTable(10, 100)
+	s := newSender(tb, "q1", "r1")
+	s.start(-1)
+	s.chunk("X", 4, protocol.FlagError)
+	s.chunk("Y", 7, 0)
+	s.end(2, -1, protocol.StatusComplete)
+	if r := finalize(tb, "r1", "")[0]; r.TTFBMs != 7 || r.Expected != -1 {
+		t.Errorf("TTFB %v expected %v", r.TTFBMs, r.Expected)
+	}
+}
+
+func TestTruncationReasons(t *testing.T) {
+	cases := []struct {
+		name    string
+		run     func(s *sender)
+		failure string
+		reason  string
+	}{
+		{"short", func(s *sender) { s.start(5); s.chunk("A", 1, 0); s.end(1, 5, protocol.StatusComplete) }, "", ReasonShort},
+		{"error", func(s *sender) { s.start(5); s.end(0, 5, protocol.StatusError) }, "", "status-error"},
+		{"aborted", func(s *sender) { s.start(5); s.end(0, 5, protocol.StatusAborted) }, "", "status-aborted"},
+		{"runtime timeout, no end", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, "runtime-timeout", "runtime-timeout"},
+	}
+	for _, c := range cases {
+		tb := newTable(10, 100)
+		c.run(newSender(tb, "q", "r"))
+		rs := finalize(tb, "r", c.failure)
+		if len(rs) != 1 || !rs[0].Truncated || rs[0].Reason != c.reason {
+			t.Errorf("%s: %+v", c.name, rs)
+		}
+	}
+}
+
+// A stream of a successful invocation with no end yet is carried one boundary:
+// its end may still be in flight and is attributed by request id.
+func TestOpenStreamCarriedThenAttributedByRequestID(t *testing.T) {
+	tb := newTable(10, 100)
+	s := newSender(tb, "q1", "r1")
+	s.start(2)
+	s.chunk("A", 1, 0)
+	if rs := finalize(tb, "r1", ""); len(rs) != 0 {
+		t.Fatalf("flushed too early: %+v", rs)
+	}
+	// After the thaw, during invocation r2, the rest of r1's stream arrives.
+	s.chunk("B", 2, 0)
+	s.end(2, 2, protocol.StatusComplete)
+	rs := finalize(tb, "r2", "")
+	if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Truncated || rs[0].Delivered != 2 {
+		t.Fatalf("late end not attributed to r1: %+v", rs)
+	}
+	// Without an end, the second boundary truncates it.
+	s2 := newSender(tb, "q2", "r3")
+	s2.start(2)
+	finalize(tb, "r3", "")
+	rs = finalize(tb, "r4", "")
+	if len(rs) != 1 || rs[0].QuoteID != "q2" || rs[0].Reason != ReasonNoEnd {
+		t.Fatalf("carried stream not truncated at the next boundary: %+v", rs)
+	}
+}
+
+func TestLateDuplicateAndForgedEvents(t *testing.T) {
+	tb := newTable(10, 100)
+	s := newSender(tb, "q1", "r1")
+	s.start(1)
+	s.chunk("A", 1, 0)
+	s.end(1, 1, protocol.StatusComplete)
+	s.end(1, 1, protocol.StatusComplete) // duplicate end: before flush
+	forged := newSender(tb, "q1", "r-other")
+	forged.chunk("A", 2, 0) // same stream id, another request id
+	if rs := finalize(tb, "r1", ""); len(rs) != 1 || rs[0].Truncated {
+		t.Fatalf("%+v", rs)
+	}
+	s.chunk("A", 3, 0) // after flush: late
+	c := tb.takeCounters()
+	if c.DuplicateEnd != 1 || c.LateEvents != 1 || c.Malformed != 1 {
+		t.Errorf("counters %+v", c)
+	}
+}
+
+func TestSequenceGapCountsAsDropped(t *testing.T) {
+	tb := newTable(10, 100)
+	s := newSender(tb, "q1", "r1")
+	s.start(4)
+	s.chunk("A", 1, 0)
+	s.h.Seq += 2 // two chunk events lost in transit
+	s.chunk("D", 4, 0)
+	s.end(4, 4, protocol.StatusComplete)
+	r := finalize(tb, "r1", "")[0]
+	if r.Dropped != 2 || r.Delivered != 4 || r.Truncated {
+		t.Errorf("result %+v", r)
+	}
+}
+
+func TestOpenStreamCapEvictsOldest(t *testing.T) {
+	tb := newTable(3, 100)
+	for i := 0; i < 10; i++ {
+		newSender(tb, "q"+string(rune('0'+i)), "r1").start(1)
+	}
+	if len(tb.streams) != 3 {
+		t.Fatalf("%d streams open, cap 3", len(tb.streams))
+	}
+	for _, id := range []string{"q7", "q8", "q9"} {
+		if tb.streams[id] == nil {
+			t.Errorf("newest stream %s evicted", id)
+		}
+	}
+	if c := tb.takeCounters(); c.Evicted != 7 {
+		t.Errorf("evicted %d", c.Evicted)
+	}
+	// Events of an evicted stream are late, not a resurrection.
+	newSender(tb, "q0", "r1").chunk("A", 1, 0)
+	if tb.streams["q0"] != nil || tb.takeCounters().LateEvents != 1 {
+		t.Error("evicted stream came back")
+	}
+}
+
+func TestChunkCapKeepsCountsExact(t *testing.T) {
+	tb := newTable(10, 5)
+	s := newSender(tb, "q1", "r1")
+	s.start(20)
+	for i := int64(0); i < 20; i++ {
+		s.chunk("A", i, 0)
+	}
+	s.end(20, 20, protocol.StatusComplete)
+	r := finalize(tb, "r1", "")[0]
+	if len(r.Chunks) != 5 || r.Delivered != 20 || r.Truncated {
+		t.Errorf("chunks kept %d delivered %d", len(r.Chunks), r.Delivered)
+	}
+}
+
+func TestMalformedAndOversizedCounted(t *testing.T) {
+	tb := newTable(10, 100)
+	s := newSender(tb, "q1", "r1")
+	s.send([]byte("garbage\nsl1 chunk q1 r1 1 5 bytes=1\n"))
+	tb.mu.Lock()
+	tb.applyDatagram(make([]byte, 100), protocol.MaxDatagram+1)
+	tb.mu.Unlock()
+	c := tb.takeCounters()
+	if c.Malformed != 3 || c.Oversized != 1 || len(tb.streams) != 0 {
+		t.Errorf("counters %+v streams %d", c, len(tb.streams))
+	}
+}
+
+func TestIntegrity(t *testing.T) {
+	tb := newTable(10, 100)
+	h := protocol.Header{StreamID: "q", RequestID: "r", TimeNs: t0}
+	e := protocol.End{Delivered: 0, Status: protocol.StatusComplete, HasSHA256: true, HasDeclared: true}
+	e.Declared[0] = 1
+	tb.mu.Lock()
+	b := protocol.AppendStart(nil, h, protocol.Start{Expected: -1})
+	h.Seq = 1
+	b = protocol.AppendEnd(b, h, e)
+	tb.applyDatagram(b, len(b))
+	tb.mu.Unlock()
+	if r := finalize(tb, "r", "")[0]; r.Integrity != 1 {
+		t.Errorf("integrity %d, want mismatch", r.Integrity)
+	}
+}
+
+func TestReadyInvocationsWaitForReport(t *testing.T) {
+	tb := newTable(10, 100)
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	inv := tb.beginInvocation("r1", time.Now())
+	tb.finalize(inv, "")
+	if got := tb.readyInvocations(false); len(got) != 0 {
+		t.Fatalf("emitted before its report: %+v", got)
+	}
+	tb.invocationFor("r1").report = &report{billedDurationMs: 12}
+	got := tb.readyInvocations(false)
+	if len(got) != 1 || !got[0].ColdStart || got[0].Report == nil {
+		t.Fatalf("%+v", got)
+	}
+	inv2 := tb.beginInvocation("r2", time.Now())
+	tb.finalize(inv2, "")
+	tb.readyInvocations(false)
+	got = tb.readyInvocations(false) // one more boundary: emitted without report
+	if len(got) != 1 || got[0].ColdStart || got[0].Report != nil {
+		t.Fatalf("%+v", got)
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	env := map[string]string{
+		"AWS_LAMBDA_RUNTIME_API":       "127.0.0.1:9001",
+		"STREAMLENS_ADDR":              "nonsense",
+		"STREAMLENS_TTFB_THRESHOLD_MS": "-3",
+		"STREAMLENS_TELEMETRY":         "maybe",
+	}
+	_, err := ConfigFromEnv(func(k string) string { return env[k] }, "/opt/extensions/streamlens")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, v := range []string{"STREAMLENS_ADDR", "STREAMLENS_TTFB_THRESHOLD_MS", "STREAMLENS_TELEMETRY"} {
+		if !strings.Contains(err.Error(), v) {
+			t.Errorf("error %q does not name %s", err, v)
+		}
+	}
+	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_ADDR": "10.0.0.5:8126"}
+	if _, err := ConfigFromEnv(func(k string) string { return env[k] }, "streamlens"); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("non-loopback address: %v", err)
+	}
+	env["STREAMLENS_ALLOW_NON_LOOPBACK"] = "on"
+	if _, err := ConfigFromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil {
+		t.Errorf("explicit override refused: %v", err)
+	}
+	c, err := ConfigFromEnv(func(k string) string { return map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1"}[k] }, "/opt/extensions/streamlens")
+	if err != nil || c.Name != "streamlens" || c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry {
+		t.Errorf("defaults %+v %v", c, err)
+	}
+}
