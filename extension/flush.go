@@ -157,7 +157,7 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 			Properties: []emf.Property{fn,
 				{Key: m.PropLateEvents, Value: c.LateEvents}, {Key: "DuplicateEnds", Value: c.DuplicateEnd},
 				{Key: "EvictedStreams", Value: c.Evicted}, {Key: "OversizedDatagrams", Value: c.Oversized},
-				{Key: "BadTelemetry", Value: c.BadTelemetry}},
+				{Key: "BadTelemetry", Value: c.BadTelemetry}, {Key: "RuntimeDoneMissingCount", Value: c.NoRuntimeDone}},
 			Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}}}})
 	}
 	return f.buf, errs

@@ -169,6 +169,7 @@ func (r *runner) wait(ctx context.Context, inv *invocation) string {
 			t.mu.Lock()
 			if r.telemetry {
 				inv.missingDone = true
+				t.counters.NoRuntimeDone++
 			}
 			t.mu.Unlock()
 			return ReasonDeadline
@@ -193,14 +194,14 @@ func (r *runner) shutdown(ev extapi.Event) {
 	if r.telemetry {
 		// The last invocation's platform.report arrives after we finished it;
 		// give it a moment, within the budget.
-		waitUntil := min64(budget, time.Now().Add(r.cfg.RuntimeDoneWait))
+		waitUntil := earlier(budget, time.Now().Add(r.cfg.RuntimeDoneWait))
 		r.waitReports(waitUntil)
 	}
 	r.in.drain()
 	r.flushAll(ReasonShutdown + ev.ShutdownReason)
 }
 
-func min64(a, b time.Time) time.Time {
+func earlier(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
 	}

@@ -97,6 +97,7 @@ type Counters struct {
 	DuplicateEnd int64
 	Evicted      int64
 	BadTelemetry int64 // telemetry batches or items that could not be decoded
+	NoRuntimeDone int64 // invocations flushed without their platform.runtimeDone
 }
 
 // Table holds all stream and invocation state. One mutex guards it and the

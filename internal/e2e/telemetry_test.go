@@ -164,6 +164,15 @@ func TestRuntimeDoneMissing(t *testing.T) {
 			t.Errorf("stream %v", s)
 		}
 	}
+	missing := 0.0
+	for _, d := range ds {
+		if _, ok := d["RuntimeDoneMissingCount"]; ok {
+			missing += d.num("RuntimeDoneMissingCount")
+		}
+	}
+	if missing != 2 {
+		t.Errorf("RuntimeDoneMissingCount adds up to %v, want 2", missing)
+	}
 	for _, d := range invocationDocs(ds) {
 		if d["RuntimeDoneMissing"] != true {
 			t.Errorf("invocation %s does not say runtimeDone was missing: %v", d.str("RequestId"), d)
