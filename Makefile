@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 FUZZTIME ?= 10s
 
-.PHONY: demo test build vet fuzz clean
+.PHONY: demo test build vet fuzz bench clean
 
 build:
 	$(GO) build -o $(BIN)/sandbox ./cmd/sandbox
@@ -34,3 +34,12 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) out
+
+# Benchmarks: every figure is a ratio or a count from this one run (see
+# bench/RESULTS.md). Takes about two minutes.
+bench:
+	@mkdir -p out
+	$(GO) test -run '^$$' -bench . -benchmem ./client ./emf | tee out/bench.txt
+	$(GO) test -run '^$$' -bench 'Ingest|Flush50' -benchmem -cpu 1 ./extension | tee -a out/bench.txt
+	$(GO) test -run '^$$' -bench Scenario -benchtime 1x ./extension ./internal/e2e | tee -a out/bench.txt
+	@echo; $(GO) run ./cmd/benchreport < out/bench.txt

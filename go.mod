@@ -7,3 +7,5 @@ require (
 	github.com/google/uuid v1.6.0
 	golang.org/x/sys v0.49.0
 )
+
+require github.com/prozz/aws-embedded-metrics-golang v1.2.0 // indirect

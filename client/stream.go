@@ -28,6 +28,11 @@ type StartOptions struct {
 	// StartTime is when the handler started; zero means now. TTFB is measured
 	// from it, so pass the handler's entry time if Start is called later.
 	StartTime time.Time
+	// SkipPayloadHash leaves out the SHA-256 of the payload (the end event then
+	// has no sha256 and IntegrityMismatch is not reported). Hashing costs about
+	// as much per chunk as encoding the event; skip it only if integrity is
+	// checked elsewhere.
+	SkipPayloadHash bool
 	// ExplicitFirstUseful: the function marks the first useful chunk itself with
 	// ChunkOptions.FirstUseful. Otherwise the first payload chunk that is not an
 	// error envelope is the first useful one.
@@ -81,6 +86,9 @@ type Stream struct {
 	writeFailed   bool
 	ended         bool
 	sum           hash.Hash
+	chunkPrefix   []byte
+	wall0         int64     // wall clock at Start, Unix ns
+	mono0         time.Time // the same instant, for monotonic offsets
 	buf           [protocol.MaxDatagram]byte
 }
 
@@ -88,7 +96,10 @@ type Stream struct {
 // quote id is generated here (UUIDv7): it is never taken from the request. A
 // nil Client gives a Stream that only writes through.
 func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream {
-	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful, sum: sha256.New()}
+	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful}
+	if !o.SkipPayloadHash {
+		s.sum = sha256.New()
+	}
 	if o.Expected > 0 {
 		s.expected = int64(o.Expected)
 	}
@@ -111,6 +122,9 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 		start = time.Now()
 	}
 	s.h.TimeNs = start.UnixNano()
+	s.mono0 = time.Now()
+	s.wall0 = s.mono0.UnixNano()
+	s.chunkPrefix = protocol.ChunkPrefix(s.h.StreamID, s.h.RequestID)
 	s.emit(protocol.AppendStart(s.buf[:0], s.h, protocol.Start{
 		Expected: s.expected, TraceParent: o.TraceParent, BundleID: o.BundleID, ClientID: o.ClientID,
 	}))
@@ -140,7 +154,9 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	default:
 		s.delivered++
 		s.bytes += int64(n)
-		s.sum.Write(p[:n])
+		if s.sum != nil {
+			s.sum.Write(p[:n])
+		}
 		if o.ErrorEnvelope {
 			flags |= protocol.FlagError
 		}
@@ -150,8 +166,9 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 		}
 	}
 	s.h.Seq++
-	s.h.TimeNs = time.Now().UnixNano()
-	s.emit(protocol.AppendChunk(s.buf[:0], s.h, protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags}))
+	s.h.TimeNs = s.now()
+	s.emit(protocol.AppendChunkPrefixed(s.buf[:0], s.chunkPrefix, s.h.Seq, s.h.TimeNs,
+		protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags}))
 	return n, nil
 }
 
@@ -159,7 +176,9 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 // nothing but return the same summary.
 func (s *Stream) End(o EndOptions) Summary {
 	sum := Summary{QuoteID: s.h.StreamID, Delivered: s.delivered, Bytes: s.bytes, Status: o.Status, Dropped: s.dropped}
-	s.sum.Sum(sum.SHA256[:0])
+	if s.sum != nil {
+		s.sum.Sum(sum.SHA256[:0])
+	}
 	if sum.Status == protocol.StatusUnknown {
 		sum.Status = protocol.StatusComplete
 		if s.writeFailed {
@@ -170,15 +189,22 @@ func (s *Stream) End(o EndOptions) Summary {
 		return sum
 	}
 	s.ended = true
-	e := protocol.End{Delivered: s.delivered, Expected: s.expected, Bytes: s.bytes, SHA256: sum.SHA256, HasSHA256: true,
+	e := protocol.End{Delivered: s.delivered, Expected: s.expected, Bytes: s.bytes, SHA256: sum.SHA256, HasSHA256: s.sum != nil,
 		Status: sum.Status, Dropped: s.dropped}
 	if o.Declared != nil {
 		e.Declared, e.HasDeclared = *o.Declared, true
 	}
 	s.h.Seq++
-	s.h.TimeNs = time.Now().UnixNano()
+	s.h.TimeNs = s.now()
 	s.emit(protocol.AppendEnd(s.buf[:0], s.h, e))
 	return sum
+}
+
+// now is the wall clock in Unix ns, advanced by the monotonic clock since
+// Start: a wall-clock step (NTP) in the middle of a stream cannot make a chunk
+// appear before its start, and it costs one clock read instead of two.
+func (s *Stream) now() int64 {
+	return s.wall0 + int64(time.Since(s.mono0))
 }
 
 func (s *Stream) emit(b []byte) {

@@ -85,18 +85,19 @@ func Append(dst []byte, d *Document) ([]byte, error) {
 		return dst, err
 	}
 	start := len(dst)
-	metrics := make([]Metric, 0, len(d.Metrics))
-	for _, m := range d.Metrics {
-		if len(m.Values) > 0 {
-			metrics = append(metrics, m)
-		}
-	}
+	metrics := d.Metrics
 	for len(metrics) > 0 {
-		group := metrics
-		if len(group) > MaxMetricsPerDirective {
-			group = group[:MaxMetricsPerDirective]
+		// A group is up to MaxMetricsPerDirective metrics that have values;
+		// metrics without values are skipped (an empty array is not a value).
+		n, end := 0, 0
+		for end < len(metrics) && n < MaxMetricsPerDirective {
+			if len(metrics[end].Values) > 0 {
+				n++
+			}
+			end++
 		}
-		metrics = metrics[len(group):]
+		group := metrics[:end]
+		metrics = metrics[end:]
 		most := 0
 		for _, m := range group {
 			most = max(most, len(m.Values))
@@ -116,35 +117,41 @@ func validate(d *Document) error {
 	if n := len(d.Namespace); n == 0 || n > MaxNameLen || !utf8.ValidString(d.Namespace) {
 		return fmt.Errorf("%w: namespace %q", ErrInvalid, d.Namespace)
 	}
-	keys := make(map[string]any, len(d.Properties))
-	for _, p := range d.Properties {
+	// Root member names must be unique. Documents are small (tens of members),
+	// so pairwise comparison beats building a map on every flush.
+	for i, p := range d.Properties {
 		if p.Key == "" || p.Key == "_aws" {
 			return fmt.Errorf("%w: property key %q", ErrInvalid, p.Key)
 		}
-		if _, dup := keys[p.Key]; dup {
-			return fmt.Errorf("%w: duplicate member %q", ErrInvalid, p.Key)
+		for _, q := range d.Properties[:i] {
+			if q.Key == p.Key {
+				return fmt.Errorf("%w: duplicate member %q", ErrInvalid, p.Key)
+			}
 		}
-		keys[p.Key] = p.Value
 	}
 	for _, set := range d.Dimensions {
 		if len(set) == 0 || len(set) > MaxDimensionsPerSet {
 			return fmt.Errorf("%w: dimension set of %d keys", ErrInvalid, len(set))
 		}
 		for _, k := range set {
-			v, ok := keys[k].(string)
+			v, ok := d.property(k).(string)
 			if !ok || v == "" || len(v) > MaxDimensionValueLen {
 				return fmt.Errorf("%w: dimension %q needs a string value of 1..%d bytes", ErrInvalid, k, MaxDimensionValueLen)
 			}
 		}
 	}
-	for _, m := range d.Metrics {
+	for i, m := range d.Metrics {
 		if n := len(m.Name); n == 0 || n > MaxNameLen || !utf8.ValidString(m.Name) {
 			return fmt.Errorf("%w: metric name %q", ErrInvalid, m.Name)
 		}
-		if _, dup := keys[m.Name]; dup {
+		if d.hasProperty(m.Name) {
 			return fmt.Errorf("%w: metric %q collides with a property", ErrInvalid, m.Name)
 		}
-		keys[m.Name] = nil
+		for _, o := range d.Metrics[:i] {
+			if o.Name == m.Name {
+				return fmt.Errorf("%w: duplicate metric %q", ErrInvalid, m.Name)
+			}
+		}
 		if m.Unit != "" && !validUnits[m.Unit] {
 			return fmt.Errorf("%w: metric %q unit %q", ErrInvalid, m.Name, m.Unit)
 		}
@@ -155,6 +162,24 @@ func validate(d *Document) error {
 		}
 	}
 	return nil
+}
+
+func (d *Document) property(k string) any {
+	for _, p := range d.Properties {
+		if p.Key == k {
+			return p.Value
+		}
+	}
+	return nil
+}
+
+func (d *Document) hasProperty(k string) bool {
+	for _, p := range d.Properties {
+		if p.Key == k {
+			return true
+		}
+	}
+	return false
 }
 
 func appendDoc(dst []byte, d *Document, group []Metric, off int) []byte {

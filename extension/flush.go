@@ -152,12 +152,16 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 		add(d)
 	}
 
-	if c := b.counters; c != (Counters{}) {
+	c := b.counters
+	c.Events = 0 // not a problem worth a document of its own
+	if c != (Counters{}) {
+		c = b.counters
 		add(&emf.Document{Namespace: f.cfg.Namespace, Timestamp: now, Dimensions: dims,
 			Properties: []emf.Property{fn,
 				{Key: m.PropLateEvents, Value: c.LateEvents}, {Key: "DuplicateEnds", Value: c.DuplicateEnd},
 				{Key: "EvictedStreams", Value: c.Evicted}, {Key: "OversizedDatagrams", Value: c.Oversized},
-				{Key: "BadTelemetry", Value: c.BadTelemetry}, {Key: "RuntimeDoneMissingCount", Value: c.NoRuntimeDone}},
+				{Key: "BadTelemetry", Value: c.BadTelemetry}, {Key: "RuntimeDoneMissingCount", Value: c.NoRuntimeDone},
+				{Key: "EventsReceived", Value: c.Events}},
 			Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}}}})
 	}
 	return f.buf, errs

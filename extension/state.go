@@ -91,13 +91,14 @@ type initInfo struct {
 
 // Counters are extension-wide, reported as deltas at every flush.
 type Counters struct {
-	Malformed    int64
-	Oversized    int64
-	LateEvents   int64 // events for a stream already flushed
-	DuplicateEnd int64
-	Evicted      int64
-	BadTelemetry int64 // telemetry batches or items that could not be decoded
+	Malformed     int64
+	Oversized     int64
+	LateEvents    int64 // events for a stream already flushed
+	DuplicateEnd  int64
+	Evicted       int64
+	BadTelemetry  int64 // telemetry batches or items that could not be decoded
 	NoRuntimeDone int64 // invocations flushed without their platform.runtimeDone
+	Events        int64 // events applied
 }
 
 // Table holds all stream and invocation state. One mutex guards it and the
@@ -160,6 +161,7 @@ func (t *Table) applyDatagram(b []byte, size int) {
 }
 
 func (t *Table) apply(ev *protocol.Event) {
+	t.counters.Events++
 	s := t.streams[ev.StreamID]
 	if s == nil {
 		if _, done := t.flushed[ev.StreamID]; done {

@@ -19,7 +19,30 @@ func AppendStart(dst []byte, h Header, s Start) []byte {
 
 // AppendChunk appends a chunk line to dst.
 func AppendChunk(dst []byte, h Header, c Chunk) []byte {
-	dst = appendHeader(dst, "chunk", h)
+	return appendChunkBody(appendHeader(dst, "chunk", h), c)
+}
+
+// ChunkPrefix returns the part of a stream's chunk lines that never changes
+// ("sl1 chunk <streamId> <requestId> "), for AppendChunkPrefixed.
+func ChunkPrefix(streamID, requestID string) []byte {
+	dst := append([]byte(Version), " chunk "...)
+	dst = appendEscaped(dst, streamID)
+	dst = append(dst, ' ')
+	dst = appendEscaped(dst, requestID)
+	return append(dst, ' ')
+}
+
+// AppendChunkPrefixed is AppendChunk for a stream whose ChunkPrefix was
+// computed once: the ids are not escaped again on every chunk.
+func AppendChunkPrefixed(dst, prefix []byte, seq uint32, timeNs int64, c Chunk) []byte {
+	dst = append(dst, prefix...)
+	dst = strconv.AppendUint(dst, uint64(seq), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, timeNs, 10)
+	return appendChunkBody(dst, c)
+}
+
+func appendChunkBody(dst []byte, c Chunk) []byte {
 	dst = appendStr(dst, "inst", c.Instrument)
 	dst = appendInt(dst, "bytes", c.Bytes)
 	if c.Flags != 0 {

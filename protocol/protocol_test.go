@@ -216,6 +216,16 @@ func TestDecodeOversized(t *testing.T) {
 	}
 }
 
+func TestChunkPrefixedMatchesAppendChunk(t *testing.T) {
+	h := Header{StreamID: "q 1%", RequestID: "r\n1", Seq: 42, TimeNs: 1732300000000000001}
+	c := Chunk{Instrument: "BRK B", Bytes: 12, Flags: FlagFirstUseful | FlagError}
+	a := AppendChunk(nil, h, c)
+	b := AppendChunkPrefixed(nil, ChunkPrefix(h.StreamID, h.RequestID), h.Seq, h.TimeNs, c)
+	if string(a) != string(b) {
+		t.Errorf("%q != %q", a, b)
+	}
+}
+
 func TestEncodeDoesNotAllocate(t *testing.T) {
 	buf := make([]byte, 0, MaxDatagram)
 	h := Header{StreamID: "0193a6f2-7c1e-7b3a-9d4e-2f1a0b9c8d7e", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 7, TimeNs: 1732300000000000000}

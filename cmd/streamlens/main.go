@@ -8,12 +8,19 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/streamlens/streamlens/extension"
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// A sidecar in someone else's memory budget: trade a little CPU at
+		// flush time for half the heap headroom (RSS ~16 MB instead of ~18 MB
+		// after 10k streams, see bench/RESULTS.md).
+		debug.SetGCPercent(50)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg, cfgErr := extension.ConfigFromEnv(os.Getenv, os.Args[0])

@@ -218,6 +218,7 @@ func (s *Sandbox) extRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ext.id = uuid.NewString()
+	ext.registered = time.Now()
 	st.byID[ext.id] = ext
 	st.mu.Unlock()
 	w.Header().Set(hdrExtID, ext.id)

@@ -105,12 +105,14 @@ type state struct {
 }
 
 type extension struct {
-	name   string
-	path   string
-	id     string
-	proc   *proc
-	next   chan chan []byte // a waiting /event/next call
-	exited bool
+	spawned    time.Time
+	registered time.Time
+	name       string
+	path       string
+	id         string
+	proc       *proc
+	next       chan chan []byte // a waiting /event/next call
+	exited     bool
 }
 
 type invocation struct {
@@ -223,6 +225,9 @@ func (s *Sandbox) init() error {
 		e := &extension{name: filepath.Base(path), path: path, next: make(chan chan []byte, 1)}
 		st.mu.Lock()
 		st.exts = append(st.exts, e)
+		st.mu.Unlock()
+		st.mu.Lock()
+		e.spawned = time.Now()
 		st.mu.Unlock()
 		p, err := spawn("extension "+e.name, path, s.env(), s.log)
 		if err != nil {
@@ -591,4 +596,35 @@ func (s *Sandbox) setState(st *state) {
 	s.stMu.Lock()
 	s.st = st
 	s.stMu.Unlock()
+}
+
+// ExtensionInfo describes a running extension process.
+type ExtensionInfo struct {
+	Name string
+	PID  int
+	// Register is the time from exec to its register call: the extension's
+	// share of a cold start.
+	Register time.Duration
+}
+
+// Extensions describes the extensions of the current environment (none before
+// the first init or after a reset).
+func (s *Sandbox) Extensions() []ExtensionInfo {
+	s.stMu.Lock()
+	st := s.st
+	s.stMu.Unlock()
+	if st == nil {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []ExtensionInfo
+	for _, e := range st.exts {
+		info := ExtensionInfo{Name: e.name, Register: e.registered.Sub(e.spawned)}
+		if e.proc != nil && e.proc.cmd.Process != nil {
+			info.PID = e.proc.cmd.Process.Pid
+		}
+		out = append(out, info)
+	}
+	return out
 }

@@ -1,0 +1,186 @@
+package client
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/streamlens/streamlens/protocol"
+)
+
+var benchQuote = []byte(`{"quoteId":"01a204dc-f95b-762e-be7b-c3e65bbee985","instrument":"AAPL","bid":189.1234,"ask":189.1612,"modelVersion":"bs-vol-surface-2.3.1","feedTimestamp":"2026-11-22T20:07:31.123456789Z"}` + "\n")
+
+// drainingListener is an extension stand-in that reads and discards.
+func drainingListener(b testing.TB) (string, func()) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		// Read, not ReadFrom: ReadFrom allocates the sender's address, which
+		// would show up in the benchmark's allocation count.
+		conn := pc.(*net.UDPConn)
+		buf := make([]byte, 65536)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return pc.LocalAddr().String(), func() { pc.Close() }
+}
+
+// BenchmarkBareSend is the baseline: one sendto of the bytes a chunk event
+// puts on the wire, on a connected non-blocking UDP socket.
+func BenchmarkBareSend(b *testing.B) {
+	addr, stop := drainingListener(b)
+	defer stop()
+	c, err := New(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	h := protocol.Header{StreamID: "01a204dc-f95b-762e-be7b-c3e65bbee985", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 7, TimeNs: time.Now().UnixNano()}
+	line := protocol.AppendChunk(nil, h, protocol.Chunk{Instrument: "AAPL", Bytes: int64(len(benchQuote))})
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = unix.Send(c.fd, line, unix.MSG_DONTWAIT)
+	}
+}
+
+func benchStream(b *testing.B, c *Client) *Stream {
+	return c.Start(context.Background(), discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Expected: 50})
+}
+
+// BenchmarkEmit is the cost of the chunk event alone (no payload hash): what
+// recording a chunk adds on top of the bare send.
+func BenchmarkEmit(b *testing.B) {
+	addr, stop := drainingListener(b)
+	defer stop()
+	c, err := New(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Start(context.Background(), discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", SkipPayloadHash: true})
+	b.ReportAllocs()
+	for b.Loop() {
+		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
+	}
+}
+
+// BenchmarkChunk is the client's whole cost per chunk: write through, hash,
+// encode, timestamp, send.
+func BenchmarkChunk(b *testing.B) {
+	addr, stop := drainingListener(b)
+	defer stop()
+	c, err := New(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	s := benchStream(b, c)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
+	}
+}
+
+// deadClient sends to a UDP port nobody listens on.
+func deadClient(b testing.TB) *Client {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	c, err := New(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// fullClient sends to a unix datagram socket whose buffer is full and never read.
+func fullClient(b testing.TB) (*Client, func()) {
+	path := filepath.Join(b.TempDir(), "full.sock")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		b.Fatal(err)
+	}
+	c, err := New("unix:" + path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ { // fill it
+		c.send(benchQuote)
+	}
+	return c, func() { c.Close(); unix.Close(fd) }
+}
+
+func BenchmarkChunkDead(b *testing.B) {
+	c := deadClient(b)
+	defer c.Close()
+	s := benchStream(b, c)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
+	}
+}
+
+func BenchmarkChunkFull(b *testing.B) {
+	c, done := fullClient(b)
+	defer done()
+	s := benchStream(b, c)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
+	}
+}
+
+// BenchmarkChunkP99 times single chunk writes with the extension alive, dead and
+// with a full socket buffer, interleaved in rounds so machine noise hits all
+// three alike, and reports the p99 ratios (dead/alive, full/alive).
+func BenchmarkChunkP99(b *testing.B) {
+	addr, stop := drainingListener(b)
+	defer stop()
+	alive, err := New(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer alive.Close()
+	dead := deadClient(b)
+	defer dead.Close()
+	full, done := fullClient(b)
+	defer done()
+	streams := []*Stream{benchStream(b, alive), benchStream(b, dead), benchStream(b, full)}
+	const round = 1000
+	samples := make([][]time.Duration, 3)
+	for b.Loop() {
+		for k, s := range streams {
+			for i := 0; i < round; i++ {
+				t0 := time.Now()
+				s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
+				samples[k] = append(samples[k], time.Since(t0))
+			}
+		}
+	}
+	p99 := func(d []time.Duration) float64 {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return float64(d[len(d)*99/100])
+	}
+	a := p99(samples[0])
+	b.ReportMetric(a, "alive-p99-ns")
+	b.ReportMetric(p99(samples[1])/a, "dead/alive-p99")
+	b.ReportMetric(p99(samples[2])/a, "full/alive-p99")
+}

@@ -1,0 +1,119 @@
+// Command benchreport reads `go test -bench` output (from `make bench`) and
+// prints each goal of the benchmark issue as `figure: value (goal)`, with every
+// ratio taken between benchmarks of the same run.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+
+// parse returns benchmark name (without the -cpu suffix) → unit → value.
+func parse(r io.Reader) (map[string]map[string]float64, error) {
+	out := map[string]map[string]float64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		f := strings.Fields(m[3])
+		vals := map[string]float64{}
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			vals[f[i+1]] = v
+		}
+		out[m[1]] = vals
+	}
+	return out, sc.Err()
+}
+
+type figure struct {
+	name  string
+	value float64
+	unit  string
+	goal  string
+	ok    func(float64) bool
+}
+
+func figures(b map[string]map[string]float64) []figure {
+	get := func(bench, unit string) float64 {
+		if v, ok := b[bench][unit]; ok {
+			return v
+		}
+		return math.NaN()
+	}
+	le := func(x float64) func(float64) bool { return func(v float64) bool { return v <= x } }
+	ge := func(x float64) func(float64) bool { return func(v float64) bool { return v >= x } }
+	info := func(float64) bool { return true }
+	bare := get("BenchmarkBareSend", "ns/op")
+	return []figure{
+		{"client emit per chunk event / bare loopback sendto", get("BenchmarkEmit", "ns/op") / bare, "×", "≤ 1.2", le(1.2)},
+		{"client chunk write incl. payload SHA-256 / bare sendto", get("BenchmarkChunk", "ns/op") / bare, "×", "≤ 1.2", le(1.2)},
+		{"client allocations per chunk", get("BenchmarkChunk", "allocs/op"), "allocs", "0", le(0)},
+		{"chunk write p99, extension dead / alive", get("BenchmarkChunkP99", "dead/alive-p99"), "×", "≤ 1.05", le(1.05)},
+		{"chunk write p99, socket buffer full / alive", get("BenchmarkChunkP99", "full/alive-p99"), "×", "≤ 1.05", le(1.05)},
+		{"extension ingest, decode+apply on one core", get("BenchmarkIngest", "events/s"), "events/s", "≥ 300000", ge(300000)},
+		{"extension ingest through the UDP socket (sender on the same machine)", get("BenchmarkIngestSocket", "events/s"), "events/s", "info", info},
+		{"events lost at 50k events/s for 10 s", get("BenchmarkScenarioSustained50k", "lost"), "events", "0", le(0)},
+		{"extension cold start, exec → registered", get("BenchmarkScenarioColdStart", "register-ms"), "ms", "≤ 10", le(10)},
+		{"  … relative to a minimal extension", get("BenchmarkScenarioColdStart", "register/baseline"), "×", "info", info},
+		{"extension RSS after 10k streams", get("BenchmarkScenarioRSS10k", "rss-MB"), "MB", "≤ 20", le(20)},
+		{"  … streams flushed in that run", get("BenchmarkScenarioRSS10k", "bench-streams-flushed"), "streams", "10000", ge(10000)},
+		{"stripped binary linux/amd64", get("BenchmarkScenarioSizes", "amd64-binary-MB"), "MB", "info", info},
+		{"layer zip linux/amd64", get("BenchmarkScenarioSizes", "amd64-zip-MB"), "MB", "info", info},
+		{"stripped binary linux/arm64", get("BenchmarkScenarioSizes", "arm64-binary-MB"), "MB", "info", info},
+		{"layer zip linux/arm64", get("BenchmarkScenarioSizes", "arm64-zip-MB"), "MB", "info", info},
+		{"end-of-invocation flush, 50-instrument bundle", get("BenchmarkFlush50", "ns/op") / 1e6, "ms", "≤ 1", le(1)},
+		{"EMF encode speed-up over prozz/aws-embedded-metrics-golang", get("BenchmarkEncodeProzz", "ns/op") / get("BenchmarkEncode", "ns/op"), "×", "≥ 3", ge(3)},
+	}
+}
+
+func main() {
+	md := flag.Bool("md", false, "print a Markdown table")
+	flag.Parse()
+	b, err := parse(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	missed := 0
+	if *md {
+		fmt.Println("| figure | value | goal | |")
+		fmt.Println("|---|---|---|---|")
+	}
+	for _, f := range figures(b) {
+		verdict := "ok"
+		switch {
+		case math.IsNaN(f.value):
+			verdict = "not measured"
+			missed++
+		case f.goal == "info":
+			verdict = ""
+		case !f.ok(f.value):
+			verdict = "MISSED"
+			missed++
+		}
+		val := strconv.FormatFloat(f.value, 'g', 4, 64) + " " + f.unit
+		if *md {
+			fmt.Printf("| %s | %s | %s | %s |\n", strings.TrimSpace(strings.TrimPrefix(f.name, "  …")), val, f.goal, verdict)
+		} else {
+			fmt.Printf("%s: %s (%s) %s\n", f.name, val, f.goal, verdict)
+		}
+	}
+	if missed > 0 {
+		fmt.Fprintf(os.Stderr, "benchreport: %d goals missed or not measured\n", missed)
+	}
+}
