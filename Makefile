@@ -41,5 +41,6 @@ bench:
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./client ./emf | tee out/bench.txt
 	$(GO) test -run '^$$' -bench 'Ingest|Flush50' -benchmem -cpu 1 ./extension | tee -a out/bench.txt
+	$(GO) test -run '^$$' -bench SpanExport -benchtime 20x ./extension | tee -a out/bench.txt
 	$(GO) test -run '^$$' -bench Scenario -benchtime 1x ./extension ./internal/e2e | tee -a out/bench.txt
 	@echo; $(GO) run ./cmd/benchreport < out/bench.txt

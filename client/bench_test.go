@@ -123,7 +123,7 @@ func fullClient(b testing.TB) (*Client, func()) {
 		b.Fatal(err)
 	}
 	for i := 0; i < 1000; i++ { // fill it
-		c.send(benchQuote)
+		c.send(benchQuote, 0)
 	}
 	return c, func() { c.Close(); unix.Close(fd) }
 }

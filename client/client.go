@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -106,7 +107,10 @@ func (c *Client) Stats() Stats {
 
 // send hands one datagram to the kernel without waiting: MSG_DONTWAIT on a
 // non-blocking socket returns EAGAIN instead of sleeping when the buffer is full.
-func (c *Client) send(b []byte) bool {
+// yields > 0 gives the reader that many scheduler yields to make room before
+// the datagram is dropped (used for the end event, the one that decides
+// whether a stream counts as complete); it never sleeps.
+func (c *Client) send(b []byte, yields int) bool {
 	if c == nil || c.closed.Load() {
 		return false
 	}
@@ -117,9 +121,15 @@ func (c *Client) send(b []byte) bool {
 		} else {
 			err = unix.Sendto(c.fd, b, unix.MSG_DONTWAIT, c.to)
 		}
-		if !errors.Is(err, unix.EINTR) {
-			break
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
+		if errors.Is(err, unix.EAGAIN) && yields > 0 {
+			yields--
+			runtime.Gosched()
+			continue
+		}
+		break
 	}
 	if err != nil {
 		c.dropped.Add(1)

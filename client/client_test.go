@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
 	"github.com/streamlens/streamlens/protocol"
@@ -288,3 +289,24 @@ func TestChunkDoesNotAllocate(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestTraceParentFromContext(t *testing.T) {
+	l := listen(t, "udp", "127.0.0.1:0")
+	c, err := New(l.conn.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	c.Start(ctx, &bytes.Buffer{}, StartOptions{RequestID: "r"})
+	c.Start(context.Background(), &bytes.Buffer{}, StartOptions{RequestID: "r"})
+	ev := l.waitFor(t, 2)
+	if ev[0].Start.TraceParent != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
+		t.Errorf("traceparent %q", ev[0].Start.TraceParent)
+	}
+	if ev[1].Start.TraceParent != "" {
+		t.Errorf("traceparent without a span context: %q", ev[1].Start.TraceParent)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamlens/streamlens/protocol"
 )
@@ -21,7 +22,8 @@ type StartOptions struct {
 	// Expected is the number of payload chunks the stream will carry, or 0 if
 	// unknown.
 	Expected int
-	// TraceParent is the W3C traceparent of the function's span, if any.
+	// TraceParent is the W3C traceparent of the function's span. Empty means:
+	// take it from the span context in ctx (OpenTelemetry), if there is one.
 	TraceParent string
 	// BundleID and ClientID become searchable properties, never dimensions.
 	BundleID, ClientID string
@@ -125,8 +127,12 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 	s.mono0 = time.Now()
 	s.wall0 = s.mono0.UnixNano()
 	s.chunkPrefix = protocol.ChunkPrefix(s.h.StreamID, s.h.RequestID)
+	tp := o.TraceParent
+	if tp == "" {
+		tp = TraceParent(ctx)
+	}
 	s.emit(protocol.AppendStart(s.buf[:0], s.h, protocol.Start{
-		Expected: s.expected, TraceParent: o.TraceParent, BundleID: o.BundleID, ClientID: o.ClientID,
+		Expected: s.expected, TraceParent: tp, BundleID: o.BundleID, ClientID: o.ClientID,
 	}))
 	return s
 }
@@ -196,7 +202,9 @@ func (s *Stream) End(o EndOptions) Summary {
 	}
 	s.h.Seq++
 	s.h.TimeNs = s.now()
-	s.emit(protocol.AppendEnd(s.buf[:0], s.h, e))
+	if !s.c.send(protocol.AppendEnd(s.buf[:0], s.h, e), endYields) {
+		s.dropped++
+	}
 	return sum
 }
 
@@ -207,8 +215,23 @@ func (s *Stream) now() int64 {
 	return s.wall0 + int64(time.Since(s.mono0))
 }
 
+// endYields bounds how often End yields to the scheduler when the socket is
+// full: a few microseconds at most, against losing the stream's verdict.
+const endYields = 3
+
 func (s *Stream) emit(b []byte) {
-	if !s.c.send(b) {
+	if !s.c.send(b, 0) {
 		s.dropped++
 	}
+}
+
+// TraceParent formats the span context in ctx as a W3C traceparent, or returns
+// "" when ctx carries none. The extension parents the stream's span on it, so
+// the span joins the function's own trace.
+func TraceParent(ctx context.Context) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return ""
+	}
+	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
 }

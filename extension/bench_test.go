@@ -69,7 +69,7 @@ func BenchmarkFlush50(b *testing.B) {
 		for _, d := range dgs {
 			tb.applyDatagram(d, len(d))
 		}
-		inv := tb.beginInvocation("8476a536-e9f4-11e8-9739-2dfe598c3fcd", time.Now())
+		inv := tb.beginInvocation("8476a536-e9f4-11e8-9739-2dfe598c3fcd", time.Now(), "")
 		b.StartTimer()
 		tb.mu.Lock()
 		bt := batch{streams: tb.finalize(inv, "")}

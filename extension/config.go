@@ -3,6 +3,7 @@ package extension
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,6 +32,10 @@ type Config struct {
 	MaxChunksPerStream int           // STREAMLENS_MAX_CHUNKS_PER_STREAM
 	InstrumentMetrics  bool          // STREAMLENS_INSTRUMENT_METRICS
 	ShutdownMargin     time.Duration // STREAMLENS_SHUTDOWN_MARGIN_MS
+	OTLP               bool          // STREAMLENS_OTLP
+	OTLPEndpoint       string        // STREAMLENS_OTLP_ENDPOINT
+	OTLPTimeout        time.Duration // STREAMLENS_OTLP_TIMEOUT_MS
+	SpanMaxEvents      int           // STREAMLENS_SPAN_MAX_EVENTS
 }
 
 // ConfigFromEnv reads the configuration. It returns every bad variable at once,
@@ -126,6 +131,13 @@ func ConfigFromEnv(getenv func(string) string, executable string) (Config, error
 	c.MaxChunksPerStream = num("STREAMLENS_MAX_CHUNKS_PER_STREAM", 2000, 1, 1_000_000)
 	c.InstrumentMetrics = flag("STREAMLENS_INSTRUMENT_METRICS", true)
 	c.ShutdownMargin = ms("STREAMLENS_SHUTDOWN_MARGIN_MS", 200, 0, 2000)
+	c.OTLP = flag("STREAMLENS_OTLP", true)
+	c.OTLPEndpoint = str("STREAMLENS_OTLP_ENDPOINT", "http://localhost:4318")
+	if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("STREAMLENS_OTLP_ENDPOINT", c.OTLPEndpoint, "want an http:// or https:// URL (the collector's OTLP/HTTP base)")
+	}
+	c.OTLPTimeout = ms("STREAMLENS_OTLP_TIMEOUT_MS", 25, 1, 10_000)
+	c.SpanMaxEvents = num("STREAMLENS_SPAN_MAX_EVENTS", 128, 0, 10_000)
 	return c, errors.Join(errs...)
 }
 

@@ -27,6 +27,9 @@ type Result struct {
 	Dropped                         int64
 	Integrity                       int // -1 unknown, 0 match, 1 mismatch
 	InvocationStatus                string
+	EndTime                         time.Time // end event, else the last event
+	XRayTrace                       string    // the INVOKE event's trace header
+	PlatformLatencyMs               float64   // runtimeDone responseLatency; -1 unknown
 }
 
 // InvocationResult is one finished invocation.
@@ -40,7 +43,7 @@ type InvocationResult struct {
 	MissingDone bool
 }
 
-func (t *Table) beginInvocation(requestID string, deadline time.Time) *invocation {
+func (t *Table) beginInvocation(requestID string, deadline time.Time, tracing string) *invocation {
 	t.invokes++
 	inv := t.invocations[requestID]
 	if inv == nil {
@@ -50,6 +53,7 @@ func (t *Table) beginInvocation(requestID string, deadline time.Time) *invocatio
 	}
 	inv.started = t.now()
 	inv.deadline = deadline
+	inv.tracing = tracing
 	inv.coldStart = t.invokes == 1
 	return inv
 }
@@ -173,7 +177,7 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 	r := Result{
 		QuoteID: s.id, RequestID: s.requestID, BundleID: s.bundleID, ClientID: s.clientID, TraceParent: s.traceParent,
 		Chunks: s.chunks, Delivered: s.payloadChunks, Expected: s.expected, Bytes: s.payloadBytes,
-		Status: "none", Integrity: -1,
+		Status: "none", Integrity: -1, PlatformLatencyMs: -1,
 	}
 	r.Time = s.firstSeenAt
 	if s.hasStart {
@@ -188,8 +192,18 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 			r.TTFBMs, r.HasTTFB = msBetween(s.startNs, first), true
 		}
 	}
-	if inv := t.invocations[s.requestID]; inv != nil && inv.runtimeDone != nil {
-		r.InvocationStatus = inv.runtimeDone.status
+	r.EndTime = r.Time
+	if s.lastNs != 0 {
+		r.EndTime = time.Unix(0, s.lastNs)
+	}
+	if inv := t.invocations[s.requestID]; inv != nil {
+		r.XRayTrace = inv.tracing
+		if rd := inv.runtimeDone; rd != nil {
+			r.InvocationStatus = rd.status
+			if rd.hasLatency {
+				r.PlatformLatencyMs = rd.responseLatencyMs
+			}
+		}
 	}
 	var received int64 = s.events
 	if e := s.end; e != nil {

@@ -18,7 +18,7 @@ import (
 // extension registers first so that a bad configuration can be reported through
 // /init/error (the function's init then fails with a message naming the
 // variable) instead of disappearing in a log line.
-func Run(ctx context.Context, cfg Config, cfgErr error, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) string, stdout, stderr io.Writer) error {
 	if cfg.RuntimeAPI == "" {
 		return cfgErr
 	}
@@ -45,6 +45,14 @@ func Run(ctx context.Context, cfg Config, cfgErr error, stdout, stderr io.Writer
 
 	r := &runner{cfg: cfg, api: api, table: table, in: in, stderr: stderr,
 		fl: &flusher{cfg: cfg, out: stdout, now: time.Now}}
+	if cfg.OTLP {
+		sp, err := newSpanner(cfg, getenv)
+		if err != nil {
+			return fail("Extension.ConfigError", err)
+		}
+		r.spans = sp
+		defer sp.shutdown()
+	}
 	if cfg.Telemetry {
 		if err := r.subscribe(ctx); err != nil {
 			// Without telemetry streamlens still works, with less: no platform
@@ -68,6 +76,7 @@ type runner struct {
 	tl        *telemetryListener
 	telemetry bool
 	fl        *flusher
+	spans     *spanner // nil when STREAMLENS_OTLP=off
 	stderr    io.Writer
 }
 
@@ -122,7 +131,7 @@ func (r *runner) loop(ctx context.Context) error {
 func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	t := r.table
 	t.mu.Lock()
-	inv := t.beginInvocation(ev.RequestID, time.UnixMilli(ev.DeadlineMs))
+	inv := t.beginInvocation(ev.RequestID, time.UnixMilli(ev.DeadlineMs), ev.Tracing.Value)
 	t.mu.Unlock()
 
 	failure := r.wait(ctx, inv)
@@ -132,8 +141,23 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	b.invocations = t.readyInvocations(false)
 	b.counters = t.takeCounters()
 	t.mu.Unlock()
+	r.write(b)
+}
+
+// write flushes one batch: EMF first (it is what alarms read), then the spans,
+// whose export is bounded by STREAMLENS_OTLP_TIMEOUT_MS.
+func (r *runner) write(b batch) {
 	if err := r.fl.write(b); err != nil {
 		fmt.Fprintf(r.stderr, "streamlens: flush: %v\n", err)
+	}
+	if r.spans == nil || len(b.streams) == 0 {
+		return
+	}
+	r.spans.record(b.streams)
+	if err := r.spans.export(); err != nil {
+		r.table.mu.Lock()
+		r.table.counters.SpanExportErr++
+		r.table.mu.Unlock()
 	}
 }
 
@@ -237,7 +261,12 @@ func (r *runner) flushAll(reason string) {
 	t.mu.Lock()
 	b := batch{streams: t.finalizeAll(reason), invocations: t.readyInvocations(true), counters: t.takeCounters()}
 	t.mu.Unlock()
-	if err := r.fl.write(b); err != nil {
-		fmt.Fprintf(r.stderr, "streamlens: flush: %v\n", err)
+	r.write(b)
+	// Counters that the last write itself produced (a failed span export).
+	t.mu.Lock()
+	last := batch{counters: t.takeCounters()}
+	t.mu.Unlock()
+	if last.counters != (Counters{}) {
+		r.write(last)
 	}
 }

@@ -23,6 +23,8 @@ type chunkRec struct {
 	inst       string
 	latencyMs  float64
 	intervalMs float64
+	seq        uint32
+	bytes      int64
 }
 
 // stream is the state of one quote stream, keyed by its quote id.
@@ -51,6 +53,7 @@ type stream struct {
 // invocation is what the extension knows of one Lambda invocation.
 type invocation struct {
 	requestID   string
+	tracing     string // the INVOKE event's X-Ray trace header
 	started     time.Time
 	deadline    time.Time
 	coldStart   bool
@@ -98,6 +101,7 @@ type Counters struct {
 	Evicted       int64
 	BadTelemetry  int64 // telemetry batches or items that could not be decoded
 	NoRuntimeDone int64 // invocations flushed without their platform.runtimeDone
+	SpanExportErr int64 // OTLP exports that failed or hit their deadline
 	Events        int64 // events applied
 }
 
@@ -213,7 +217,7 @@ func (t *Table) apply(ev *protocol.Event) {
 				s.firstUsefulNs = ev.TimeNs
 			}
 			if len(s.chunks) < t.maxChunks {
-				rec := chunkRec{inst: c.Instrument, latencyMs: -1, intervalMs: -1}
+				rec := chunkRec{inst: c.Instrument, latencyMs: -1, intervalMs: -1, seq: ev.Seq, bytes: c.Bytes}
 				if s.hasStart {
 					rec.latencyMs = msBetween(s.startNs, ev.TimeNs)
 				}
@@ -230,6 +234,7 @@ func (t *Table) apply(ev *protocol.Event) {
 		e := ev.End
 		s.end = &e
 		s.endSeq = ev.Seq
+		s.lastNs = ev.TimeNs
 	}
 }
 

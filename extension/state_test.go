@@ -239,7 +239,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	tb := newTable(10, 100)
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	inv := tb.beginInvocation("r1", time.Now())
+	inv := tb.beginInvocation("r1", time.Now(), "")
 	tb.finalize(inv, "")
 	if got := tb.readyInvocations(false); len(got) != 0 {
 		t.Fatalf("emitted before its report: %+v", got)
@@ -249,7 +249,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	if len(got) != 1 || !got[0].ColdStart || got[0].Report == nil {
 		t.Fatalf("%+v", got)
 	}
-	inv2 := tb.beginInvocation("r2", time.Now())
+	inv2 := tb.beginInvocation("r2", time.Now(), "")
 	tb.finalize(inv2, "")
 	tb.readyInvocations(false)
 	got = tb.readyInvocations(false) // one more boundary: emitted without report

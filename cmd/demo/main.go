@@ -68,6 +68,15 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+func freeUDP() (string, error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String(), nil
+}
+
 func run(bin, outDir string, n int) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
@@ -77,10 +86,13 @@ func run(bin, outDir string, n int) error {
 		return err
 	}
 	logPath := filepath.Join(outDir, "log-stream.txt")
-	sock := filepath.Join(os.TempDir(), fmt.Sprintf("streamlens-demo-%d.sock", os.Getpid()))
+	udp, err := freeUDP()
+	if err != nil {
+		return err
+	}
 	sb := exec.Command(filepath.Join(bin, "sandbox"), "-function", filepath.Join(bin, "bootstrap"),
 		"-extension", filepath.Join(bin, "extensions", "streamlens"), "-listen", addr, "-timeout", "2s", "-log", logPath,
-		"-env", "STREAMLENS_ADDR=unix:"+sock, "-env", "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0")
+		"-env", "STREAMLENS_ADDR="+udp, "-env", "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0")
 	sb.Stderr = os.Stderr
 	if err := sb.Start(); err != nil {
 		return fmt.Errorf("start sandbox: %w", err)

@@ -24,7 +24,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg, cfgErr := extension.ConfigFromEnv(os.Getenv, os.Args[0])
-	if err := extension.Run(ctx, cfg, cfgErr, os.Stdout, os.Stderr); err != nil {
+	if err := extension.Run(ctx, cfg, cfgErr, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "streamlens:", err)
 		os.Exit(1)
 	}

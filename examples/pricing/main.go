@@ -28,6 +28,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/streamlens/streamlens/client"
 	"github.com/streamlens/streamlens/protocol"
@@ -120,6 +121,9 @@ func (p *pricer) handle(ctx context.Context, ev events.LambdaFunctionURLRequest)
 		return &events.LambdaFunctionURLStreamingResponse{StatusCode: 400,
 			Headers: map[string]string{"Content-Type": "text/plain"}, Body: stringsReader(err.Error() + "\n")}, nil
 	}
+	// A caller's W3C trace context (traceparent header) becomes the context of
+	// this invocation, so the stream's span joins the caller's trace.
+	ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(ev.Headers))
 	pr, pw := io.Pipe()
 	go p.stream(ctx, pw, req, start)
 	return &events.LambdaFunctionURLStreamingResponse{StatusCode: 200,

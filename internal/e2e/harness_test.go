@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -157,11 +158,12 @@ type env struct {
 func start(t *testing.T, mod func(*sandbox.Config)) *env {
 	t.Helper()
 	lb := &logBuf{}
-	sock := filepath.Join(t.TempDir(), "sl.sock")
 	cfg := sandbox.Config{
 		Function: bins.function, Extensions: []string{bins.extension}, FunctionName: "pricing",
 		Timeout: 3 * time.Second, Freeze: true, Log: lb,
-		Env: []string{"STREAMLENS_ADDR=unix:" + sock, "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0"},
+		// UDP, the default transport: a unix datagram socket queues only
+		// net.unix.max_dgram_qlen (10) datagrams, too few for a fast burst.
+		Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(t)), "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0"},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -183,7 +185,12 @@ func start(t *testing.T, mod func(*sandbox.Config)) *env {
 // invoke calls the function through its URL handler, like a client would.
 func (e *env) invoke(t *testing.T, query string) (sandbox.Result, string) {
 	t.Helper()
-	ev, _ := json.Marshal(map[string]any{"rawPath": "/", "queryStringParameters": parseQuery(query), "requestContext": map[string]any{}})
+	return e.invokeWith(t, query, nil)
+}
+
+func (e *env) invokeWith(t *testing.T, query string, headers map[string]string) (sandbox.Result, string) {
+	t.Helper()
+	ev, _ := json.Marshal(map[string]any{"rawPath": "/", "queryStringParameters": parseQuery(query), "headers": headers, "requestContext": map[string]any{}})
 	var out bytes.Buffer
 	res, err := e.sb.Invoke(context.Background(), ev, &out)
 	if err != nil {

@@ -44,7 +44,7 @@ func (s *Sandbox) runtimeNext(w http.ResponseWriter, r *http.Request) {
 		h.Set(hdrRequestID, inv.id)
 		h.Set(hdrDeadline, strconv.FormatInt(inv.deadline.UnixMilli(), 10))
 		h.Set(hdrFunctionArn, s.arn)
-		h.Set(hdrTraceID, "Root=1-"+strconv.FormatInt(inv.start.Unix(), 16)+"-"+uuid.NewString()[:24]+";Sampled=1")
+		h.Set(hdrTraceID, inv.xray)
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(inv.payload)

@@ -13,6 +13,7 @@ package sandbox
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +74,7 @@ type Result struct {
 	Bytes           int64
 	ResponseLatency time.Duration // invoke → first response byte
 	Duration        time.Duration // invoke → runtime done
+	TraceHeader     string        // the X-Ray header given to runtime and extensions
 }
 
 // Sandbox is one execution environment: one invocation at a time.
@@ -130,6 +132,14 @@ type invocation struct {
 	responded   bool
 	ctx         context.Context
 	cancel      context.CancelFunc
+	xray        string // X-Ray trace header, as Lambda passes it to the runtime and extensions
+}
+
+// xrayHeader makes an X-Ray trace header: Root=1-<8 hex epoch>-<24 hex>.
+func xrayHeader(t time.Time) string {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("Root=1-%08x-%x;Parent=%x;Sampled=1", t.Unix(), b[:12], b[12:20])
 }
 
 // Start starts the Runtime/Extensions/Telemetry API server. With
@@ -363,6 +373,7 @@ func (s *Sandbox) Invoke(ctx context.Context, payload []byte, w io.Writer) (Resu
 	st := s.st
 	s.thaw(st)
 	inv := &invocation{id: uuid.NewString(), payload: payload, start: time.Now(), w: w}
+	inv.xray = xrayHeader(inv.start)
 	inv.deadline = inv.start.Add(s.cfg.Timeout)
 	inv.ctx, inv.cancel = context.WithDeadline(ctx, inv.deadline)
 	defer inv.cancel()
@@ -374,7 +385,7 @@ func (s *Sandbox) Invoke(ctx context.Context, payload []byte, w io.Writer) (Resu
 	// INVOKE to every extension, the event to the runtime.
 	evt, _ := json.Marshal(map[string]any{"eventType": "INVOKE", "deadlineMs": inv.deadline.UnixMilli(), "requestId": inv.id,
 		"invokedFunctionArn": s.arn, "tracing": map[string]string{"type": "X-Amzn-Trace-Id",
-			"value": "Root=1-" + strconv.FormatInt(inv.start.Unix(), 16) + "-" + uuid.NewString()[:24] + ";Parent=53995c3f42cd8ad8;Sampled=1"}})
+			"value": inv.xray}})
 	for _, e := range st.exts {
 		select {
 		case reply := <-e.next:
@@ -403,7 +414,7 @@ func (s *Sandbox) Invoke(ctx context.Context, payload []byte, w io.Writer) (Resu
 	}
 	inv.cancel() // stops a response still streaming (timeout)
 	inv.mu.Lock()
-	res := Result{RequestID: inv.id, Status: status, ErrorType: inv.errType, ContentType: inv.contentType, Bytes: inv.bytes,
+	res := Result{RequestID: inv.id, TraceHeader: inv.xray, Status: status, ErrorType: inv.errType, ContentType: inv.contentType, Bytes: inv.bytes,
 		Duration: rtDone.Sub(inv.start)}
 	if !inv.firstByte.IsZero() {
 		res.ResponseLatency = inv.firstByte.Sub(inv.start)

@@ -1,0 +1,212 @@
+package extension
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// spanner turns finished streams into OTel spans and exports them over
+// OTLP/HTTP within the end-of-invocation window.
+type spanner struct {
+	tp        *sdktrace.TracerProvider
+	tracer    trace.Tracer
+	maxEvents int
+	timeout   time.Duration
+}
+
+func newSpanner(cfg Config, getenv func(string) string) (*spanner, error) {
+	exp, err := otlptracehttp.New(context.Background(),
+		otlptracehttp.WithEndpointURL(strings.TrimSuffix(cfg.OTLPEndpoint, "/")+"/v1/traces"),
+		otlptracehttp.WithTimeout(cfg.OTLPTimeout),
+		// No retries: a retry loop with backoff is exactly how a dead collector
+		// would hold up /event/next. A failed export is counted and dropped.
+		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}),
+		otlptracehttp.WithCompression(otlptracehttp.NoCompression))
+	if err != nil {
+		return nil, fmt.Errorf("STREAMLENS_OTLP_ENDPOINT: %w", err)
+	}
+	res := resource.NewWithAttributes(semconv.SchemaURL,
+		semconv.ServiceName(cfg.FunctionName),
+		semconv.CloudProviderAWS, semconv.CloudPlatformAWSLambda,
+		semconv.CloudRegion(getenv("AWS_REGION")),
+		semconv.FaaSName(cfg.FunctionName),
+		semconv.FaaSVersion(getenv("AWS_LAMBDA_FUNCTION_VERSION")),
+	)
+	limits := sdktrace.NewSpanLimits()
+	limits.EventCountLimit = cfg.SpanMaxEvents + 1 // + first_useful_byte
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithResource(res),
+		sdktrace.WithRawSpanLimits(limits),
+		// The function's sampling decision (traceparent flags) is respected.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		// Exports happen only in ForceFlush, at the invocation boundary; the
+		// batch timer must never fire while the sandbox is about to freeze.
+		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(24*time.Hour), sdktrace.WithMaxExportBatchSize(512),
+			sdktrace.WithMaxQueueSize(4096), sdktrace.WithExportTimeout(cfg.OTLPTimeout)),
+	)
+	return &spanner{tp: tp, tracer: tp.Tracer("github.com/streamlens/streamlens/extension"),
+		maxEvents: cfg.SpanMaxEvents, timeout: cfg.OTLPTimeout}, nil
+}
+
+// record creates the spans of a flush (no I/O).
+func (s *spanner) record(results []Result) {
+	for _, r := range results {
+		s.span(r)
+	}
+}
+
+// export sends the recorded spans, bounded by the OTLP timeout.
+func (s *spanner) export() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	return s.tp.ForceFlush(ctx)
+}
+
+func (s *spanner) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	_ = s.tp.Shutdown(ctx)
+}
+
+// parent is the stream's parent: the traceparent the function sent, else the
+// INVOKE event's X-Ray header, else none (a new root).
+func parent(r Result) (trace.SpanContext, string) {
+	if sc, ok := parseTraceParent(r.TraceParent); ok {
+		return sc, "traceparent"
+	}
+	if sc, ok := parseXRay(r.XRayTrace); ok {
+		return sc, "xray"
+	}
+	return trace.SpanContext{}, "root"
+}
+
+func (s *spanner) span(r Result) {
+	ctx := context.Background()
+	sc, source := parent(r)
+	if sc.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+	}
+	name := "stream"
+	if r.BundleID != "" {
+		name += " " + r.BundleID
+	}
+	attrs := []attribute.KeyValue{
+		semconv.FaaSInvocationID(r.RequestID),
+		attribute.String("streamlens.quote_id", r.QuoteID),
+		attribute.Int64("streamlens.chunks.delivered", r.Delivered),
+		attribute.Int64("streamlens.bytes", r.Bytes),
+		attribute.Bool("streamlens.truncated", r.Truncated),
+		attribute.String("streamlens.status", r.Status),
+		attribute.String("streamlens.parent", source),
+	}
+	if r.BundleID != "" {
+		attrs = append(attrs, attribute.String("streamlens.bundle_id", r.BundleID))
+	}
+	if r.ClientID != "" {
+		attrs = append(attrs, attribute.String("streamlens.client_id", r.ClientID))
+	}
+	if r.Expected >= 0 {
+		attrs = append(attrs, attribute.Int64("streamlens.chunks.expected", r.Expected))
+	}
+	if r.Truncated {
+		attrs = append(attrs, attribute.String("streamlens.truncation_reason", r.Reason))
+	}
+	if r.InvocationStatus != "" {
+		attrs = append(attrs, attribute.String("streamlens.invocation_status", r.InvocationStatus))
+	}
+	if r.PlatformLatencyMs >= 0 {
+		attrs = append(attrs, attribute.Float64("aws.lambda.response_latency_ms", r.PlatformLatencyMs))
+	}
+	if r.HasTTFB {
+		attrs = append(attrs, attribute.Float64("streamlens.ttfb_ms", r.TTFBMs))
+	}
+	kept := min(len(r.Chunks), s.maxEvents)
+	dropped := int64(len(r.Chunks)-kept) + max(0, r.Delivered-int64(len(r.Chunks)))
+	attrs = append(attrs, attribute.Int64("streamlens.chunk_events_dropped", dropped))
+
+	_, sp := s.tracer.Start(ctx, name, trace.WithTimestamp(r.Time), trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	if r.HasTTFB {
+		sp.AddEvent("first_useful_byte", trace.WithTimestamp(r.Time.Add(msDuration(r.TTFBMs))),
+			trace.WithAttributes(attribute.Float64("streamlens.offset_ms", r.TTFBMs)))
+	}
+	for _, c := range r.Chunks[:kept] {
+		at := r.Time
+		if c.latencyMs >= 0 {
+			at = r.Time.Add(msDuration(c.latencyMs))
+		}
+		sp.AddEvent("chunk", trace.WithTimestamp(at), trace.WithAttributes(
+			attribute.String("streamlens.instrument", c.inst),
+			attribute.Int64("streamlens.seq", int64(c.seq)),
+			attribute.Int64("streamlens.bytes", c.bytes),
+			attribute.Float64("streamlens.offset_ms", max(0, c.latencyMs))))
+	}
+	if r.Truncated {
+		sp.SetStatus(codes.Error, "stream truncated: "+r.Reason)
+	}
+	sp.End(trace.WithTimestamp(r.EndTime))
+}
+
+func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
+// parseTraceParent reads a W3C traceparent (version 00).
+func parseTraceParent(tp string) (trace.SpanContext, bool) {
+	parts := strings.Split(tp, "-")
+	if len(parts) < 4 || len(parts[0]) != 2 || parts[0] == "ff" || (parts[0] == "00" && len(parts) != 4) {
+		return trace.SpanContext{}, false
+	}
+	tid, err1 := trace.TraceIDFromHex(parts[1])
+	sid, err2 := trace.SpanIDFromHex(parts[2])
+	if err1 != nil || err2 != nil || len(parts[3]) != 2 {
+		return trace.SpanContext{}, false
+	}
+	var flags trace.TraceFlags
+	if parts[3][1] == '1' || parts[3][1] == '3' || parts[3][1] == '5' || parts[3][1] == '7' ||
+		parts[3][1] == '9' || parts[3][1] == 'b' || parts[3][1] == 'd' || parts[3][1] == 'f' {
+		flags = trace.FlagsSampled
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true})
+	return sc, sc.IsValid()
+}
+
+// parseXRay converts an X-Ray trace header
+// ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+// to W3C ids: the trace id is the epoch part and the unique part joined.
+func parseXRay(h string) (trace.SpanContext, bool) {
+	var root, par, sampled string
+	for _, kv := range strings.Split(h, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "Root":
+			root = v
+		case "Parent":
+			par = v
+		case "Sampled":
+			sampled = v
+		}
+	}
+	parts := strings.Split(root, "-")
+	if len(parts) != 3 || parts[0] != "1" || len(parts[1]) != 8 || len(parts[2]) != 24 {
+		return trace.SpanContext{}, false
+	}
+	tid, err1 := trace.TraceIDFromHex(parts[1] + parts[2])
+	sid, err2 := trace.SpanIDFromHex(par)
+	if err1 != nil || err2 != nil {
+		return trace.SpanContext{}, false
+	}
+	var flags trace.TraceFlags
+	if sampled == "1" {
+		flags = trace.FlagsSampled
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true})
+	return sc, sc.IsValid()
+}

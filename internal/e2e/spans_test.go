@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/streamlens/streamlens/internal/sandbox"
+)
+
+// span is what the receiver decoded from real OTLP protobuf.
+type span struct {
+	name, traceID, spanID, parentID string
+	attrs, resource                 map[string]any
+	events                          []spanEvent
+	status                          ptrace.StatusCode
+	message                         string
+}
+
+type spanEvent struct {
+	name  string
+	attrs map[string]any
+}
+
+// otlpReceiver is an OTLP/HTTP endpoint that decodes requests with the
+// collector's pdata, as a collector would.
+type otlpReceiver struct {
+	mu    sync.Mutex
+	spans []span
+	url   string
+}
+
+func newReceiver(t *testing.T) *otlpReceiver {
+	r := &otlpReceiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
+			t.Errorf("OTLP request %s %s (%s)", req.Method, req.URL.Path, req.Header.Get("Content-Type"))
+		}
+		body, _ := io.ReadAll(req.Body)
+		er := ptraceotlp.NewExportRequest()
+		if err := er.UnmarshalProto(body); err != nil {
+			t.Errorf("not OTLP protobuf: %v", err)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.add(er.Traces())
+		out, _ := ptraceotlp.NewExportResponse().MarshalProto()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+func (r *otlpReceiver) add(td ptrace.Traces) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		rs := td.ResourceSpans().At(i)
+		res := rs.Resource().Attributes().AsRaw()
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j).Spans()
+			for k := 0; k < ss.Len(); k++ {
+				s := ss.At(k)
+				d := span{name: s.Name(), traceID: s.TraceID().String(), spanID: s.SpanID().String(), parentID: s.ParentSpanID().String(),
+					attrs: s.Attributes().AsRaw(), resource: res, status: s.Status().Code(), message: s.Status().Message()}
+				for e := 0; e < s.Events().Len(); e++ {
+					ev := s.Events().At(e)
+					d.events = append(d.events, spanEvent{ev.Name(), ev.Attributes().AsRaw()})
+				}
+				r.spans = append(r.spans, d)
+			}
+		}
+	}
+}
+
+// one returns the single span exported, failing the test otherwise.
+func (r *otlpReceiver) one(t *testing.T) span {
+	t.Helper()
+	all := r.all()
+	if len(all) != 1 {
+		t.Fatalf("%d spans exported before the invocation ended, want 1", len(all))
+	}
+	return all[0]
+}
+
+func (r *otlpReceiver) all() []span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]span(nil), r.spans...)
+}
+
+func withOTLP(url string, extra ...string) func(*sandbox.Config) {
+	return func(c *sandbox.Config) {
+		c.Env = append(c.Env, append([]string{"STREAMLENS_OTLP_ENDPOINT=" + url}, extra...)...)
+	}
+}
+
+func countEvents(s span, name string) int {
+	n := 0
+	for _, e := range s.events {
+		if e.name == name {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, withOTLP(rcv.url))
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	res, _ := e.invokeWith(t, "instruments=50&bundle=EQ-EU-50", map[string]string{"traceparent": "00-" + tid + "-" + sid + "-01"})
+	spans := rcv.all()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans exported before the invocation ended", len(spans))
+	}
+	s := spans[0]
+	if s.traceID != tid || s.parentID != sid || s.name != "stream EQ-EU-50" {
+		t.Errorf("span %s trace %s parent %s", s.name, s.traceID, s.parentID)
+	}
+	emf := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	for k, want := range map[string]any{
+		"faas.invocation_id": res.RequestID, "streamlens.quote_id": emf.str("QuoteId"), "streamlens.bundle_id": "EQ-EU-50",
+		"streamlens.chunks.delivered": int64(50), "streamlens.chunks.expected": int64(50), "streamlens.truncated": false,
+		"streamlens.status": "complete", "streamlens.parent": "traceparent", "streamlens.chunk_events_dropped": int64(0),
+	} {
+		if s.attrs[k] != want {
+			t.Errorf("attribute %s = %v (%T), want %v", k, s.attrs[k], s.attrs[k], want)
+		}
+	}
+	if lat, ok := s.attrs["aws.lambda.response_latency_ms"].(float64); !ok || lat <= 0 {
+		t.Errorf("platform response latency %v", s.attrs["aws.lambda.response_latency_ms"])
+	}
+	for k, want := range map[string]any{"cloud.provider": "aws", "cloud.platform": "aws_lambda", "faas.name": "pricing", "service.name": "pricing"} {
+		if s.resource[k] != want {
+			t.Errorf("resource %s = %v", k, s.resource[k])
+		}
+	}
+	if countEvents(s, "chunk") != 50 || countEvents(s, "first_useful_byte") != 1 {
+		t.Errorf("%d chunk events, %d first_useful_byte", countEvents(s, "chunk"), countEvents(s, "first_useful_byte"))
+	}
+	for _, ev := range s.events {
+		if ev.name == "chunk" {
+			if ev.attrs["streamlens.instrument"] != "SPY" || ev.attrs["streamlens.seq"] != int64(1) {
+				t.Errorf("first chunk event %v: want the most liquid instrument at seq 1", ev.attrs)
+			}
+			break
+		}
+	}
+	if s.status != ptrace.StatusCodeUnset {
+		t.Errorf("status %v on a complete stream", s.status)
+	}
+}
+
+func TestSpanParentFromXRayWithoutTraceparent(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, withOTLP(rcv.url))
+	res, _ := e.invoke(t, "instruments=3")
+	s := rcv.one(t)
+	// Root=1-<8 hex>-<24 hex>;Parent=<16 hex>
+	root := strings.TrimPrefix(strings.Split(res.TraceHeader, ";")[0], "Root=1-")
+	parent := strings.TrimPrefix(strings.Split(res.TraceHeader, ";")[1], "Parent=")
+	if s.traceID != strings.ReplaceAll(root, "-", "") || s.parentID != parent || s.attrs["streamlens.parent"] != "xray" {
+		t.Errorf("trace %s parent %s (%v) from %s", s.traceID, s.parentID, s.attrs["streamlens.parent"], res.TraceHeader)
+	}
+}
+
+func TestTruncatedSpanIsAnError(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, withOTLP(rcv.url))
+	e.invoke(t, "instruments=50&fail_after=20")
+	s := rcv.one(t)
+	if s.status != ptrace.StatusCodeError || !strings.Contains(s.message, "status-error") || s.attrs["streamlens.truncated"] != true {
+		t.Errorf("status %v %q truncated %v", s.status, s.message, s.attrs["streamlens.truncated"])
+	}
+	if countEvents(s, "chunk") != 20 {
+		t.Errorf("%d chunk events", countEvents(s, "chunk"))
+	}
+}
+
+func TestSpanEventLimit(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, withOTLP(rcv.url, "STREAMLENS_SPAN_MAX_EVENTS=100", "STREAMLENS_OTLP_TIMEOUT_MS=3000"))
+	e.invoke(t, "instruments=300&delay_ms=0")
+	s := rcv.one(t)
+	if countEvents(s, "chunk") != 100 || s.attrs["streamlens.chunk_events_dropped"] != int64(200) {
+		t.Errorf("%d chunk events, %v dropped", countEvents(s, "chunk"), s.attrs["streamlens.chunk_events_dropped"])
+	}
+}
+
+// A collector that is down (connection refused) or hangs (accepts, never
+// answers): invocations go on, metrics are all there, the failed exports are
+// counted. The bound on the delay is STREAMLENS_OTLP_TIMEOUT_MS, measured in
+// `make bench`, not asserted here.
+func TestDeadCollector(t *testing.T) {
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hang.Close()
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	closed := "http://127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+	for name, url := range map[string]string{"refused": closed, "hanging": "http://" + hang.Addr().String()} {
+		t.Run(name, func(t *testing.T) {
+			e := start(t, withOTLP(url, "STREAMLENS_OTLP_TIMEOUT_MS=20"))
+			for i := 0; i < 3; i++ {
+				if res, _ := e.invoke(t, "instruments=10"); res.Status != "success" {
+					t.Fatalf("invocation %d: %+v", i, res)
+				}
+			}
+			e.sb.Close()
+			ds := e.log.waitDocs(t, "3 streams", func(ds []doc) bool { return len(streamDocs(ds)) == 3 })
+			failed := 0.0
+			for _, d := range ds {
+				if _, ok := d["SpanExportFailures"]; ok {
+					failed += d.num("SpanExportFailures")
+				}
+			}
+			if failed < 3 {
+				t.Errorf("%v span export failures counted, want 3", failed)
+			}
+		})
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+var _ = pcommon.NewMap
