@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 FUZZTIME ?= 10s
 
-.PHONY: demo test build vet fuzz bench clean
+.PHONY: demo test build vet fuzz bench generate clean
 
 build:
 	$(GO) build -o $(BIN)/sandbox ./cmd/sandbox
@@ -28,6 +28,11 @@ vet:
 test: vet
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
+	scripts/tf-check.sh
+
+# Regenerates the Terraform modules from the metric definitions and slo/slos.json.
+generate:
+	$(GO) run ./cmd/streamlens-gen
 
 fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

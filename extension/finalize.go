@@ -146,9 +146,9 @@ func (t *Table) readyInvocations(all bool) []InvocationResult {
 		if inv.ended && (all || inv.report != nil || inv.boundaries >= 1) {
 			r := InvocationResult{RequestID: id, Time: inv.started, ColdStart: inv.coldStart, Done: inv.runtimeDone,
 				Report: inv.report, MissingDone: inv.missingDone}
-			if inv.coldStart {
-				r.Init = t.init
-			}
+			// Every invocation carries the init type of its sandbox (a
+			// dimension of its metrics); only the cold one its duration.
+			r.Init = t.init
 			out = append(out, r)
 			delete(t.invocations, id)
 			continue

@@ -124,9 +124,15 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 	for _, inv := range b.invocations {
 		d := &emf.Document{Namespace: f.cfg.Namespace, Timestamp: f.clamp(inv.Time, now), Dimensions: dims,
 			Properties: []emf.Property{fn, {Key: m.PropRequestID, Value: inv.RequestID}}}
+		if inv.Init.known && inv.Init.initType != "" {
+			// InitType (on-demand, provisioned-concurrency, snap-start) is also a
+			// dimension here: three values, and the only way to alarm on an
+			// on-demand init where provisioned concurrency should serve.
+			d.Dimensions = [][]string{{m.DimFunctionName}, {m.DimFunctionName, m.DimInitType}}
+			d.Properties = append(d.Properties, emf.Property{Key: m.DimInitType, Value: inv.Init.initType})
+		}
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ColdStart, Unit: emf.Count, Values: []float64{boolf(inv.ColdStart)}})
 		if inv.ColdStart && inv.Init.known {
-			d.Properties = append(d.Properties, emf.Property{Key: m.PropInitType, Value: inv.Init.initType})
 			d.Metrics = append(d.Metrics, emf.Metric{Name: m.InitDuration, Unit: emf.Milliseconds, Values: []float64{inv.Init.durationMs}})
 		}
 		if rd := inv.Done; rd != nil {

@@ -9,11 +9,14 @@ import "github.com/streamlens/streamlens/emf"
 // otherwise.
 const DefaultNamespace = "Streamlens"
 
-// Dimension keys. Only these two are ever dimensions: bundle, quote, request and
+// Dimension keys. Only these are ever dimensions: bundle, quote, request and
 // trace ids are properties, because a per-id dimension makes a metric per id.
 const (
 	DimFunctionName = "FunctionName"
 	DimInstrument   = "Instrument"
+	// DimInitType (on-demand | provisioned-concurrency | snap-start) is a
+	// dimension of the per-invocation metrics only.
+	DimInitType = "InitType"
 )
 
 // Metric names (DESIGN.md §4).
@@ -45,7 +48,6 @@ const (
 	PropTraceParent    = "TraceParent"
 	PropStatus         = "StreamStatus"
 	PropTruncateReason = "TruncationReason"
-	PropInitType       = "InitType"
 	PropLateEvents     = "LateEvents"
 )
 

@@ -107,7 +107,7 @@ func (s *Summary) add(d map[string]any, line string) {
 			s.ColdStarts++
 		}
 		if v := values(d[m.InitDuration]); len(v) > 0 {
-			t, _ := d[m.PropInitType].(string)
+			t, _ := d[m.DimInitType].(string)
 			s.InitDurations[t] = append(s.InitDurations[t], v...)
 		}
 		s.ResponseLat = append(s.ResponseLat, values(d[m.ResponseLatency])...)

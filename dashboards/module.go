@@ -1,0 +1,110 @@
+package dashboards
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/streamlens/streamlens/internal/tfjson"
+	m "github.com/streamlens/streamlens/metrics"
+	"github.com/streamlens/streamlens/slo"
+)
+
+// Placeholders for Terraform variables inside the dashboard body. The body is a
+// JSON string; Terraform interpolates ${...} in it, and a number placeholder
+// must end up unquoted.
+const (
+	phNamespace = "@@NAMESPACE@@"
+	phFunction  = "@@FUNCTION@@"
+	phRegion    = "@@REGION@@"
+)
+
+func numPlaceholder(v string) string { return "@@NUM:" + v + "@@" }
+
+// Body is the dashboard body as CloudWatch expects it, with Terraform
+// interpolations for namespace, function, region and thresholds.
+func Body(specs []slo.Spec) (string, error) {
+	var widgets []any
+	for i, w := range Widgets(specs) {
+		var rows []any
+		for _, s := range w.Series {
+			opts := map[string]any{"id": s.ID, "stat": s.Stat}
+			if s.Label != "" {
+				opts["label"] = s.Label
+			}
+			if s.Hidden {
+				opts["visible"] = false
+			}
+			rows = append(rows, []any{phNamespace, s.Metric, m.DimFunctionName, phFunction, opts})
+		}
+		for _, e := range w.Exprs {
+			rows = append(rows, []any{map[string]any{"id": e.ID, "expression": e.Expression, "label": e.Label}})
+		}
+		for j, s := range w.Searches {
+			search := fmt.Sprintf(`SEARCH('{%s,%s,%s} MetricName="%s" %s="%s"', '%s', 300)`,
+				phNamespace, m.DimFunctionName, s.Dim, s.Metric, m.DimFunctionName, phFunction, s.Stat)
+			if s.TopN > 0 {
+				search = fmt.Sprintf("SORT(%s, MAX, DESC, %d)", search, s.TopN)
+			}
+			// ${PROP(...)} is CloudWatch's dynamic label, not Terraform's.
+			rows = append(rows, []any{map[string]any{"id": fmt.Sprintf("s%d", j), "expression": search,
+				"label": tfjson.Literal("${PROP('Dim." + s.Dim + "')}")}})
+		}
+		props := map[string]any{"title": w.Title, "region": phRegion, "metrics": rows, "period": 300,
+			"view": "timeSeries", "stacked": false}
+		if w.Single {
+			props["view"] = "singleValue"
+			props["setPeriodToTimeRange"] = true
+		} else {
+			props["yAxis"] = map[string]any{"left": map[string]any{"min": 0, "label": w.Unit, "showUnits": false}}
+		}
+		if t := w.Threshold; t != nil {
+			props["annotations"] = map[string]any{"horizontal": []any{map[string]any{"label": t.Label, "value": numPlaceholder(t.Var)}}}
+		}
+		widgets = append(widgets, map[string]any{"type": "metric", "x": (i % 2) * 12, "y": (i / 2) * 6, "width": 12, "height": 6, "properties": props})
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep "total > 0" readable in the console
+	if err := enc.Encode(map[string]any{"widgets": widgets}); err != nil {
+		return "", err
+	}
+	body := strings.TrimSpace(buf.String())
+	r := strings.NewReplacer(phNamespace, "${var.namespace}", phFunction, "${var.function_name}", phRegion, "${var.region}")
+	body = r.Replace(body)
+	for _, w := range Widgets(specs) {
+		if t := w.Threshold; t != nil {
+			body = strings.ReplaceAll(body, `"`+numPlaceholder(t.Var)+`"`, "${var."+t.Var+"}")
+		}
+	}
+	return body, nil
+}
+
+// Module is the Terraform JSON module with the dashboard.
+func Module(specs []slo.Spec) (map[string]any, error) {
+	body, err := Body(specs)
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]any{
+		"function_name":  tfjson.Var("string", "Lambda function name (the FunctionName dimension)", nil),
+		"namespace":      tfjson.Var("string", "CloudWatch namespace of the streamlens metrics", m.DefaultNamespace),
+		"region":         tfjson.Var("string", "region the dashboard's widgets read from", nil),
+		"dashboard_name": tfjson.Var("string", "dashboard name; empty means streamlens-<function_name>", ""),
+	}
+	for _, w := range Widgets(specs) {
+		if t := w.Threshold; t != nil {
+			vars[t.Var] = tfjson.Var("number", t.Label+" drawn on \""+w.Title+"\"", t.Default)
+		}
+	}
+	return map[string]any{
+		"terraform": tfjson.Providers(),
+		"variable":  vars,
+		"resource": map[string]any{"aws_cloudwatch_dashboard": map[string]any{"streamlens": map[string]any{
+			"dashboard_name": `${var.dashboard_name != "" ? var.dashboard_name : "streamlens-${var.function_name}"}`,
+			"dashboard_body": body,
+		}}},
+		"output": map[string]any{"dashboard_arn": map[string]any{"value": "${aws_cloudwatch_dashboard.streamlens.dashboard_arn}"}},
+	}, nil
+}

@@ -1,0 +1,107 @@
+// Package dashboards defines the streamlens CloudWatch dashboard once, as
+// widgets built from the metric definitions, and renders it as a Terraform
+// JSON module. The demo's HTML preview renders the same widgets.
+package dashboards
+
+import (
+	"fmt"
+
+	m "github.com/streamlens/streamlens/metrics"
+	"github.com/streamlens/streamlens/slo"
+)
+
+// Series is one metric line: a statistic of a metric with the FunctionName
+// dimension.
+type Series struct {
+	ID, Metric, Stat, Label string
+	Hidden                  bool // used only by an expression
+}
+
+// Expr is a metric-math line over Series ids.
+type Expr struct {
+	ID, Expression, Label string
+}
+
+// Search is a SEARCH over a per-dimension metric, top N by a statistic, so new
+// instruments (or init types) appear without editing the dashboard.
+type Search struct {
+	Metric, Dim, Stat string
+	TopN              int // 0: all
+}
+
+// Threshold is a horizontal annotation whose value is a module variable.
+type Threshold struct {
+	Label   string
+	Var     string  // Terraform variable holding the value
+	Default float64 // its default, used by the preview
+	Scale   float64 // the annotation is Var × Scale (1 if 0)
+}
+
+// Widget is one dashboard widget.
+type Widget struct {
+	Title     string
+	Single    bool // single value over the dashboard's time range
+	Series    []Series
+	Exprs     []Expr
+	Searches  []Search
+	Threshold *Threshold
+	Unit      string // y-axis label
+}
+
+// SLOSeries returns the series ids of an SLO's bad and total events.
+func sloIDs(s slo.Spec) (bad, total string) { return s.Name + "_bad", s.Name + "_total" }
+
+// Widgets is the dashboard, top to bottom.
+func Widgets(specs []slo.Spec) []Widget {
+	w := []Widget{
+		{Title: "Business TTFB (handler start → first useful chunk)", Unit: "ms",
+			Series: []Series{
+				{ID: "p50", Metric: m.TimeToFirstByte, Stat: "p50", Label: "p50"},
+				{ID: "p90", Metric: m.TimeToFirstByte, Stat: "p90", Label: "p90"},
+				{ID: "p99", Metric: m.TimeToFirstByte, Stat: "p99", Label: "p99"},
+			},
+			Threshold: &Threshold{Label: "TTFB SLO threshold", Var: "ttfb_threshold_ms", Default: 100}},
+		{Title: "Platform TTFB vs business TTFB (p99)", Unit: "ms",
+			Series: []Series{
+				{ID: "platform", Metric: m.ResponseLatency, Stat: "p99", Label: "platform responseLatency p99"},
+				{ID: "business", Metric: m.TimeToFirstByte, Stat: "p99", Label: "business TTFB p99"},
+			}},
+		{Title: "Truncation rate (streams not ended complete)", Unit: "%",
+			Series:    []Series{{ID: "trunc", Metric: m.StreamTruncated, Stat: "Average", Hidden: true}},
+			Exprs:     []Expr{{ID: "rate", Expression: "100 * trunc", Label: "truncated %"}},
+			Threshold: &Threshold{Label: "alarm", Var: "truncation_threshold_percent", Default: 0.1}},
+		{Title: "Chunks delivered vs expected", Unit: "chunks",
+			Series: []Series{
+				{ID: "delivered", Metric: m.ChunksDelivered, Stat: "Sum", Label: "delivered"},
+				{ID: "expected", Metric: m.ChunksExpected, Stat: "Sum", Label: "expected"},
+			}},
+		{Title: "Slowest instruments (ChunkInterval p99, top 10)", Unit: "ms",
+			Searches: []Search{{Metric: m.ChunkInterval, Dim: m.DimInstrument, Stat: "p99", TopN: 10}}},
+		{Title: "Per-chunk latency from stream start", Unit: "ms",
+			Series: []Series{
+				{ID: "cl50", Metric: m.ChunkLatency, Stat: "p50", Label: "p50"},
+				{ID: "cl99", Metric: m.ChunkLatency, Stat: "p99", Label: "p99"},
+			}},
+		{Title: "InitDuration by initialization type", Unit: "ms",
+			Searches: []Search{{Metric: m.InitDuration, Dim: m.DimInitType, Stat: "Maximum"}}},
+		{Title: "Cold starts by initialization type", Unit: "count",
+			Searches: []Search{{Metric: m.ColdStart, Dim: m.DimInitType, Stat: "Sum"}}},
+		{Title: "Dropped and malformed events", Unit: "events",
+			Series: []Series{
+				{ID: "dropped", Metric: m.DroppedEvents, Stat: "Sum", Label: "dropped (client + in transit)"},
+				{ID: "malformed", Metric: m.MalformedEvents, Stat: "Sum", Label: "malformed (rejected by the extension)"},
+			}},
+	}
+	for _, s := range specs {
+		bad, total := sloIDs(s)
+		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget left (%d-day objective %.4g %%)", s.Name, s.WindowDays, 100*s.Objective),
+			Single: true, Unit: "%",
+			Series: []Series{
+				{ID: bad, Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true},
+				{ID: total, Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},
+			},
+			Exprs: []Expr{{ID: s.Name + "_budget", Label: "budget left %",
+				Expression: fmt.Sprintf("100 * (1 - IF(%s > 0, (%s / %s) / %g, 0))", total, bad, total, s.ErrorBudget())}}})
+	}
+	return w
+}

@@ -1,0 +1,31 @@
+// Package gen renders every generated Terraform file from the metric
+// definitions and the SLO spec.
+package gen
+
+import (
+	"github.com/streamlens/streamlens/alarms"
+	"github.com/streamlens/streamlens/dashboards"
+	"github.com/streamlens/streamlens/internal/tfjson"
+	"github.com/streamlens/streamlens/slo"
+)
+
+// Files returns path (relative to the repository root) → contents.
+func Files(specs []slo.Spec) (map[string][]byte, error) {
+	dash, err := dashboards.Module(specs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for path, v := range map[string]any{
+		"dashboards/dashboard.tf.json": dash,
+		"alarms/alarms.tf.json":        alarms.Module(),
+		"slo/slo.tf.json":              slo.Module(specs),
+	} {
+		b, err := tfjson.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		out[path] = b
+	}
+	return out, nil
+}

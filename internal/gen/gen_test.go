@@ -1,0 +1,145 @@
+package gen
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/streamlens/streamlens/dashboards"
+	"github.com/streamlens/streamlens/metrics"
+	"github.com/streamlens/streamlens/slo"
+)
+
+func specs(t *testing.T) []slo.Spec {
+	s, err := slo.Load("../../slo/slos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The committed modules are exactly what the generator writes today.
+func TestCommittedFilesAreGenerated(t *testing.T) {
+	files, err := Files(specs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range files {
+		got, err := os.ReadFile(filepath.Join("../..", path))
+		if err != nil {
+			t.Fatalf("%s: %v (run make generate)", path, err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s is stale: run make generate and commit", path)
+		}
+	}
+}
+
+var tfVar = regexp.MustCompile(`\$\{var\.([a-z_]+)\}`)
+
+// interpolate does what Terraform does to the body string, with sample values.
+func interpolate(s string) string {
+	s = tfVar.ReplaceAllStringFunc(s, func(m string) string {
+		switch tfVar.FindStringSubmatch(m)[1] {
+		case "namespace":
+			return "Streamlens"
+		case "function_name":
+			return "pricing"
+		case "region":
+			return "eu-west-1"
+		}
+		return "0.1"
+	})
+	return strings.ReplaceAll(s, "$${", "${")
+}
+
+func TestDashboardBody(t *testing.T) {
+	body, err := dashboards.Body(specs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Widgets []struct {
+			Properties struct {
+				Title       string  `json:"title"`
+				Metrics     [][]any `json:"metrics"`
+				Annotations struct {
+					Horizontal []struct {
+						Value float64 `json:"value"`
+					} `json:"horizontal"`
+				} `json:"annotations"`
+			} `json:"properties"`
+		} `json:"widgets"`
+	}
+	if err := json.Unmarshal([]byte(interpolate(body)), &dash); err != nil {
+		t.Fatalf("body is not JSON after interpolation: %v", err)
+	}
+	known := map[string]bool{}
+	for _, d := range metrics.Defs() {
+		known[d.Name] = true
+	}
+	titles := map[string]bool{}
+	for _, w := range dash.Widgets {
+		titles[w.Properties.Title] = true
+		for _, row := range w.Properties.Metrics {
+			if len(row) == 5 {
+				if name, _ := row[1].(string); !known[name] {
+					t.Errorf("widget %q uses unknown metric %q", w.Properties.Title, name)
+				}
+			}
+			if e, ok := row[0].(map[string]any); ok && strings.Contains(e["expression"].(string), "SEARCH") {
+				if e["label"] != "${PROP('Dim.Instrument')}" && e["label"] != "${PROP('Dim.InitType')}" {
+					t.Errorf("SEARCH label %v: CloudWatch's ${PROP()} must survive Terraform", e["label"])
+				}
+			}
+		}
+	}
+	for _, want := range []string{"Business TTFB (handler start → first useful chunk)", "Truncation rate (streams not ended complete)",
+		"Slowest instruments (ChunkInterval p99, top 10)", "InitDuration by initialization type", "SLO ttfb: error budget left (28-day objective 99 %)"} {
+		if !titles[want] {
+			t.Errorf("no widget %q", want)
+		}
+	}
+	if !strings.Contains(body, `"value":${var.ttfb_threshold_ms}`) {
+		t.Error("TTFB threshold annotation is not the (unquoted) module variable")
+	}
+}
+
+func TestSLOModule(t *testing.T) {
+	mod := slo.Module(specs(t))
+	res := mod["resource"].(map[string]any)
+	alarms := res["aws_cloudwatch_metric_alarm"].(map[string]any)
+	comps := res["aws_cloudwatch_composite_alarm"].(map[string]any)
+	// 2 SLOs × 4 window pairs × 2 windows; 2 SLOs × (page, ticket).
+	if len(alarms) != 16 || len(comps) != 4 {
+		t.Fatalf("%d alarms, %d composites", len(alarms), len(comps))
+	}
+	a := alarms["ttfb_burn_1h_14_4x"].(map[string]any)
+	q := a["metric_query"].([]any)
+	if a["threshold"] != 14.4 || q[0].(map[string]any)["metric"].(map[string]any)["period"] != 3600 ||
+		q[2].(map[string]any)["expression"] != "IF(total > 0, (bad / total) / 0.01, 0)" {
+		t.Errorf("1h alarm %v", a)
+	}
+	page := comps["completeness_page"].(map[string]any)["alarm_rule"].(string)
+	want := "(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_1h_14_4x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_5m_14_4x.alarm_name})) OR " +
+		"(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_6h_6x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_30m_6x.alarm_name}))"
+	if page != want {
+		t.Errorf("page rule\n%s\nwant\n%s", page, want)
+	}
+}
+
+func TestSpecErrors(t *testing.T) {
+	for name, spec := range map[string]string{
+		"objective 99":   `[{"name":"a","objective":99,"window_days":28,"sli":{"bad":{"metric":"StreamTruncated","stat":"Sum"},"total":{"metric":"StreamTruncated","stat":"SampleCount"}}}]`,
+		"unknown metric": `[{"name":"a","objective":0.9,"window_days":28,"sli":{"bad":{"metric":"Nope","stat":"Sum"},"total":{"metric":"StreamTruncated","stat":"SampleCount"}}}]`,
+		"bad stat":       `[{"name":"a","objective":0.9,"window_days":28,"sli":{"bad":{"metric":"StreamTruncated","stat":"p99"},"total":{"metric":"StreamTruncated","stat":"SampleCount"}}}]`,
+		"empty":          `[]`,
+	} {
+		if _, err := slo.Parse([]byte(spec)); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}

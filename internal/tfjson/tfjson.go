@@ -1,0 +1,43 @@
+// Package tfjson writes Terraform JSON configuration deterministically.
+package tfjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+)
+
+// Marshal renders v as indented JSON with sorted keys (maps) and no HTML
+// escaping, ending in a newline: the form the generated files are committed in.
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Literal escapes a string so Terraform's template syntax leaves it alone: in
+// .tf.json every string is a template, and CloudWatch's own ${PROP(...)} labels
+// must reach CloudWatch unchanged.
+func Literal(s string) string {
+	return strings.NewReplacer("${", "$${", "%{", "%%{").Replace(s)
+}
+
+// Providers is the terraform block every module carries.
+func Providers() map[string]any {
+	return map[string]any{"required_version": ">= 1.5", "required_providers": map[string]any{
+		"aws": map[string]any{"source": "hashicorp/aws", "version": ">= 5.0"}}}
+}
+
+// Var declares a variable.
+func Var(typ, description string, def any) map[string]any {
+	v := map[string]any{"type": typ, "description": description}
+	if def != nil {
+		v["default"] = def
+	}
+	return v
+}
