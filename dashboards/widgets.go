@@ -17,9 +17,12 @@ type Series struct {
 	Hidden                  bool // used only by an expression
 }
 
-// Expr is a metric-math line over Series ids.
+// Expr is a metric-math line over Series ids. Eval computes the same value in
+// Go from the series' values, for the preview; the two are defined side by
+// side so they cannot drift apart unnoticed.
 type Expr struct {
 	ID, Expression, Label string
+	Eval                  func(series map[string]float64) float64
 }
 
 // Search is a SEARCH over a per-dimension metric, top N by a statistic, so new
@@ -68,7 +71,8 @@ func Widgets(specs []slo.Spec) []Widget {
 			}},
 		{Title: "Truncation rate (streams not ended complete)", Unit: "%",
 			Series:    []Series{{ID: "trunc", Metric: m.StreamTruncated, Stat: "Average", Hidden: true}},
-			Exprs:     []Expr{{ID: "rate", Expression: "100 * trunc", Label: "truncated %"}},
+			Exprs: []Expr{{ID: "rate", Expression: "100 * trunc", Label: "truncated %",
+				Eval: func(v map[string]float64) float64 { return 100 * v["trunc"] }}},
 			Threshold: &Threshold{Label: "alarm", Var: "truncation_threshold_percent", Default: 0.1}},
 		{Title: "Chunks delivered vs expected", Unit: "chunks",
 			Series: []Series{
@@ -101,7 +105,13 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: total, Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},
 			},
 			Exprs: []Expr{{ID: s.Name + "_budget", Label: "budget left %",
-				Expression: fmt.Sprintf("100 * (1 - IF(%s > 0, (%s / %s) / %g, 0))", total, bad, total, s.ErrorBudget())}}})
+				Expression: fmt.Sprintf("100 * (1 - IF(%s > 0, (%s / %s) / %g, 0))", total, bad, total, s.ErrorBudget()),
+				Eval: func(v map[string]float64) float64 {
+					if v[total] <= 0 {
+						return 100
+					}
+					return 100 * (1 - (v[bad]/v[total])/s.ErrorBudget())
+				}}}})
 	}
 	return w
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/streamlens/streamlens/internal/summary"
+	m "github.com/streamlens/streamlens/metrics"
+	"github.com/streamlens/streamlens/slo"
 )
 
 type call struct {
@@ -52,8 +54,9 @@ func main() {
 	bin := flag.String("bin", "bin", "directory with sandbox, bootstrap and extensions/streamlens")
 	out := flag.String("out", "out", "directory for the log stream and the HTML preview")
 	n := flag.Int("n", 36, "number of invocations")
+	spec := flag.String("spec", "slo/slos.json", "SLO spec file")
 	flag.Parse()
-	if err := run(*bin, *out, *n); err != nil {
+	if err := run(*bin, *out, *spec, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -77,7 +80,7 @@ func freeUDP() (string, error) {
 	return pc.LocalAddr().String(), nil
 }
 
-func run(bin, outDir string, n int) error {
+func run(bin, outDir, specPath string, n int) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
 	}
@@ -135,10 +138,14 @@ func run(bin, outDir string, n int) error {
 	if err != nil {
 		return err
 	}
+	specs, err := slo.Load(specPath)
+	if err != nil {
+		return err
+	}
 	printRaw(s)
-	printSummary(s)
+	printSummary(s, specs)
 	htmlPath := filepath.Join(outDir, "dashboard.html")
-	if err := os.WriteFile(htmlPath, summary.HTML(s, 100), 0o644); err != nil {
+	if err := os.WriteFile(htmlPath, summary.HTML(s, specs), 0o644); err != nil {
 		return err
 	}
 	fmt.Printf("\nlog stream: %s\ndashboard preview: %s\n", logPath, htmlPath)
@@ -209,17 +216,28 @@ func printRaw(s *summary.Summary) {
 	}
 }
 
-func printSummary(s *summary.Summary) {
+func printSummary(s *summary.Summary, specs []slo.Spec) {
+	v := s.Values
+	st := summary.Stat
 	fmt.Println("\nSummary")
-	fmt.Printf("  streams             %d (%d invocations, %d cold starts)\n", s.Streams, s.Invocations, s.ColdStarts)
-	fmt.Printf("  TTFB (business)     p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   (%d over the 100 ms budget)\n",
-		summary.Percentile(s.TTFB, 50), summary.Percentile(s.TTFB, 90), summary.Percentile(s.TTFB, 99), s.BudgetBreaches)
-	fmt.Printf("  TTFB (platform)     p50 %.1f ms   p99 %.1f ms\n", summary.Percentile(s.ResponseLat, 50), summary.Percentile(s.ResponseLat, 99))
-	fmt.Printf("  chunk latency       p50 %.1f ms   p99 %.1f ms\n", summary.Percentile(s.ChunkLatency, 50), summary.Percentile(s.ChunkLatency, 99))
-	fmt.Printf("  truncation rate     %.1f %% (%d of %d) %v   — every one of them was HTTP 200\n", 100*s.TruncationRate(), s.Truncated, s.Streams, s.TruncReasons)
-	fmt.Printf("  chunks              %.0f delivered of %.0f expected\n", s.Delivered, s.Expected)
-	for t, v := range s.InitDurations {
-		fmt.Printf("  init (%s)    %d inits, p50 %.1f ms\n", t, len(v), summary.Percentile(v, 50))
+	fmt.Printf("  streams             %d (%d invocations, %.0f cold starts)\n", s.Streams(), len(v[m.ColdStart]), st(v[m.ColdStart], "Sum"))
+	fmt.Printf("  TTFB (business)     p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   (%.0f over the budget)\n",
+		st(v[m.TimeToFirstByte], "p50"), st(v[m.TimeToFirstByte], "p90"), st(v[m.TimeToFirstByte], "p99"), st(v[m.TTFBBudgetBreach], "Sum"))
+	fmt.Printf("  TTFB (platform)     p50 %.1f ms   p99 %.1f ms\n", st(v[m.ResponseLatency], "p50"), st(v[m.ResponseLatency], "p99"))
+	fmt.Printf("  chunk latency       p50 %.1f ms   p99 %.1f ms\n", st(v[m.ChunkLatency], "p50"), st(v[m.ChunkLatency], "p99"))
+	fmt.Printf("  truncation rate     %.1f %% (%d of %d) %v   — every one of them was HTTP 200\n", 100*s.TruncationRate(), s.Truncated(), s.Streams(), s.TruncReasons)
+	fmt.Printf("  chunks              %.0f delivered of %.0f expected\n", st(v[m.ChunksDelivered], "Sum"), st(v[m.ChunksExpected], "Sum"))
+	for t, vals := range s.ByDim[m.DimInitType+"/"+m.InitDuration] {
+		fmt.Printf("  init (%s)    %d inits, p50 %.1f ms\n", t, len(vals), st(vals, "p50"))
 	}
-	fmt.Printf("  dropped / malformed %.0f / %.0f events;  integrity mismatches %d\n", s.Dropped, s.Malformed, s.IntegrityBad)
+	fmt.Printf("  dropped / malformed %.0f / %.0f events;  integrity mismatches %.0f\n", st(v[m.DroppedEvents], "Sum"), st(v[m.MalformedEvents], "Sum"), st(v[m.IntegrityMismatch], "Sum"))
+	fmt.Println("\nSLOs over this run (slo/slos.json)")
+	for _, sp := range specs {
+		bad, total := st(v[sp.SLI.Bad.Metric], sp.SLI.Bad.Stat), st(v[sp.SLI.Total.Metric], sp.SLI.Total.Stat)
+		att, left := 1.0, 1.0
+		if total > 0 {
+			att, left = 1-bad/total, 1-(bad/total)/sp.ErrorBudget()
+		}
+		fmt.Printf("  %-13s objective %.4g %%: attainment %.2f %% (%.0f bad of %.0f), error budget left %.0f %%\n", sp.Name, 100*sp.Objective, 100*att, bad, total, 100*left)
+	}
 }

@@ -1,5 +1,6 @@
-// Package summary reads EMF lines from a log stream and summarises them the
-// way the dashboard does: the demo prints it and renders it as HTML.
+// Package summary reads EMF lines from a log stream and aggregates them the way
+// CloudWatch would, so the demo can print a summary and render the dashboard's
+// widgets as an HTML preview.
 package summary
 
 import (
@@ -8,35 +9,26 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	m "github.com/streamlens/streamlens/metrics"
 )
 
-// Summary aggregates the metrics of a run.
+// Summary holds every metric value of a run.
 type Summary struct {
-	Streams        int
-	Truncated      int
-	TruncReasons   map[string]int
-	TTFB           []float64 // ms
-	ChunkLatency   []float64
-	ChunkInterval  map[string][]float64 // per instrument
-	Delivered      float64
-	Expected       float64
-	Invocations    int
-	ColdStarts     int
-	InitDurations  map[string][]float64 // per init type
-	ResponseLat    []float64
-	Dropped        float64
-	Malformed      float64
-	IntegrityBad   int
-	BudgetBreaches int
-	EMFLines       []string // the stream documents, raw
+	// Values: metric → values from documents whose dimensions are FunctionName
+	// alone (what a FunctionName-dimension dashboard series reads).
+	Values map[string][]float64
+	// ByDim: "Dim/Metric" → dimension value → values, for SEARCH widgets.
+	ByDim        map[string]map[string][]float64
+	TruncReasons map[string]int
+	EMFLines     []string // the per-stream documents, raw
 }
 
 // Read parses a log stream; lines that are not EMF are skipped.
 func Read(r io.Reader) (*Summary, error) {
-	s := &Summary{TruncReasons: map[string]int{}, ChunkInterval: map[string][]float64{}, InitDurations: map[string][]float64{}}
+	s := &Summary{Values: map[string][]float64{}, ByDim: map[string]map[string][]float64{}, TruncReasons: map[string]int{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -69,50 +61,84 @@ func values(v any) []float64 {
 	return nil
 }
 
-func sum(v any) float64 {
+type directive struct {
+	Dimensions [][]string
+	Metrics    []struct{ Name string }
+}
+
+func (s *Summary) add(d map[string]any, line string) {
+	raw, _ := json.Marshal(d["_aws"])
+	var aws struct{ CloudWatchMetrics []directive }
+	if json.Unmarshal(raw, &aws) != nil {
+		return
+	}
+	for _, dir := range aws.CloudWatchMetrics {
+		for _, set := range dir.Dimensions {
+			for _, met := range dir.Metrics {
+				vals := values(d[met.Name])
+				switch {
+				case len(set) == 1 && set[0] == m.DimFunctionName:
+					s.Values[met.Name] = append(s.Values[met.Name], vals...)
+				case len(set) == 2:
+					dim := set[1]
+					dv, _ := d[dim].(string)
+					key := dim + "/" + met.Name
+					if s.ByDim[key] == nil {
+						s.ByDim[key] = map[string][]float64{}
+					}
+					s.ByDim[key][dv] = append(s.ByDim[key][dv], vals...)
+				}
+			}
+		}
+	}
+	if _, ok := d[m.PropQuoteID]; ok && d[m.StreamTruncated] != nil {
+		// A stream with more than 100 chunks spans several documents; the
+		// first carries the per-stream counts.
+		s.EMFLines = append(s.EMFLines, line)
+		if sum(values(d[m.StreamTruncated])) > 0 {
+			r, _ := d[m.PropTruncateReason].(string)
+			s.TruncReasons[r]++
+		}
+	}
+}
+
+func sum(v []float64) float64 {
 	t := 0.0
-	for _, x := range values(v) {
+	for _, x := range v {
 		t += x
 	}
 	return t
 }
 
-func (s *Summary) add(d map[string]any, line string) {
-	inst, _ := d[m.DimInstrument].(string)
-	switch {
-	case d[m.PropQuoteID] != nil:
-		// A stream with more than 100 chunks spans several documents; only the
-		// first carries the per-stream counts.
-		if d[m.StreamTruncated] != nil {
-			s.Streams++
-			s.EMFLines = append(s.EMFLines, line)
+// Stat computes a CloudWatch statistic (pNN, Average, Sum, SampleCount,
+// Maximum, Minimum) over values; NaN when there are none.
+func Stat(v []float64, stat string) float64 {
+	if len(v) == 0 {
+		if stat == "Sum" || stat == "SampleCount" {
+			return 0
 		}
-		if sum(d[m.StreamTruncated]) > 0 {
-			s.Truncated++
-			r, _ := d[m.PropTruncateReason].(string)
-			s.TruncReasons[r]++
-		}
-		s.TTFB = append(s.TTFB, values(d[m.TimeToFirstByte])...)
-		s.ChunkLatency = append(s.ChunkLatency, values(d[m.ChunkLatency])...)
-		s.Delivered += sum(d[m.ChunksDelivered])
-		s.Expected += sum(d[m.ChunksExpected])
-		s.Dropped += sum(d[m.DroppedEvents])
-		s.IntegrityBad += int(sum(d[m.IntegrityMismatch]))
-		s.BudgetBreaches += int(sum(d[m.TTFBBudgetBreach]))
-	case inst != "":
-		s.ChunkInterval[inst] = append(s.ChunkInterval[inst], values(d[m.ChunkInterval])...)
-	case d[m.ColdStart] != nil:
-		s.Invocations++
-		if sum(d[m.ColdStart]) > 0 {
-			s.ColdStarts++
-		}
-		if v := values(d[m.InitDuration]); len(v) > 0 {
-			t, _ := d[m.DimInitType].(string)
-			s.InitDurations[t] = append(s.InitDurations[t], v...)
-		}
-		s.ResponseLat = append(s.ResponseLat, values(d[m.ResponseLatency])...)
+		return math.NaN()
 	}
-	s.Malformed += sum(d[m.MalformedEvents])
+	switch stat {
+	case "Sum":
+		return sum(v)
+	case "SampleCount":
+		return float64(len(v))
+	case "Average":
+		return sum(v) / float64(len(v))
+	case "Maximum":
+		c := append([]float64(nil), v...)
+		sort.Float64s(c)
+		return c[len(c)-1]
+	case "Minimum":
+		c := append([]float64(nil), v...)
+		sort.Float64s(c)
+		return c[0]
+	}
+	if p, err := strconv.ParseFloat(strings.TrimPrefix(stat, "p"), 64); err == nil && strings.HasPrefix(stat, "p") {
+		return Percentile(v, p)
+	}
+	return math.NaN()
 }
 
 // Percentile is the nearest-rank percentile (p in 0..100); NaN for no data.
@@ -126,35 +152,16 @@ func Percentile(v []float64, p float64) float64 {
 	return c[max(0, min(len(c)-1, rank-1))]
 }
 
+// Streams is the number of streams.
+func (s *Summary) Streams() int { return len(s.Values[m.StreamTruncated]) }
+
+// Truncated is the number of truncated streams.
+func (s *Summary) Truncated() int { return int(sum(s.Values[m.StreamTruncated])) }
+
 // TruncationRate is truncated streams / streams.
 func (s *Summary) TruncationRate() float64 {
-	if s.Streams == 0 {
+	if s.Streams() == 0 {
 		return 0
 	}
-	return float64(s.Truncated) / float64(s.Streams)
-}
-
-// SlowInstruments returns up to n instruments by p99 ChunkInterval, slowest first.
-func (s *Summary) SlowInstruments(n int) []InstrumentStat {
-	var out []InstrumentStat
-	for k, v := range s.ChunkInterval {
-		out = append(out, InstrumentStat{k, Percentile(v, 99), len(v)})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].P99 != out[j].P99 {
-			return out[i].P99 > out[j].P99
-		}
-		return out[i].Instrument < out[j].Instrument
-	})
-	if len(out) > n {
-		out = out[:n]
-	}
-	return out
-}
-
-// InstrumentStat is one row of the slow-instrument table.
-type InstrumentStat struct {
-	Instrument string
-	P99        float64
-	Count      int
+	return float64(s.Truncated()) / float64(s.Streams())
 }

@@ -7,56 +7,83 @@ import (
 	"time"
 
 	"github.com/streamlens/streamlens/emf"
+	"github.com/streamlens/streamlens/slo"
 )
+
+func doc(t *testing.T, props []emf.Property, dims [][]string, ms ...emf.Metric) string {
+	b, err := emf.Append(nil, &emf.Document{Namespace: "Streamlens", Timestamp: time.Now(), Dimensions: dims, Properties: props, Metrics: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func fn() emf.Property { return emf.Property{Key: "FunctionName", Value: "pricing"} }
 
 func TestReadCountsSplitStreamOnce(t *testing.T) {
 	lat := make([]float64, 150)
 	for i := range lat {
 		lat[i] = float64(i)
 	}
-	d := &emf.Document{Namespace: "N", Timestamp: time.Now(), Dimensions: [][]string{{"FunctionName"}},
-		Properties: []emf.Property{{Key: "FunctionName", Value: "f"}, {Key: "QuoteId", Value: "q"}, {Key: "TruncationReason", Value: "short"}},
-		Metrics: []emf.Metric{{Name: "ChunkLatency", Values: lat}, {Name: "StreamTruncated", Values: []float64{1}},
-			{Name: "TimeToFirstByte", Values: []float64{7}}, {Name: "ChunksDelivered", Values: []float64{150}}}}
-	b, err := emf.Append(nil, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := "START RequestId\n" + string(b) + "not json\n"
+	log := "START RequestId\n" + doc(t, []emf.Property{fn(), {Key: "QuoteId", Value: "q"}, {Key: "TruncationReason", Value: "short"}},
+		[][]string{{"FunctionName"}},
+		emf.Metric{Name: "ChunkLatency", Values: lat}, emf.Metric{Name: "StreamTruncated", Values: []float64{1}},
+		emf.Metric{Name: "TimeToFirstByte", Values: []float64{7}}) + "not json\n" +
+		doc(t, []emf.Property{fn(), {Key: "Instrument", Value: "SPY"}}, [][]string{{"FunctionName", "Instrument"}},
+			emf.Metric{Name: "ChunkInterval", Values: []float64{3, 4}})
 	s, err := Read(strings.NewReader(log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Count(string(b), "\n") != 2 {
-		t.Fatalf("test needs a split document")
+	if s.Streams() != 1 || s.Truncated() != 1 || s.TruncReasons["short"] != 1 || len(s.Values["ChunkLatency"]) != 150 || len(s.EMFLines) != 1 {
+		t.Errorf("streams %d truncated %d reasons %v latencies %d", s.Streams(), s.Truncated(), s.TruncReasons, len(s.Values["ChunkLatency"]))
 	}
-	if s.Streams != 1 || s.Truncated != 1 || s.TruncReasons["short"] != 1 || len(s.ChunkLatency) != 150 || s.Delivered != 150 {
-		t.Errorf("summary %+v", s)
+	if got := s.ByDim["Instrument/ChunkInterval"]["SPY"]; len(got) != 2 || len(s.Values["ChunkInterval"]) != 0 {
+		t.Errorf("per-instrument values %v; FunctionName-only %v", got, s.Values["ChunkInterval"])
 	}
 }
 
-func TestPercentile(t *testing.T) {
+func TestStat(t *testing.T) {
 	v := []float64{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
-	for p, want := range map[float64]float64{50: 5, 90: 9, 99: 10, 100: 10, 1: 1} {
-		if got := Percentile(v, p); got != want {
-			t.Errorf("p%v = %v, want %v", p, got, want)
+	for stat, want := range map[string]float64{"p50": 5, "p90": 9, "p99": 10, "Average": 5.5, "Sum": 55, "SampleCount": 10, "Maximum": 10, "Minimum": 1} {
+		if got := Stat(v, stat); got != want {
+			t.Errorf("%s = %v, want %v", stat, got, want)
 		}
 	}
-	if !math.IsNaN(Percentile(nil, 50)) {
-		t.Error("no data must be NaN")
+	if !math.IsNaN(Stat(nil, "p50")) || Stat(nil, "Sum") != 0 {
+		t.Error("no data")
 	}
 }
 
-func TestHTMLShowsThresholds(t *testing.T) {
-	s := &Summary{Streams: 4, Truncated: 1, TTFB: []float64{50, 60, 150}, TruncReasons: map[string]int{"no-end": 1},
-		ChunkInterval: map[string][]float64{"AAPL": {3}, "SPY": {9}}, InitDurations: map[string][]float64{}}
-	h := string(HTML(s, 100))
-	for _, want := range []string{"25.00 %", "p99 150.0 ms", "100.0 ms", "SPY", "breach", "reason no-end"} {
+func TestHTMLRendersTheDashboardWidgets(t *testing.T) {
+	log := doc(t, []emf.Property{fn(), {Key: "QuoteId", Value: "a"}}, [][]string{{"FunctionName"}},
+		emf.Metric{Name: "TimeToFirstByte", Values: []float64{150}}, emf.Metric{Name: "StreamTruncated", Values: []float64{1}},
+		emf.Metric{Name: "TTFBBudgetBreach", Values: []float64{1}}) +
+		doc(t, []emf.Property{fn(), {Key: "QuoteId", Value: "b"}}, [][]string{{"FunctionName"}},
+			emf.Metric{Name: "TimeToFirstByte", Values: []float64{50}}, emf.Metric{Name: "StreamTruncated", Values: []float64{0}},
+			emf.Metric{Name: "TTFBBudgetBreach", Values: []float64{0}}) +
+		doc(t, []emf.Property{fn(), {Key: "Instrument", Value: "AAPL"}}, [][]string{{"FunctionName", "Instrument"}},
+			emf.Metric{Name: "ChunkInterval", Values: []float64{3}}) +
+		doc(t, []emf.Property{fn(), {Key: "Instrument", Value: "SPY"}}, [][]string{{"FunctionName", "Instrument"}},
+			emf.Metric{Name: "ChunkInterval", Values: []float64{9}})
+	s, _ := Read(strings.NewReader(log))
+	specs, err := slo.Load("../../slo/slos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := string(HTML(s, specs))
+	for _, want := range []string{
+		"Business TTFB (handler start → first useful chunk)", "150 ms", // p99 of {50,150}
+		"Truncation rate (streams not ended complete)", "50.00 %", "alarm: 0.10 %",
+		"TTFB SLO threshold: 100 ms", "breach",
+		"SLO ttfb: error budget left", "-4900.00 %", // 50 % bad against a 1 % budget
+		"Slowest instruments (ChunkInterval p99, top 10)", "SPY (p99)",
+	} {
 		if !strings.Contains(h, want) {
 			t.Errorf("HTML lacks %q", want)
 		}
 	}
-	if strings.Index(h, "SPY") > strings.Index(h, "AAPL") {
+	if strings.Index(h, "SPY (p99)") > strings.Index(h, "AAPL (p99)") {
 		t.Error("slowest instrument must come first")
 	}
 }

@@ -1,0 +1,114 @@
+// Command slo reports SLO attainment, error budget left and burn rates from
+// CloudWatch:
+//
+//	slo report --function pricing --region eu-west-1 [--since 28d] [--json]
+//
+// Credentials come from the standard AWS chain (environment, shared config,
+// SSO, instance/task role). --endpoint (or AWS_ENDPOINT_URL_CLOUDWATCH)
+// points it at another CloudWatch endpoint.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+
+	"github.com/streamlens/streamlens/metrics"
+	"github.com/streamlens/streamlens/slo"
+)
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "report" {
+		fmt.Fprintln(os.Stderr, "usage: slo report --function NAME [--region R] [--since 28d] [--spec slo/slos.json] [--json]")
+		os.Exit(2)
+	}
+	if err := report(context.Background(), os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "slo report:", err)
+		os.Exit(1)
+	}
+}
+
+// parseSince accepts Go durations and whole days ("28d").
+func parseSince(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 1 || n > 455 {
+			return 0, fmt.Errorf("--since %q: want 1d..455d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Hour {
+		return 0, fmt.Errorf("--since %q: want a duration of at least 1h, or days like 28d", s)
+	}
+	return d, nil
+}
+
+func report(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	function := fs.String("function", "", "Lambda function name (FunctionName dimension)")
+	region := fs.String("region", "", "AWS region (default: from the AWS config chain)")
+	since := fs.String("since", "", "window to report on, e.g. 28d or 72h (default: each SLO's window)")
+	specPath := fs.String("spec", "slo/slos.json", "SLO spec file")
+	namespace := fs.String("namespace", metrics.DefaultNamespace, "CloudWatch namespace")
+	endpoint := fs.String("endpoint", "", "CloudWatch endpoint URL override")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *function == "" {
+		return errors.New("--function is required")
+	}
+	specs, err := slo.Load(*specPath)
+	if err != nil {
+		return err
+	}
+	var opts []func(*config.LoadOptions) error
+	if *region != "" {
+		opts = append(opts, config.WithRegion(*region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("AWS config: %w", err)
+	}
+	cw := cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) {
+		if *endpoint != "" {
+			o.BaseEndpoint = aws.String(*endpoint)
+		}
+	})
+	end := time.Now().UTC().Truncate(time.Minute)
+	var window time.Duration
+	if *since != "" {
+		if window, err = parseSince(*since); err != nil {
+			return err
+		}
+	}
+	var sts []slo.Status
+	for _, s := range specs {
+		w := window
+		if w == 0 {
+			w = time.Duration(s.WindowDays) * 24 * time.Hour
+		}
+		h, err := slo.Fetch(ctx, cw, []slo.Spec{s}, *namespace, *function, end, w)
+		if err != nil {
+			return err
+		}
+		sts = append(sts, slo.Compute(s, h[0], end, w))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sts)
+	}
+	return slo.PrintTable(os.Stdout, sts)
+}
