@@ -70,7 +70,7 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "business", Metric: m.TimeToFirstByte, Stat: "p99", Label: "business TTFB p99"},
 			}},
 		{Title: "Truncation rate (streams not ended complete)", Unit: "%",
-			Series:    []Series{{ID: "trunc", Metric: m.StreamTruncated, Stat: "Average", Hidden: true}},
+			Series: []Series{{ID: "trunc", Metric: m.StreamTruncated, Stat: "Average", Hidden: true}},
 			Exprs: []Expr{{ID: "rate", Expression: "100 * trunc", Label: "truncated %",
 				Eval: func(v map[string]float64) float64 { return 100 * v["trunc"] }}},
 			Threshold: &Threshold{Label: "alarm", Var: "truncation_threshold_percent", Default: 0.1}},

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	m "github.com/streamlens/streamlens/metrics"
 	"github.com/streamlens/streamlens/internal/tfjson"
+	m "github.com/streamlens/streamlens/metrics"
 )
 
 // Window is one multi-window burn-rate condition: alert when the error budget
