@@ -39,6 +39,8 @@ func plan(n int) []call {
 			out = append(out, call{"instruments=50&delay_ms=2&fail_after=20&bundle=EQ-EU-50", "feed lost after 20 quotes"})
 		case i%17 == 11:
 			out = append(out, call{"instruments=30&delay_ms=2&hang_after=12&bundle=EQ-US-30", "hangs until the timeout"})
+		case i%11 == 3:
+			out = append(out, call{"instruments=50&delay_ms=1&first_delay_ms=150&bundle=EQ-EU-50", "cold model cache: slow first quote"})
 		case i%19 == 5:
 			out = append(out, call{"instruments=40&delay_ms=2&crash_after=25&bundle=EQ-ASIA-40", "process crashes"})
 		case i%5 == 0:

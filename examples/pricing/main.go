@@ -5,7 +5,8 @@
 // stream with the streamlens client.
 //
 // Query parameters: instruments (default 50, max 500), delay_ms (per instrument,
-// default 1), bundle (bundle id), fail_after=N (error mid-stream after N quotes),
+// default 1; some instruments cost up to 3× that), first_delay_ms (before the
+// first quote), bundle (bundle id), fail_after=N (error mid-stream after N quotes),
 // hang_after=N (stop after N quotes until the function times out),
 // crash_after=N (the process exits after N quotes), skip_end=1 (no end event),
 // late_end_ms=N (end event N ms after the response finished).
@@ -52,6 +53,8 @@ type request struct {
 	// after the response finished (as an async sender's may be).
 	SkipEnd bool
 	LateEnd time.Duration
+	// FirstDelay is extra time before the first quote (a cold model cache).
+	FirstDelay time.Duration
 }
 
 func parseRequest(q map[string]string) (request, error) {
@@ -68,8 +71,9 @@ func parseRequest(q map[string]string) (request, error) {
 		*dst = n
 		return nil
 	}
-	var delayMs, lateEndMs, skipEnd = 1, 0, 0
+	var delayMs, lateEndMs, skipEnd, firstDelayMs = 1, 0, 0, 0
 	errs := errors.Join(
+		num("first_delay_ms", &firstDelayMs, 0, 60_000),
 		num("late_end_ms", &lateEndMs, 0, 60_000),
 		num("skip_end", &skipEnd, 0, 1),
 		num("instruments", &r.Instruments, 1, MaxInstruments),
@@ -80,6 +84,7 @@ func parseRequest(q map[string]string) (request, error) {
 	)
 	r.Delay = time.Duration(delayMs) * time.Millisecond
 	r.LateEnd = time.Duration(lateEndMs) * time.Millisecond
+	r.FirstDelay = time.Duration(firstDelayMs) * time.Millisecond
 	r.SkipEnd = skipEnd == 1
 	r.BundleID = q["bundle"]
 	if len(r.BundleID) > 64 {
@@ -144,7 +149,10 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 		case req.CrashAfter:
 			os.Exit(3)
 		}
-		time.Sleep(req.Delay)
+		if i == 0 {
+			time.Sleep(req.FirstDelay)
+		}
+		time.Sleep(req.Delay * time.Duration(costFactor(inst)))
 		b, _ := json.Marshal(price(s.QuoteID(), inst, time.Now()))
 		b = append(b, '\n')
 		bundle.Write(b)
