@@ -4,14 +4,16 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 FUZZTIME ?= 10s
+# Static, stripped and reproducible: no paths, no build id, no VCS stamp.
+RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 
-.PHONY: demo test build vet fuzz bench generate clean
+.PHONY: demo test build vet fuzz bench generate layer clean
 
 build:
 	$(GO) build -o $(BIN)/sandbox ./cmd/sandbox
 	$(GO) build -o $(BIN)/demo ./cmd/demo
 	$(GO) build -tags lambda.norpc -o $(BIN)/bootstrap ./examples/pricing
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/extensions/streamlens ./cmd/streamlens
+	CGO_ENABLED=0 $(GO) build $(RELEASE_FLAGS) -o $(BIN)/extensions/streamlens ./cmd/streamlens
 
 # Builds, starts the local sandbox with the pricing function and the extension,
 # fires invocations, prints the summary and writes out/dashboard.html.
@@ -25,10 +27,19 @@ vet:
 
 # Runs every test (unit, end-to-end with the real binaries), then each fuzz
 # target for a bounded time on top of its committed seed corpus.
-test: vet
+test: vet build
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
 	scripts/tf-check.sh
+	scripts/node-test.sh $(BIN)/extensions/streamlens
+
+# Layer zips for both architectures (extensions/streamlens), reproducible:
+# the same sources give the same zip bytes.
+layer:
+	@for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(RELEASE_FLAGS) -o $(BIN)/layer/$$arch/streamlens ./cmd/streamlens && \
+	  $(GO) run ./cmd/layer -bin $(BIN)/layer/$$arch/streamlens -out dist/streamlens-layer-$$arch.zip || exit 1; \
+	done
 
 # Regenerates the Terraform modules from the metric definitions and slo/slos.json.
 generate:
@@ -38,7 +49,7 @@ fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 clean:
-	rm -rf $(BIN) out
+	rm -rf $(BIN) out dist
 
 # Benchmarks: every figure is a ratio or a count from this one run (see
 # bench/RESULTS.md). Takes about two minutes.

@@ -18,7 +18,7 @@ type vector struct {
 		StreamID    string `json:"streamId"`
 		RequestID   string `json:"requestId"`
 		Seq         uint32 `json:"seq"`
-		TimeNs      int64  `json:"timeNs"`
+		TimeNs      int64  `json:"timeNs,string"`
 		Expected    *int64 `json:"expected"`
 		TraceParent string `json:"traceparent"`
 		BundleID    string `json:"bundleId"`

@@ -1,6 +1,7 @@
 // Command streamlens is the Lambda extension. Lambda starts it from
 // /opt/extensions/streamlens; configuration is STREAMLENS_* environment
-// variables (see the README).
+// variables (see the README). `streamlens decode ADDR` is a test mode that
+// prints the events it decodes as JSON lines.
 package main
 
 import (
@@ -23,6 +24,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if len(os.Args) == 3 && os.Args[1] == "decode" {
+		if err := decode(ctx, os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "streamlens decode:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, cfgErr := extension.ConfigFromEnv(os.Getenv, os.Args[0])
 	if err := extension.Run(ctx, cfg, cfgErr, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "streamlens:", err)

@@ -1,0 +1,51 @@
+import type { Writable } from 'node:stream';
+
+export declare const STATUS: { readonly complete: 'complete'; readonly error: 'error'; readonly aborted: 'aborted' };
+export type Status = 'complete' | 'error' | 'aborted';
+
+export interface StartOptions {
+  requestId?: string;        // context.awsRequestId
+  expected?: number;         // payload chunks expected
+  traceparent?: string;      // W3C traceparent of the function's span
+  bundleId?: string;
+  clientId?: string;
+  startTime?: number;        // handler start, ms since epoch (default: now)
+  explicitFirstUseful?: boolean;
+  skipPayloadHash?: boolean;
+}
+
+export interface ChunkOptions {
+  instrument?: string;
+  firstUseful?: boolean;
+  errorEnvelope?: boolean;
+  trailer?: boolean;         // e.g. BUNDLE_COMPLETE: written, not a payload chunk
+}
+
+export interface EndOptions {
+  status?: Status;
+  declared?: string;         // hex SHA-256 the function announced
+}
+
+export interface Summary {
+  quoteId: string; delivered: number; bytes: number; sha256: string; status: Status; dropped: number;
+}
+
+export declare class Stream {
+  readonly quoteId: string;
+  write(chunk: Buffer | string): boolean;
+  writeChunk(chunk: Buffer | string, opts?: ChunkOptions): boolean;
+  end(opts?: EndOptions): Summary;
+}
+
+export declare class Client {
+  constructor(addr?: string, opts?: { maxInFlight?: number });
+  static fromEnv(env?: NodeJS.ProcessEnv): Client;
+  start(responseStream: Writable, opts?: StartOptions): Stream;
+  stats(): { sent: number; dropped: number };
+  close(): void;
+}
+
+export declare function encodeEvent(ev: Record<string, unknown>): string;
+export declare function escape(value: unknown): string;
+export declare function uuidv7(): string;
+export declare const MAX_DATAGRAM: number;

@@ -1,0 +1,48 @@
+// Command layer packages an extension binary as a Lambda layer zip
+// (extensions/streamlens) and prints its size and SHA-256. `make layer` builds
+// the binaries (static, stripped, reproducible flags) and calls it per
+// architecture.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/streamlens/streamlens/internal/layer"
+)
+
+func main() {
+	bin := flag.String("bin", "", "extension binary")
+	out := flag.String("out", "", "layer zip to write")
+	flag.Parse()
+	if err := run(*bin, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "layer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, out string) error {
+	if bin == "" || out == "" {
+		return fmt.Errorf("-bin and -out are required")
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	var zip bytes.Buffer
+	if err := layer.Write(&zip, "streamlens", data); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, zip.Bytes(), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("%s: binary %.2f MB, zip %.2f MB, sha256 %x\n", out, float64(len(data))/1e6, float64(zip.Len())/1e6, sha256.Sum256(zip.Bytes()))
+	return nil
+}
