@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
-FUZZTIME ?= 10s
+FUZZTIME ?= 20s
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
 RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 
@@ -45,8 +45,12 @@ layer:
 generate:
 	$(GO) run ./cmd/streamlens-gen
 
+# Every decoder of outside input, each fuzzed for FUZZTIME on top of its
+# committed seed corpus (testdata/fuzz/).
 fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./extension -run '^$$' -fuzz '^FuzzTelemetryBatch$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./extension/extapi -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) out dist

@@ -92,7 +92,11 @@ func (t *Table) applyTelemetry(ev telemetryEvent) bool {
 				d.responseDurationMs, d.hasDuration = sp.DurationMs, true
 			}
 		}
-		t.invocationFor(r.RequestID).runtimeDone = d
+		inv := t.invocationFor(r.RequestID)
+		if inv.runtimeDone != nil {
+			return false // a second runtimeDone for one request is not from the platform
+		}
+		inv.runtimeDone = d
 	case "platform.report":
 		var r reportRecord
 		if json.Unmarshal(ev.Record, &r) != nil || r.RequestID == "" {
@@ -104,9 +108,17 @@ func (t *Table) applyTelemetry(ev telemetryEvent) bool {
 	return true
 }
 
+// maxTelemetryOnly bounds invocations known only from telemetry (no INVOKE
+// yet): anything in the sandbox can POST to the listener, and a flood of
+// made-up request ids must not grow memory.
+const maxTelemetryOnly = 64
+
 func (t *Table) invocationFor(requestID string) *invocation {
 	inv := t.invocations[requestID]
 	if inv == nil {
+		if len(t.invocations) >= maxTelemetryOnly+8 {
+			return &invocation{requestID: requestID} // recorded nowhere
+		}
 		inv = &invocation{requestID: requestID}
 		t.invocations[requestID] = inv
 		t.invOrder = append(t.invOrder, requestID)

@@ -75,12 +75,26 @@ func (c *Client) Next(ctx context.Context) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("event/next: %w", err)
 	}
-	var ev Event
-	if err := json.Unmarshal(resp.Body, &ev); err != nil {
-		return Event{}, fmt.Errorf("event/next: decoding %q: %w", truncate(resp.Body), err)
+	ev, err := DecodeEvent(resp.Body)
+	if err != nil {
+		return Event{}, fmt.Errorf("event/next: %w", err)
 	}
-	if ev.EventType != Invoke && ev.EventType != Shutdown {
-		return Event{}, fmt.Errorf("event/next: unknown event type %q", ev.EventType)
+	return ev, nil
+}
+
+// DecodeEvent decodes an /event/next body. Any input gives an event or an
+// error, never a panic (fuzzed); an event always has a known type, and an
+// INVOKE always a request id.
+func DecodeEvent(b []byte) (Event, error) {
+	var ev Event
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return Event{}, fmt.Errorf("decoding %q: %w", truncate(b), err)
+	}
+	switch {
+	case ev.EventType == Invoke && ev.RequestID == "":
+		return Event{}, fmt.Errorf("INVOKE without requestId: %q", truncate(b))
+	case ev.EventType != Invoke && ev.EventType != Shutdown:
+		return Event{}, fmt.Errorf("unknown event type %q", ev.EventType)
 	}
 	return ev, nil
 }
