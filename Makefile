@@ -7,7 +7,7 @@ FUZZTIME ?= 20s
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
 RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 
-.PHONY: demo test build vet fuzz bench generate layer clean
+.PHONY: demo test build vet fuzz bench generate layer reliability clean
 
 build:
 	$(GO) build -o $(BIN)/sandbox ./cmd/sandbox
@@ -32,6 +32,10 @@ test: vet build
 	$(MAKE) fuzz
 	scripts/tf-check.sh
 	scripts/node-test.sh $(BIN)/extensions/streamlens
+
+# The reliability and security tests with their figures (README "Reliability").
+reliability:
+	$(GO) test -count=1 -v -run 'Reliability|Security|Flood|Telemetry|Private|Loopback|DeadCollector|RuntimeDoneMissing' ./extension ./internal/e2e 2>&1 | grep -E 'figure:|^(--- |ok|FAIL)'
 
 # Layer zips for both architectures (extensions/streamlens), reproducible:
 # the same sources give the same zip bytes.

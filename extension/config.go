@@ -36,6 +36,8 @@ type Config struct {
 	OTLPEndpoint       string        // STREAMLENS_OTLP_ENDPOINT
 	OTLPTimeout        time.Duration // STREAMLENS_OTLP_TIMEOUT_MS
 	SpanMaxEvents      int           // STREAMLENS_SPAN_MAX_EVENTS
+	StdoutWait         time.Duration // STREAMLENS_STDOUT_WAIT_MS
+	StdoutBuffer       int           // STREAMLENS_STDOUT_BUFFER_KB, in bytes
 }
 
 // ConfigFromEnv reads the configuration. It returns every bad variable at once,
@@ -138,6 +140,8 @@ func ConfigFromEnv(getenv func(string) string, executable string) (Config, error
 	}
 	c.OTLPTimeout = ms("STREAMLENS_OTLP_TIMEOUT_MS", 25, 1, 10_000)
 	c.SpanMaxEvents = num("STREAMLENS_SPAN_MAX_EVENTS", 128, 0, 10_000)
+	c.StdoutWait = ms("STREAMLENS_STDOUT_WAIT_MS", 50, 0, 10_000)
+	c.StdoutBuffer = num("STREAMLENS_STDOUT_BUFFER_KB", 4096, 64, 1<<20) << 10
 	return c, errors.Join(errs...)
 }
 

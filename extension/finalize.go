@@ -51,6 +51,7 @@ func (t *Table) beginInvocation(requestID string, deadline time.Time, tracing st
 		t.invocations[requestID] = inv
 		t.invOrder = append(t.invOrder, requestID)
 	}
+	t.current = requestID
 	inv.started = t.now()
 	inv.deadline = deadline
 	inv.tracing = tracing
@@ -90,7 +91,7 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 		inv.ended = true
 	}
 	var out []Result
-	for id, s := range t.streams {
+	for _, s := range t.streams {
 		switch {
 		case s.end != nil:
 		case inv != nil && s.requestID == inv.requestID && failure != "":
@@ -106,8 +107,7 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 			}
 		}
 		out = append(out, t.result(s, reason))
-		delete(t.streams, id)
-		t.markFlushed(id)
+		t.remove(s)
 	}
 	t.compactFIFO()
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
@@ -117,14 +117,13 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 // finalizeAll flushes every open stream (SHUTDOWN): nothing is carried.
 func (t *Table) finalizeAll(reason string) []Result {
 	var out []Result
-	for id, s := range t.streams {
+	for _, s := range t.streams {
 		r := ""
 		if s.end == nil {
 			r = reason
 		}
 		out = append(out, t.result(s, r))
-		delete(t.streams, id)
-		t.markFlushed(id)
+		t.remove(s)
 	}
 	t.compactFIFO()
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })

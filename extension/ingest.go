@@ -30,8 +30,8 @@ func listenIngest(a protocol.Addr, t *Table) (*ingest, error) {
 	var err error
 	switch a.Network {
 	case "unixgram":
-		if err := os.MkdirAll(filepath.Dir(a.Path), 0o700); err != nil {
-			return nil, fmt.Errorf("socket directory: %w", err)
+		if err := privateDir(filepath.Dir(a.Path)); err != nil {
+			return nil, err
 		}
 		_ = os.Remove(a.Path) // a stale socket from a previous extension process
 		pc, err = net.ListenPacket("unixgram", a.Path)
@@ -131,4 +131,22 @@ func (in *ingest) drain() {
 func (in *ingest) close() {
 	in.conn.Close()
 	<-in.done
+}
+
+// privateDir makes sure dir exists, belongs to this user and is closed to
+// everyone else (0700): a socket in a shared directory could be replaced or
+// fed by another user of the sandbox.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm()&0o077 != 0 || (ok && int(st.Uid) != os.Getuid()) {
+		return fmt.Errorf("socket directory %s must be private to this user (0700), it is %v: put the socket in a directory of its own", dir, fi.Mode().Perm())
+	}
+	return nil
 }

@@ -43,8 +43,10 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 	}
 	defer in.close()
 
-	r := &runner{cfg: cfg, api: api, table: table, in: in, stderr: stderr,
-		fl: &flusher{cfg: cfg, out: stdout, now: time.Now}}
+	lw := newLogWriter(stdout, cfg.StdoutBuffer)
+	defer lw.close(cfg.StdoutWait)
+	r := &runner{cfg: cfg, api: api, table: table, in: in, stderr: stderr, log: lw,
+		fl: &flusher{cfg: cfg, out: lw, now: time.Now}}
 	if cfg.OTLP {
 		sp, err := newSpanner(cfg, getenv)
 		if err != nil {
@@ -77,6 +79,7 @@ type runner struct {
 	telemetry bool
 	fl        *flusher
 	spans     *spanner // nil when STREAMLENS_OTLP=off
+	log       *logWriter
 	stderr    io.Writer
 }
 
@@ -147,9 +150,13 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 // write flushes one batch: EMF first (it is what alarms read), then the spans,
 // whose export is bounded by STREAMLENS_OTLP_TIMEOUT_MS.
 func (r *runner) write(b batch) {
+	b.counters.DroppedEMF += r.log.takeDropped()
 	if err := r.fl.write(b); err != nil {
 		fmt.Fprintf(r.stderr, "streamlens: flush: %v\n", err)
 	}
+	// Bounded: a blocked stdout costs at most StdoutWait here; the lines stay
+	// queued and are written when it moves.
+	r.log.wait(r.cfg.StdoutWait)
 	if r.spans == nil || len(b.streams) == 0 {
 		return
 	}
@@ -223,6 +230,8 @@ func (r *runner) shutdown(ev extapi.Event) {
 	}
 	r.in.drain()
 	r.flushAll(ReasonShutdown + ev.ShutdownReason)
+	// What is queued for stdout gets the rest of the budget.
+	r.log.wait(time.Until(budget))
 }
 
 func earlier(a, b time.Time) time.Time {

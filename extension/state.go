@@ -103,6 +103,7 @@ type Counters struct {
 	NoRuntimeDone int64 // invocations flushed without their platform.runtimeDone
 	SpanExportErr int64 // OTLP exports that failed or hit their deadline
 	Events        int64 // events applied
+	DroppedEMF    int64 // EMF lines dropped because stdout was blocked and the buffer full
 }
 
 // Table holds all stream and invocation state. One mutex guards it and the
@@ -115,7 +116,9 @@ type Table struct {
 	flushedFIFO []string
 	invocations map[string]*invocation
 	invOrder    []string
-	fifo        []fifoEntry // open streams, oldest first (may hold stale entries)
+	fifo        []fifoEntry    // open streams, oldest first (may hold stale entries)
+	byReq       map[string]int // open streams per request id
+	current     string         // request id of the invocation in progress
 	init        initInfo
 	invokes     int64
 	arrivals    uint64
@@ -131,6 +134,7 @@ func newTable(maxOpen, maxChunks int) *Table {
 		streams:     make(map[string]*stream),
 		flushed:     make(map[string]struct{}),
 		invocations: make(map[string]*invocation),
+		byReq:       make(map[string]int),
 		maxOpen:     maxOpen,
 		maxChunks:   maxChunks,
 		changed:     make(chan struct{}, 1),
@@ -246,23 +250,56 @@ func msBetween(fromNs, toNs int64) float64 {
 	return float64(d) / 1e6
 }
 
-// open creates a stream, evicting the oldest open one when the cap is reached:
-// a flood of starts without ends costs bounded memory.
+// open creates a stream. Memory stays bounded under a flood of starts without
+// ends: at most maxOpen streams per request id (the documented per-invocation
+// cap; its oldest stream is evicted first) and 4×maxOpen in all, where the
+// oldest stream of another request than the current invocation goes first, so
+// a flood under made-up request ids cannot push out a real stream.
 func (t *Table) open(id, requestID string) *stream {
-	for len(t.streams) >= t.maxOpen && len(t.fifo) > 0 {
-		e := t.fifo[0]
-		t.fifo = t.fifo[1:]
-		if old := t.streams[e.id]; old != nil && old.arrivalSeq == e.seq {
-			// Its data is dropped, not flushed: a cap is only reached under a flood,
-			// and keeping evicted streams around would defeat the cap.
-			delete(t.streams, e.id)
-			t.markFlushed(e.id)
-			t.counters.Evicted++
+	if t.byReq[requestID] >= t.maxOpen {
+		t.evictOldest(func(s *stream) bool { return s.requestID == requestID })
+	}
+	if len(t.streams) >= 4*t.maxOpen {
+		if !t.evictOldest(func(s *stream) bool { return s.requestID != t.current }) {
+			t.evictOldest(func(*stream) bool { return true })
 		}
 	}
 	t.arrivals++
 	s := &stream{id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: t.now()}
 	t.streams[id] = s
+	t.byReq[requestID]++
 	t.fifo = append(t.fifo, fifoEntry{id, t.arrivals})
 	return s
+}
+
+// evictOldest drops the oldest open stream that pred accepts. Its data is
+// dropped, not flushed: the caps are only reached under a flood, and keeping
+// evicted streams around would defeat them.
+func (t *Table) evictOldest(pred func(*stream) bool) bool {
+	for i := 0; i < len(t.fifo); i++ {
+		e := t.fifo[i]
+		s := t.streams[e.id]
+		if s == nil || s.arrivalSeq != e.seq {
+			t.fifo = append(t.fifo[:i], t.fifo[i+1:]...) // stale entry
+			i--
+			continue
+		}
+		if pred(s) {
+			t.fifo = append(t.fifo[:i], t.fifo[i+1:]...)
+			t.remove(s)
+			t.counters.Evicted++
+			return true
+		}
+	}
+	return false
+}
+
+// remove forgets a stream (flushed or evicted); later events for it count as
+// late.
+func (t *Table) remove(s *stream) {
+	delete(t.streams, s.id)
+	if t.byReq[s.requestID]--; t.byReq[s.requestID] <= 0 {
+		delete(t.byReq, s.requestID)
+	}
+	t.markFlushed(s.id)
 }

@@ -1,6 +1,7 @@
 package extension
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -285,5 +286,38 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	c, err := ConfigFromEnv(func(k string) string { return map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1"}[k] }, "/opt/extensions/streamlens")
 	if err != nil || c.Name != "streamlens" || c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry {
 		t.Errorf("defaults %+v %v", c, err)
+	}
+}
+
+// A flood of starts under made-up request ids never evicts the real
+// invocation's stream, and memory stays within the caps.
+func TestFloodUnderOtherRequestIDsSparesTheRealStream(t *testing.T) {
+	tb := newTable(16, 100)
+	tb.mu.Lock()
+	tb.beginInvocation("real", time.Now(), "")
+	tb.mu.Unlock()
+	real := newSender(tb, "q-real", "real")
+	real.start(2)
+	real.chunk("A", 1, 0)
+	for i := 0; i < 5000; i++ {
+		newSender(tb, "flood-"+strconv.Itoa(i), "fake-"+strconv.Itoa(i%3)).start(1)
+	}
+	if n := len(tb.streams); n > 4*16 {
+		t.Errorf("%d streams held, cap %d", n, 4*16)
+	}
+	real.chunk("B", 2, 0)
+	real.end(2, 2, protocol.StatusComplete)
+	rs := finalize(tb, "real", "")
+	var got *Result
+	for i := range rs {
+		if rs[i].QuoteID == "q-real" {
+			got = &rs[i]
+		}
+	}
+	if got == nil || got.Truncated || got.Delivered != 2 {
+		t.Fatalf("real stream lost or damaged: %+v", got)
+	}
+	if c := tb.takeCounters(); c.Evicted < 5000-4*16 {
+		t.Errorf("evicted %d", c.Evicted)
 	}
 }

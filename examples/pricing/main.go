@@ -55,6 +55,9 @@ type request struct {
 	LateEnd time.Duration
 	// FirstDelay is extra time before the first quote (a cold model cache).
 	FirstDelay time.Duration
+	// Note is copied into every quote (e.g. a desk reference); it exists so
+	// tests can prove payload bytes never reach logs or metrics.
+	Note string
 }
 
 func parseRequest(q map[string]string) (request, error) {
@@ -87,6 +90,10 @@ func parseRequest(q map[string]string) (request, error) {
 	r.FirstDelay = time.Duration(firstDelayMs) * time.Millisecond
 	r.SkipEnd = skipEnd == 1
 	r.BundleID = q["bundle"]
+	r.Note = q["note"]
+	if len(r.Note) > 64 {
+		errs = errors.Join(errs, errors.New("note: at most 64 characters"))
+	}
 	if len(r.BundleID) > 64 {
 		errs = errors.Join(errs, errors.New("bundle: at most 64 characters"))
 	}
@@ -104,6 +111,7 @@ type Quote struct {
 	Ask           float64 `json:"ask"`
 	ModelVersion  string  `json:"modelVersion"`
 	FeedTimestamp string  `json:"feedTimestamp"`
+	Note          string  `json:"note,omitempty"`
 }
 
 // BundleComplete ends a successful stream.
@@ -153,7 +161,9 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 			time.Sleep(req.FirstDelay)
 		}
 		time.Sleep(req.Delay * time.Duration(costFactor(inst)))
-		b, _ := json.Marshal(price(s.QuoteID(), inst, time.Now()))
+		q := price(s.QuoteID(), inst, time.Now())
+		q.Note = req.Note
+		b, _ := json.Marshal(q)
 		b = append(b, '\n')
 		bundle.Write(b)
 		if _, err := s.WriteChunk(b, client.ChunkOptions{Instrument: inst}); err != nil {

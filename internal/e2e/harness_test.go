@@ -115,11 +115,12 @@ func (l *logBuf) docs(t *testing.T) []doc {
 	return out
 }
 
-// streamDocs returns the per-stream documents (they carry a QuoteId).
+// streamDocs returns the per-stream documents (they carry a QuoteId); a stream
+// with more than 100 chunks spans several, and only the first has the counts.
 func streamDocs(ds []doc) []doc {
 	var out []doc
 	for _, d := range ds {
-		if d.str("QuoteId") != "" {
+		if _, counts := d["StreamTruncated"]; d.str("QuoteId") != "" && counts {
 			out = append(out, d)
 		}
 	}
@@ -151,19 +152,21 @@ func (l *logBuf) waitDocs(t *testing.T, what string, pred func([]doc) bool) []do
 }
 
 type env struct {
-	sb  *sandbox.Sandbox
-	log *logBuf
+	sb   *sandbox.Sandbox
+	log  *logBuf
+	addr string // where the extension listens (STREAMLENS_ADDR)
 }
 
 func start(t *testing.T, mod func(*sandbox.Config)) *env {
 	t.Helper()
 	lb := &logBuf{}
+	addr := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
 	cfg := sandbox.Config{
 		Function: bins.function, Extensions: []string{bins.extension}, FunctionName: "pricing",
 		Timeout: 3 * time.Second, Freeze: true, Log: lb,
 		// UDP, the default transport: a unix datagram socket queues only
 		// net.unix.max_dgram_qlen (10) datagrams, too few for a fast burst.
-		Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(t)), "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0"},
+		Env: []string{"STREAMLENS_ADDR=" + addr, "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0"},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -172,7 +175,7 @@ func start(t *testing.T, mod func(*sandbox.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sb: sb, log: lb}
+	e := &env{sb: sb, log: lb, addr: addr}
 	t.Cleanup(func() {
 		sb.Close()
 		if t.Failed() || os.Getenv("E2E_LOG") != "" {

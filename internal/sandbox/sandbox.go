@@ -451,10 +451,16 @@ func (s *Sandbox) Invoke(ctx context.Context, payload []byte, w io.Writer) (Resu
 	extDeadline := time.After(time.Until(inv.deadline) + s.cfg.ShutdownTimeout)
 	for _, e := range st.exts {
 		if err := s.waitExtNext(st, e, extDeadline); err != nil {
-			s.report(st, inv, "timeout", time.Now())
-			s.shutdown(st, "timeout")
+			// An extension that dies or overruns fails the invocation and
+			// resets the environment, as on Lambda.
+			status, errType := "timeout", "Extension.Timeout"
+			if !e.proc.alive() {
+				status, errType = "failure", "Extension.Crash"
+			}
+			s.report(st, inv, status, time.Now())
+			s.shutdown(st, status)
 			s.setState(nil)
-			res.Status, res.ErrorType = "timeout", "Extension.Timeout"
+			res.Status, res.ErrorType = status, errType
 			return res, nil
 		}
 	}

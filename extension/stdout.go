@@ -1,0 +1,128 @@
+package extension
+
+import (
+	"io"
+	"sync"
+	"time"
+)
+
+// logWriter writes EMF lines to stdout from its own goroutine. Lambda's
+// stdout is a pipe to the log agent; when the agent is slow the pipe fills and
+// a write blocks. The flush hands its lines over and waits at most
+// STREAMLENS_STDOUT_WAIT_MS for them to be written, so a blocked stdout delays
+// /event/next by that bound at worst. Lines wait in memory up to
+// STREAMLENS_STDOUT_BUFFER_KB; a flush that does not fit is dropped whole and
+// counted (DroppedEMFLines).
+type logWriter struct {
+	out     io.Writer
+	max     int
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int
+	busy    bool
+	dropped int64 // lines dropped because the buffer was full
+	wake    chan struct{}
+	idle    chan struct{} // closed and replaced when the queue drains
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newLogWriter(out io.Writer, maxBytes int) *logWriter {
+	w := &logWriter{out: out, max: maxBytes, wake: make(chan struct{}, 1), idle: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	close(w.idle)
+	go w.run()
+	return w
+}
+
+// Write queues p (a whole flush) without blocking.
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	if w.queued+len(p) > w.max {
+		w.dropped += int64(countLines(p))
+		w.mu.Unlock()
+		return len(p), nil
+	}
+	if w.queued == 0 && !w.busy {
+		w.idle = make(chan struct{})
+	}
+	w.queue = append(w.queue, append([]byte(nil), p...))
+	w.queued += len(p)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func countLines(p []byte) int {
+	n := 0
+	for _, c := range p {
+		if c == '\n' {
+			n++
+		}
+	}
+	return n
+}
+
+// takeDropped returns the lines dropped since the last call.
+func (w *logWriter) takeDropped() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dropped
+	w.dropped = 0
+	return d
+}
+
+// wait blocks until everything queued is written or d has passed; it reports
+// whether the queue drained.
+func (w *logWriter) wait(d time.Duration) bool {
+	w.mu.Lock()
+	idle := w.idle
+	w.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (w *logWriter) run() {
+	defer close(w.done)
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			w.busy = false
+			select {
+			case <-w.idle:
+			default:
+				close(w.idle)
+			}
+			w.mu.Unlock()
+			select {
+			case <-w.wake:
+				continue
+			case <-w.stop:
+				return
+			}
+		}
+		b := w.queue[0]
+		w.queue = w.queue[1:]
+		w.busy = true
+		w.mu.Unlock()
+		_, _ = w.out.Write(b) // may block: that is why this is its own goroutine
+		w.mu.Lock()
+		w.queued -= len(b)
+		w.mu.Unlock()
+	}
+}
+
+// close stops the writer after what is queued, waiting at most d.
+func (w *logWriter) close(d time.Duration) {
+	w.wait(d)
+	close(w.stop)
+}
