@@ -41,14 +41,14 @@ func TestReliabilityHostileInput(t *testing.T) {
 	defer conn.Close()
 	now := time.Now().UnixNano()
 	bad := []string{
-		strings.Repeat("x", protocol.MaxDatagram+100),                           // oversized
-		"sl1 chunk q r 1",                                                      // truncated header
-		"sl1 chunk q r 1 " + fmt.Sprint(now) + " inst=\xff\xfe bytes=1",       // invalid UTF-8, raw
-		"sl1 chunk q r 1 " + fmt.Sprint(now) + " bytes=-5",                    // negative size
-		"sl1 chunk q r 4294967296 " + fmt.Sprint(now) + " bytes=1",            // seq overflow
-		"sl1 start q r 0 1000000000",                                           // 1970
-		"sl1 start q r 0 7258118400000000000",                                  // 2200
-		"sl2 start q r 0 " + fmt.Sprint(now),                                   // unknown version
+		strings.Repeat("x", protocol.MaxDatagram+100), // oversized
+		"sl1 chunk q r 1", // truncated header
+		"sl1 chunk q r 1 " + fmt.Sprint(now) + " inst=\xff\xfe bytes=1",               // invalid UTF-8, raw
+		"sl1 chunk q r 1 " + fmt.Sprint(now) + " bytes=-5",                            // negative size
+		"sl1 chunk q r 4294967296 " + fmt.Sprint(now) + " bytes=1",                    // seq overflow
+		"sl1 start q r 0 1000000000",                                                  // 1970
+		"sl1 start q r 0 7258118400000000000",                                         // 2200
+		"sl2 start q r 0 " + fmt.Sprint(now),                                          // unknown version
 		"sl1 end q r 9 " + fmt.Sprint(now) + " delivered=99999999999 status=complete", // absurd count
 	}
 	hostile := func() {
