@@ -3,7 +3,9 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
-FUZZTIME ?= 20s
+FUZZ_WIRE ?= 1500000x
+FUZZ_TELEMETRY ?= 200000x
+FUZZ_EVENT ?= 700000x
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
 RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 
@@ -49,12 +51,14 @@ layer:
 generate:
 	$(GO) run ./cmd/streamlens-gen
 
-# Every decoder of outside input, each fuzzed for FUZZTIME on top of its
-# committed seed corpus (testdata/fuzz/).
+# Every decoder of outside input, fuzzed on top of its committed seed corpus
+# (testdata/fuzz/), about 15 s each here. Budgets are execution counts, not
+# durations: go1.26's fuzz coordinator can fail a duration run with a bare
+# "context deadline exceeded" and no crasher (golang/go#75804).
 fuzz:
-	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./extension -run '^$$' -fuzz '^FuzzTelemetryBatch$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./extension/extapi -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_WIRE)
+	$(GO) test ./extension -run '^$$' -fuzz '^FuzzTelemetryBatch$$' -fuzztime $(FUZZ_TELEMETRY)
+	$(GO) test ./extension/extapi -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZ_EVENT)
 
 clean:
 	rm -rf $(BIN) out dist
