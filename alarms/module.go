@@ -27,9 +27,7 @@ func alarm(name, description string, extra map[string]any) map[string]any {
 func Module() map[string]any {
 	return map[string]any{
 		"terraform": tfjson.Providers(),
-		"variable": map[string]any{
-			"function_name":                     tfjson.Var("string", "Lambda function name (the FunctionName dimension)", nil),
-			"namespace":                         tfjson.Var("string", "CloudWatch namespace of the streamlens metrics", m.DefaultNamespace),
+		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), map[string]any{
 			"alarm_name_prefix":                 tfjson.Var("string", "prefix of every alarm name", "streamlens"),
 			"alarm_sns_topic_arns":              tfjson.Var("list(string)", "SNS topics notified on ALARM and OK", []any{}),
 			"truncation_threshold_percent":      tfjson.Var("number", "alarm when more than this % of streams are truncated", 0.1),
@@ -43,7 +41,7 @@ func Module() map[string]any {
 			"provisioned_concurrency_expected":  tfjson.Var("bool", "create the alarm on on-demand inits (provisioned concurrency should serve every invocation)", false),
 			"dropped_events_period_seconds":     tfjson.Var("number", "period of the dropped-events alarm", 300),
 			"dropped_events_evaluation_periods": tfjson.Var("number", "periods evaluated by the dropped-events alarm", 1),
-		},
+		}),
 		"resource": map[string]any{"aws_cloudwatch_metric_alarm": map[string]any{
 			"truncation_rate": alarm("truncation-rate",
 				"More than var.truncation_threshold_percent % of response streams ended truncated (timeout, crash, error, client abort, or fewer chunks than expected) although they may have returned HTTP 200.",

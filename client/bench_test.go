@@ -35,16 +35,21 @@ func drainingListener(b testing.TB) (string, func()) {
 	return pc.LocalAddr().String(), func() { pc.Close() }
 }
 
-// BenchmarkBareSend is the baseline: one sendto of the bytes a chunk event
-// puts on the wire, on a connected non-blocking UDP socket.
-func BenchmarkBareSend(b *testing.B) {
+// liveClient is a client whose datagrams a live listener reads and discards.
+func liveClient(b *testing.B) *Client {
 	addr, stop := drainingListener(b)
-	defer stop()
 	c, err := New(addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { c.Close(); stop() })
+	return c
+}
+
+// BenchmarkBareSend is the baseline: one sendto of the bytes a chunk event
+// puts on the wire, on a connected non-blocking UDP socket.
+func BenchmarkBareSend(b *testing.B) {
+	c := liveClient(b)
 	h := protocol.Header{StreamID: "01a204dc-f95b-762e-be7b-c3e65bbee985", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 7, TimeNs: time.Now().UnixNano()}
 	line := protocol.AppendChunk(nil, h, protocol.Chunk{Instrument: "AAPL", Bytes: int64(len(benchQuote))})
 	b.SetBytes(int64(len(line)))
@@ -61,13 +66,7 @@ func benchStream(b *testing.B, c *Client) *Stream {
 // BenchmarkEmit is the cost of the chunk event alone (no payload hash): what
 // recording a chunk adds on top of the bare send.
 func BenchmarkEmit(b *testing.B) {
-	addr, stop := drainingListener(b)
-	defer stop()
-	c, err := New(addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := liveClient(b)
 	s := c.Start(context.Background(), discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", SkipPayloadHash: true})
 	b.ReportAllocs()
 	for b.Loop() {
@@ -78,13 +77,7 @@ func BenchmarkEmit(b *testing.B) {
 // BenchmarkChunk is the client's whole cost per chunk: write through, hash,
 // encode, timestamp, send.
 func BenchmarkChunk(b *testing.B) {
-	addr, stop := drainingListener(b)
-	defer stop()
-	c, err := New(addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := liveClient(b)
 	s := benchStream(b, c)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -152,13 +145,7 @@ func BenchmarkChunkFull(b *testing.B) {
 // with a full socket buffer, interleaved in rounds so machine noise hits all
 // three alike, and reports the p99 ratios (dead/alive, full/alive).
 func BenchmarkChunkP99(b *testing.B) {
-	addr, stop := drainingListener(b)
-	defer stop()
-	alive, err := New(addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer alive.Close()
+	alive := liveClient(b)
 	dead := deadClient(b)
 	defer dead.Close()
 	full, done := fullClient(b)

@@ -87,12 +87,10 @@ func Module(specs []slo.Spec) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	vars := map[string]any{
-		"function_name":  tfjson.Var("string", "Lambda function name (the FunctionName dimension)", nil),
-		"namespace":      tfjson.Var("string", "CloudWatch namespace of the streamlens metrics", m.DefaultNamespace),
+	vars := tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), map[string]any{
 		"region":         tfjson.Var("string", "region the dashboard's widgets read from", nil),
 		"dashboard_name": tfjson.Var("string", "dashboard name; empty means streamlens-<function_name>", ""),
-	}
+	})
 	for _, w := range Widgets(specs) {
 		if t := w.Threshold; t != nil {
 			vars[t.Var] = tfjson.Var("number", t.Label+" drawn on \""+w.Title+"\"", t.Default)

@@ -134,7 +134,8 @@ func validate(d *Document) error {
 			return fmt.Errorf("%w: dimension set of %d keys", ErrInvalid, len(set))
 		}
 		for _, k := range set {
-			v, ok := d.property(k).(string)
+			pv, _ := d.property(k)
+			v, ok := pv.(string)
 			if !ok || v == "" || len(v) > MaxDimensionValueLen {
 				return fmt.Errorf("%w: dimension %q needs a string value of 1..%d bytes", ErrInvalid, k, MaxDimensionValueLen)
 			}
@@ -144,7 +145,7 @@ func validate(d *Document) error {
 		if n := len(m.Name); n == 0 || n > MaxNameLen || !utf8.ValidString(m.Name) {
 			return fmt.Errorf("%w: metric name %q", ErrInvalid, m.Name)
 		}
-		if d.hasProperty(m.Name) {
+		if _, clash := d.property(m.Name); clash {
 			return fmt.Errorf("%w: metric %q collides with a property", ErrInvalid, m.Name)
 		}
 		for _, o := range d.Metrics[:i] {
@@ -164,22 +165,14 @@ func validate(d *Document) error {
 	return nil
 }
 
-func (d *Document) property(k string) any {
+// property returns the value of root member k and whether there is one.
+func (d *Document) property(k string) (any, bool) {
 	for _, p := range d.Properties {
 		if p.Key == k {
-			return p.Value
+			return p.Value, true
 		}
 	}
-	return nil
-}
-
-func (d *Document) hasProperty(k string) bool {
-	for _, p := range d.Properties {
-		if p.Key == k {
-			return true
-		}
-	}
-	return false
+	return nil, false
 }
 
 func appendDoc(dst []byte, d *Document, group []Metric, off int) []byte {

@@ -90,39 +90,36 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 	if inv != nil {
 		inv.ended = true
 	}
-	var out []Result
-	for _, s := range t.streams {
+	return t.take(func(s *stream) (string, bool) {
 		switch {
-		case s.end != nil:
 		case inv != nil && s.requestID == inv.requestID && failure != "":
+			return failure, true
 		case !s.carried:
 			s.carried = true
-			continue
+			return "", false
 		}
-		reason := ""
-		if s.end == nil {
-			reason = ReasonNoEnd
-			if inv != nil && s.requestID == inv.requestID && failure != "" {
-				reason = failure
-			}
-		}
-		out = append(out, t.result(s, reason))
-		t.remove(s)
-	}
-	t.compactFIFO()
-	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	return out
+		return ReasonNoEnd, true
+	})
 }
 
 // finalizeAll flushes every open stream (SHUTDOWN): nothing is carried.
 func (t *Table) finalizeAll(reason string) []Result {
+	return t.take(func(*stream) (string, bool) { return reason, true })
+}
+
+// take removes and returns the ended streams, and those open ones for which
+// decide says so (with the truncation reason to give them), oldest first.
+func (t *Table) take(decide func(*stream) (reason string, flush bool)) []Result {
 	var out []Result
 	for _, s := range t.streams {
-		r := ""
+		reason := ""
 		if s.end == nil {
-			r = reason
+			var flush bool
+			if reason, flush = decide(s); !flush {
+				continue
+			}
 		}
-		out = append(out, t.result(s, r))
+		out = append(out, t.result(s, reason))
 		t.remove(s)
 	}
 	t.compactFIFO()

@@ -109,20 +109,16 @@ func (s *spanner) span(r Result) {
 		attribute.String("streamlens.status", r.Status),
 		attribute.String("streamlens.parent", source),
 	}
-	if r.BundleID != "" {
-		attrs = append(attrs, attribute.String("streamlens.bundle_id", r.BundleID))
-	}
-	if r.ClientID != "" {
-		attrs = append(attrs, attribute.String("streamlens.client_id", r.ClientID))
+	for _, kv := range []struct{ k, v string }{
+		{"streamlens.bundle_id", r.BundleID}, {"streamlens.client_id", r.ClientID},
+		{"streamlens.truncation_reason", r.Reason}, {"streamlens.invocation_status", r.InvocationStatus},
+	} {
+		if kv.v != "" { // Reason is empty unless truncated
+			attrs = append(attrs, attribute.String(kv.k, kv.v))
+		}
 	}
 	if r.Expected >= 0 {
 		attrs = append(attrs, attribute.Int64("streamlens.chunks.expected", r.Expected))
-	}
-	if r.Truncated {
-		attrs = append(attrs, attribute.String("streamlens.truncation_reason", r.Reason))
-	}
-	if r.InvocationStatus != "" {
-		attrs = append(attrs, attribute.String("streamlens.invocation_status", r.InvocationStatus))
 	}
 	if r.PlatformLatencyMs >= 0 {
 		attrs = append(attrs, attribute.Float64("aws.lambda.response_latency_ms", r.PlatformLatencyMs))

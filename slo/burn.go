@@ -100,13 +100,11 @@ func Module(specs []Spec) map[string]any {
 	}
 	return map[string]any{
 		"terraform": tfjson.Providers(),
-		"variable": map[string]any{
-			"function_name":         tfjson.Var("string", "Lambda function name (the FunctionName dimension)", nil),
-			"namespace":             tfjson.Var("string", "CloudWatch namespace of the streamlens metrics", m.DefaultNamespace),
+		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), map[string]any{
 			"alarm_name_prefix":     tfjson.Var("string", "prefix of every alarm name", "streamlens"),
 			"page_sns_topic_arns":   tfjson.Var("list(string)", "SNS topics notified by page-severity burn-rate alerts", []any{}),
 			"ticket_sns_topic_arns": tfjson.Var("list(string)", "SNS topics notified by ticket-severity burn-rate alerts", []any{}),
-		},
+		}),
 		"resource": map[string]any{
 			"aws_cloudwatch_metric_alarm":    alarms,
 			"aws_cloudwatch_composite_alarm": composites,

@@ -41,3 +41,22 @@ func Var(typ, description string, def any) map[string]any {
 	}
 	return v
 }
+
+// FunctionVars are the inputs every streamlens module takes: which function's
+// metrics, in which namespace.
+func FunctionVars(defaultNamespace string) map[string]any {
+	return map[string]any{
+		"function_name": Var("string", "Lambda function name (the FunctionName dimension)", nil),
+		"namespace":     Var("string", "CloudWatch namespace of the streamlens metrics", defaultNamespace),
+	}
+}
+
+// Merge copies the entries of every map into the first.
+func Merge(dst map[string]any, more ...map[string]any) map[string]any {
+	for _, m := range more {
+		for k, v := range m {
+			dst[k] = v
+		}
+	}
+	return dst
+}
