@@ -61,7 +61,9 @@ func BenchmarkIngest(b *testing.B) {
 func BenchmarkFlush50(b *testing.B) {
 	dgs := streamDatagrams(1)
 	cfg := Config{FunctionName: "pricing", Namespace: "Streamlens", TTFBThreshold: 100 * time.Millisecond, InstrumentMetrics: true}
-	fl := &flusher{cfg: cfg, out: io.Discard, now: time.Now}
+	lw := newLogWriter(io.Discard, 64<<20)
+	defer lw.close(time.Second)
+	fl := &flusher{cfg: cfg, out: lw, now: time.Now}
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()

@@ -2,7 +2,7 @@ package extension
 
 import (
 	"fmt"
-	"io"
+	"math"
 	"sort"
 	"time"
 
@@ -13,8 +13,8 @@ import (
 // flusher turns finished streams and invocations into EMF lines.
 type flusher struct {
 	cfg Config
-	out io.Writer
-	buf []byte
+	out *logWriter
+	buf []byte // the flush being built; handed to out, never reused
 	now func() time.Time
 }
 
@@ -68,10 +68,10 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 		var lat, intv []float64
 		for _, c := range r.Chunks {
 			if c.latencyMs >= 0 {
-				lat = append(lat, c.latencyMs)
+				lat = append(lat, ms64(c.latencyMs))
 			}
 			if c.intervalMs >= 0 {
-				intv = append(intv, c.intervalMs)
+				intv = append(intv, ms64(c.intervalMs))
 			}
 			if f.cfg.InstrumentMetrics && c.inst != "" {
 				iv := perInst[c.inst]
@@ -80,10 +80,10 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 					perInst[c.inst] = iv
 				}
 				if c.latencyMs >= 0 {
-					iv.lat = append(iv.lat, c.latencyMs)
+					iv.lat = append(iv.lat, ms64(c.latencyMs))
 				}
 				if c.intervalMs >= 0 {
-					iv.intv = append(iv.intv, c.intervalMs)
+					iv.intv = append(iv.intv, ms64(c.intervalMs))
 				}
 			}
 		}
@@ -174,18 +174,18 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 	return f.buf, errs
 }
 
-// write encodes b and writes it in one call, so the lines of one flush are not
-// interleaved with the function's own output.
+// write encodes b and hands it to stdout in one piece, so the lines of one
+// flush are not interleaved with the function's own output.
 func (f *flusher) write(b batch) error {
 	out, errs := f.encode(b)
-	var err error
+	f.buf = nil // out now belongs to the log writer
 	if len(out) > 0 {
-		_, err = f.out.Write(out)
+		f.out.give(out)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("emf: %d documents skipped, first: %w", len(errs), errs[0])
 	}
-	return err
+	return nil
 }
 
 // clamp keeps a client timestamp CloudWatch will accept: EMF drops metrics more
@@ -197,6 +197,10 @@ func (f *flusher) clamp(t, now time.Time) time.Time {
 	}
 	return t
 }
+
+// ms64 widens a kept chunk time for output, rounded to the microsecond so
+// float32 noise (1.4114969968795776) does not reach the log.
+func ms64(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
 
 func boolf(b bool) float64 {
 	if b {

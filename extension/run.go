@@ -160,8 +160,7 @@ func (r *runner) write(b batch) {
 	if r.spans == nil || len(b.streams) == 0 {
 		return
 	}
-	r.spans.record(b.streams)
-	if err := r.spans.export(); err != nil {
+	if _, err := r.spans.export(b.streams); err != nil {
 		r.table.mu.Lock()
 		r.table.counters.SpanExportErr++
 		r.table.mu.Unlock()

@@ -3,20 +3,20 @@ package extension
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// spanner turns finished streams into OTel spans and exports them over
-// OTLP/HTTP within the end-of-invocation window.
+// spanner turns finished streams into OTel spans (the OTel SDK) and exports
+// them over OTLP/HTTP (otlp.go) within the end-of-invocation window.
 type spanner struct {
 	tp        *sdktrace.TracerProvider
 	tracer    trace.Tracer
@@ -25,16 +25,11 @@ type spanner struct {
 }
 
 func newSpanner(cfg Config, getenv func(string) string) (*spanner, error) {
-	exp, err := otlptracehttp.New(context.Background(),
-		otlptracehttp.WithEndpointURL(strings.TrimSuffix(cfg.OTLPEndpoint, "/")+"/v1/traces"),
-		otlptracehttp.WithTimeout(cfg.OTLPTimeout),
-		// No retries: a retry loop with backoff is exactly how a dead collector
-		// would hold up /event/next. A failed export is counted and dropped.
-		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}),
-		otlptracehttp.WithCompression(otlptracehttp.NoCompression))
-	if err != nil {
-		return nil, fmt.Errorf("STREAMLENS_OTLP_ENDPOINT: %w", err)
+	u, err := url.Parse(strings.TrimSuffix(cfg.OTLPEndpoint, "/") + "/v1/traces")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("STREAMLENS_OTLP_ENDPOINT %q: want an http(s) URL", cfg.OTLPEndpoint)
 	}
+	exp := newOTLPExporter(u.String(), cfg.OTLPTimeout)
 	res := resource.NewWithAttributes(semconv.SchemaURL,
 		semconv.ServiceName(cfg.FunctionName),
 		semconv.CloudProviderAWS, semconv.CloudPlatformAWSLambda,
@@ -58,18 +53,28 @@ func newSpanner(cfg Config, getenv func(string) string) (*spanner, error) {
 		maxEvents: cfg.SpanMaxEvents, timeout: cfg.OTLPTimeout}, nil
 }
 
-// record creates the spans of a flush (no I/O).
-func (s *spanner) record(results []Result) {
-	for _, r := range results {
-		s.span(r)
-	}
-}
+// spanBatch bounds how many spans exist in memory at once: a flush of many
+// streams is recorded and exported in batches, not built whole first.
+const spanBatch = 64
 
-// export sends the recorded spans, bounded by the OTLP timeout.
-func (s *spanner) export() error {
+// export records and sends the spans of a flush, all within one OTLP timeout.
+// Spans of batches that no longer fit in it are not built; it returns how many
+// streams got no span, and the first export error.
+func (s *spanner) export(results []Result) (skipped int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	return s.tp.ForceFlush(ctx)
+	for i := 0; i < len(results); i += spanBatch {
+		if ctx.Err() != nil {
+			return len(results) - i, ctx.Err()
+		}
+		for _, r := range results[i:min(len(results), i+spanBatch)] {
+			s.span(r)
+		}
+		if ferr := s.tp.ForceFlush(ctx); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
+	return 0, err
 }
 
 func (s *spanner) shutdown() {
@@ -138,13 +143,13 @@ func (s *spanner) span(r Result) {
 	for _, c := range r.Chunks[:kept] {
 		at := r.Time
 		if c.latencyMs >= 0 {
-			at = r.Time.Add(msDuration(c.latencyMs))
+			at = r.Time.Add(msDuration(ms64(c.latencyMs)))
 		}
 		sp.AddEvent("chunk", trace.WithTimestamp(at), trace.WithAttributes(
 			attribute.String("streamlens.instrument", c.inst),
 			attribute.Int64("streamlens.seq", int64(c.seq)),
-			attribute.Int64("streamlens.bytes", c.bytes),
-			attribute.Float64("streamlens.offset_ms", max(0, c.latencyMs))))
+			attribute.Int64("streamlens.bytes", int64(c.bytes)),
+			attribute.Float64("streamlens.offset_ms", max(0, ms64(c.latencyMs)))))
 	}
 	if r.Truncated {
 		sp.SetStatus(codes.Error, "stream truncated: "+r.Reason)

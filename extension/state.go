@@ -2,6 +2,7 @@ package extension
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -19,12 +20,14 @@ const (
 	ReasonEvicted  = "evicted"
 )
 
+// chunkRec is one chunk as kept until the flush: 32 bytes, times in float32
+// milliseconds (µs precision up to hours), the instrument name interned.
 type chunkRec struct {
 	inst       string
-	latencyMs  float64
-	intervalMs float64
+	latencyMs  float32 // -1: unknown (no start)
+	intervalMs float32
 	seq        uint32
-	bytes      int64
+	bytes      uint32
 }
 
 // stream is the state of one quote stream, keyed by its quote id.
@@ -116,9 +119,10 @@ type Table struct {
 	flushedFIFO []string
 	invocations map[string]*invocation
 	invOrder    []string
-	fifo        []fifoEntry    // open streams, oldest first (may hold stale entries)
-	byReq       map[string]int // open streams per request id
-	current     string         // request id of the invocation in progress
+	fifo        []fifoEntry       // open streams, oldest first (may hold stale entries)
+	byReq       map[string]int    // open streams per request id
+	names       map[string]string // interned instrument names
+	current     string            // request id of the invocation in progress
 	init        initInfo
 	invokes     int64
 	arrivals    uint64
@@ -135,6 +139,7 @@ func newTable(maxOpen, maxChunks int) *Table {
 		flushed:     make(map[string]struct{}),
 		invocations: make(map[string]*invocation),
 		byReq:       make(map[string]int),
+		names:       make(map[string]string),
 		maxOpen:     maxOpen,
 		maxChunks:   maxChunks,
 		changed:     make(chan struct{}, 1),
@@ -221,12 +226,12 @@ func (t *Table) apply(ev *protocol.Event) {
 				s.firstUsefulNs = ev.TimeNs
 			}
 			if len(s.chunks) < t.maxChunks {
-				rec := chunkRec{inst: c.Instrument, latencyMs: -1, intervalMs: -1, seq: ev.Seq, bytes: c.Bytes}
+				rec := chunkRec{inst: t.intern(c.Instrument), latencyMs: -1, intervalMs: -1, seq: ev.Seq, bytes: uint32(min(c.Bytes, math.MaxUint32))}
 				if s.hasStart {
-					rec.latencyMs = msBetween(s.startNs, ev.TimeNs)
+					rec.latencyMs = float32(msBetween(s.startNs, ev.TimeNs))
 				}
 				if s.lastNs != 0 {
-					rec.intervalMs = msBetween(s.lastNs, ev.TimeNs)
+					rec.intervalMs = float32(msBetween(s.lastNs, ev.TimeNs))
 				}
 				s.chunks = append(s.chunks, rec)
 			} else {
@@ -240,6 +245,22 @@ func (t *Table) apply(ev *protocol.Event) {
 		s.endSeq = ev.Seq
 		s.lastNs = ev.TimeNs
 	}
+}
+
+// maxInterned bounds the instrument-name table; past it names are simply not
+// shared (a flood of made-up names must not grow it).
+const maxInterned = 4096
+
+// intern returns one shared copy of an instrument name: a bundle repeats the
+// same names in every stream, and each decoded event brings its own copy.
+func (t *Table) intern(s string) string {
+	if v, ok := t.names[s]; ok {
+		return v
+	}
+	if len(t.names) < maxInterned {
+		t.names[s] = s
+	}
+	return s
 }
 
 func msBetween(fromNs, toNs int64) float64 {

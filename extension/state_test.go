@@ -69,7 +69,7 @@ func TestCompleteStreamMetrics(t *testing.T) {
 	}
 	var lat, intv []float64
 	for _, c := range r.Chunks {
-		lat, intv = append(lat, c.latencyMs), append(intv, c.intervalMs)
+		lat, intv = append(lat, ms64(c.latencyMs)), append(intv, ms64(c.intervalMs))
 	}
 	if len(r.Chunks) != 3 || lat[1] != 5 || intv[1] != 3 || intv[2] != 4 || r.Chunks[1].inst != "AAPL" {
 		t.Errorf("chunks %+v", r.Chunks)

@@ -35,25 +35,31 @@ func newLogWriter(out io.Writer, maxBytes int) *logWriter {
 	return w
 }
 
-// Write queues p (a whole flush) without blocking.
+// Write queues a copy of p (a whole flush) without blocking.
 func (w *logWriter) Write(p []byte) (int, error) {
+	return w.give(append([]byte(nil), p...)), nil
+}
+
+// give queues p itself, which the caller must not touch again: the flusher
+// hands over each flush's buffer instead of having it copied.
+func (w *logWriter) give(p []byte) int {
 	w.mu.Lock()
 	if w.queued+len(p) > w.max {
 		w.dropped += int64(countLines(p))
 		w.mu.Unlock()
-		return len(p), nil
+		return len(p)
 	}
 	if w.queued == 0 && !w.busy {
 		w.idle = make(chan struct{})
 	}
-	w.queue = append(w.queue, append([]byte(nil), p...))
+	w.queue = append(w.queue, p)
 	w.queued += len(p)
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
-	return len(p), nil
+	return len(p)
 }
 
 func countLines(p []byte) int {

@@ -175,10 +175,6 @@ func (s *Sandbox) recordInitError(r *http.Request, typ string) {
 			st.initErr = fmt.Errorf("%s: %s", typ, e.ErrorMessage)
 		}
 		st.mu.Unlock()
-		select {
-		case st.regCh <- struct{}{}: // wake the init loop
-		default:
-		}
 	}
 	fmt.Fprintf(s.log, "SANDBOX init error %s: %s\n", typ, e.ErrorMessage)
 }
@@ -224,7 +220,6 @@ func (s *Sandbox) extRegister(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(hdrExtID, ext.id)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST", "handler": "bootstrap"})
-	st.regCh <- struct{}{}
 }
 
 func (s *Sandbox) extByID(w http.ResponseWriter, r *http.Request) (*state, *extension) {

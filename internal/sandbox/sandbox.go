@@ -99,7 +99,6 @@ type state struct {
 	subs      []*subscriber
 	initEvts  []json.RawMessage
 	initErr   error
-	regCh     chan struct{}
 	rtNext    chan chan *invocation
 	cur       *invocation
 	frozen    bool
@@ -218,8 +217,7 @@ func (s *Sandbox) env() []string {
 // init runs the Init phase: extensions start and register, then the runtime
 // starts; the phase ends when the runtime and every extension wait in next.
 func (s *Sandbox) init() error {
-	st := &state{byID: map[string]*extension{}, regCh: make(chan struct{}, len(s.cfg.Extensions)+1),
-		rtNext: make(chan chan *invocation, 1), initPhase: true}
+	st := &state{byID: map[string]*extension{}, rtNext: make(chan chan *invocation, 1), initPhase: true}
 	s.setState(st)
 	begin := time.Now()
 	st.initEvts = append(st.initEvts, event(begin, "platform.initStart", map[string]any{
@@ -247,21 +245,25 @@ func (s *Sandbox) init() error {
 		e.proc = p
 		st.mu.Unlock()
 	}
-	for registered := 0; registered < len(st.exts); {
-		select {
-		case <-st.regCh:
-			registered++
-		case <-deadline:
-			return fail(errors.New("extensions did not register in time"))
-		case <-s.anyExtExited(st):
-			if err := st.initError(); err != nil {
-				return fail(err)
+	err := poll(deadline, "extensions to register", func() (bool, error) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.initErr != nil {
+			return false, st.initErr
+		}
+		registered := 0
+		for _, e := range st.exts {
+			if e.id != "" {
+				registered++
 			}
-			return fail(errors.New("an extension exited during init"))
+			if !e.proc.alive() {
+				return false, fmt.Errorf("extension %s exited during init", e.name)
+			}
 		}
-		if err := st.initError(); err != nil {
-			return fail(err)
-		}
+		return registered == len(st.exts), nil
+	})
+	if err != nil {
+		return fail(err)
 	}
 	rt, err := spawn("runtime", s.cfg.Function, s.env(), s.log)
 	if err != nil {
@@ -276,15 +278,20 @@ func (s *Sandbox) init() error {
 			return fail(err)
 		}
 	}
-	select {
-	case <-s.rtReady(st):
-	case <-rt.exited:
+	err = poll(deadline, "the runtime to call next", func() (bool, error) {
 		if err := st.initError(); err != nil {
-			return fail(err)
+			return false, err
 		}
-		return fail(errors.New("runtime exited during init"))
-	case <-deadline:
-		return fail(errors.New("runtime did not call next in time"))
+		if len(st.rtNext) > 0 {
+			return true, nil
+		}
+		if !rt.alive() {
+			return false, errors.New("runtime exited during init")
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fail(err)
 	}
 	if err := st.initError(); err != nil {
 		return fail(err)
@@ -306,54 +313,38 @@ func (st *state) initError() error {
 	return st.initErr
 }
 
-// rtReady returns a channel that yields once the runtime waits in next; the
-// waiting call is kept in st.rtNext for the next invocation.
-func (s *Sandbox) rtReady(st *state) <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		for {
-			st.mu.Lock()
-			ok := len(st.rtNext) > 0
-			st.mu.Unlock()
-			if ok {
-				close(ch)
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return ch
-}
-
-func (s *Sandbox) anyExtExited(st *state) <-chan struct{} {
-	ch := make(chan struct{})
-	for _, e := range st.exts {
-		go func(p *proc) {
-			<-p.exited
-			select {
-			case ch <- struct{}{}:
-			case <-time.After(time.Minute):
-			}
-		}(e.proc)
-	}
-	return ch
-}
-
 // waitExtNext waits until extension e calls /event/next (e.next holds the call).
 func (s *Sandbox) waitExtNext(st *state, e *extension, deadline <-chan time.Time) error {
-	for len(e.next) == 0 {
-		select {
-		case <-e.proc.exited:
+	return poll(deadline, "extension "+e.name+" to call event/next", func() (bool, error) {
+		if len(e.next) > 0 {
+			return true, nil
+		}
+		if !e.proc.alive() {
 			if err := st.initError(); err != nil {
-				return err
+				return false, err
 			}
-			return fmt.Errorf("extension %s exited", e.name)
+			return false, fmt.Errorf("extension %s exited", e.name)
+		}
+		return false, nil
+	})
+}
+
+// poll checks cond every millisecond until it is done or fails, or the
+// deadline passes. Polling keeps the waits free of helper goroutines that could
+// outlive a failed init.
+func poll(deadline <-chan time.Time, what string, cond func() (bool, error)) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		if done, err := cond(); err != nil || done {
+			return err
+		}
+		select {
 		case <-deadline:
-			return fmt.Errorf("extension %s did not call event/next in time", e.name)
-		case <-time.After(time.Millisecond):
+			return fmt.Errorf("timed out waiting for %s", what)
+		case <-tick.C:
 		}
 	}
-	return nil
 }
 
 // Invoke runs one invocation and writes the response bytes to w as the runtime
