@@ -213,3 +213,12 @@ func parseQuery(q string) map[string]string {
 }
 
 var _ = io.Discard
+
+// onlyStream waits for the one stream document of a test and returns it.
+func (e *env) onlyStream(t *testing.T) doc {
+	t.Helper()
+	return streamDocs(e.log.waitDocs(t, "the stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+}
+
+// quotes counts the quote envelopes in a response body.
+func quotes(body string) int { return strings.Count(body, `"instrument"`) }

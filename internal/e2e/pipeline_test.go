@@ -14,7 +14,7 @@ func TestCompleteBundle(t *testing.T) {
 	if res.Status != "success" || !strings.Contains(body, "BUNDLE_COMPLETE") {
 		t.Fatalf("invocation %+v, body %q", res, body)
 	}
-	if n := strings.Count(body, `"instrument"`); n != 50 {
+	if n := quotes(body); n != 50 {
 		t.Fatalf("%d quotes in the response", n)
 	}
 	ds := e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 })
@@ -73,10 +73,10 @@ func TestFailureMidStream(t *testing.T) {
 	if res.Status != "error" {
 		t.Errorf("status %q, want error (trailer)", res.Status)
 	}
-	if n := strings.Count(body, `"instrument"`); n != 20 {
+	if n := quotes(body); n != 20 {
 		t.Errorf("%d quotes before the failure", n)
 	}
-	s := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	s := e.onlyStream(t)
 	if s.num("StreamTruncated") != 1 || s.num("ChunksDelivered") != 20 || s.num("ChunksExpected") != 50 {
 		t.Errorf("truncated=%v delivered=%v expected=%v", s["StreamTruncated"], s["ChunksDelivered"], s["ChunksExpected"])
 	}
@@ -91,10 +91,10 @@ func TestTimeoutWithoutEnd(t *testing.T) {
 	if res.Status != "timeout" {
 		t.Errorf("status %q, want timeout", res.Status)
 	}
-	if n := strings.Count(body, `"instrument"`); n != 10 {
+	if n := quotes(body); n != 10 {
 		t.Errorf("%d quotes before the hang", n)
 	}
-	s := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	s := e.onlyStream(t)
 	if s.num("StreamTruncated") != 1 || s.num("ChunksDelivered") != 10 {
 		t.Errorf("truncated=%v delivered=%v", s["StreamTruncated"], s["ChunksDelivered"])
 	}

@@ -195,7 +195,7 @@ func TestReliabilityShutdownTinyDeadline(t *testing.T) {
 	began := time.Now()
 	e.sb.Close()
 	took := time.Since(began)
-	s := streamDocs(e.log.waitDocs(t, "stream", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	s := e.onlyStream(t)
 	if s.str("TruncationReason") != "shutdown-spindown" || s.num("ChunksDelivered") != 10 {
 		t.Errorf("%v", s)
 	}

@@ -129,7 +129,7 @@ func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
 	if s.traceID != tid || s.parentID != sid || s.name != "stream EQ-EU-50" {
 		t.Errorf("span %s trace %s parent %s", s.name, s.traceID, s.parentID)
 	}
-	emf := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	emf := e.onlyStream(t)
 	for k, want := range map[string]any{
 		"faas.invocation_id": res.RequestID, "streamlens.quote_id": emf.str("QuoteId"), "streamlens.bundle_id": "EQ-EU-50",
 		"streamlens.chunks.delivered": int64(50), "streamlens.chunks.expected": int64(50), "streamlens.truncated": false,

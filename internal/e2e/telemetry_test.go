@@ -62,10 +62,10 @@ func TestCrashMidStream(t *testing.T) {
 	if res.Status != "failure" {
 		t.Errorf("status %q, want failure", res.Status)
 	}
-	if n := strings.Count(body, `"instrument"`); n != 25 {
+	if n := quotes(body); n != 25 {
 		t.Errorf("%d quotes before the crash", n)
 	}
-	s := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	s := e.onlyStream(t)
 	if s.num("StreamTruncated") != 1 || s.num("ChunksDelivered") != 25 || s.str("TruncationReason") != "runtime-failure" {
 		t.Errorf("truncated=%v delivered=%v reason=%q", s["StreamTruncated"], s["ChunksDelivered"], s.str("TruncationReason"))
 	}
@@ -103,7 +103,7 @@ func TestShutdownWithOpenStream(t *testing.T) {
 		t.Fatal("a successful invocation's open stream was flushed at once; it should wait one boundary for a late end")
 	}
 	e.sb.Close()
-	s := streamDocs(e.log.waitDocs(t, "stream document", func(ds []doc) bool { return len(streamDocs(ds)) == 1 }))[0]
+	s := e.onlyStream(t)
 	if s.num("StreamTruncated") != 1 || s.str("TruncationReason") != "shutdown-spindown" || s.num("ChunksDelivered") != 10 {
 		t.Errorf("%v", s)
 	}
