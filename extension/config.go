@@ -3,6 +3,7 @@ package extension
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -123,7 +124,7 @@ func ConfigFromEnv(getenv func(string) string, executable string) (Config, error
 	c.TTFBThreshold = ms("STREAMLENS_TTFB_THRESHOLD_MS", 100, 1, 900_000)
 	c.Telemetry = flag("STREAMLENS_TELEMETRY", true)
 	c.TelemetryAddr = str("STREAMLENS_TELEMETRY_ADDR", "sandbox.localdomain:4243")
-	if _, port, err := splitHostPort(c.TelemetryAddr); err != nil || port < 0 {
+	if _, _, err := splitHostPort(c.TelemetryAddr); err != nil {
 		bad("STREAMLENS_TELEMETRY_ADDR", c.TelemetryAddr, "want host:port")
 	}
 	c.TelemetryBuffer = ms("STREAMLENS_TELEMETRY_BUFFER_MS", 25, 25, 30_000) // the API's minimum is 25
@@ -145,14 +146,15 @@ func ConfigFromEnv(getenv func(string) string, executable string) (Config, error
 	return c, errors.Join(errs...)
 }
 
+// splitHostPort is net.SplitHostPort with the port checked as a number.
 func splitHostPort(s string) (string, int, error) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return "", 0, errors.New("no port")
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
 	}
-	p, err := strconv.Atoi(s[i+1:])
+	p, err := strconv.Atoi(port)
 	if err != nil || p < 0 || p > 65535 {
-		return "", 0, errors.New("bad port")
+		return "", 0, fmt.Errorf("bad port %q", port)
 	}
-	return s[:i], p, nil
+	return host, p, nil
 }

@@ -14,7 +14,6 @@ import (
 type flusher struct {
 	cfg Config
 	out *logWriter
-	buf []byte // the flush being built; handed to out, never reused
 	now func() time.Time
 }
 
@@ -27,12 +26,13 @@ type batch struct {
 
 // encode builds the EMF lines of b. Documents that break the spec are skipped
 // and reported; they never take the other documents down with them.
+// Each flush gets a new buffer: it is handed to the log writer, not reused.
 func (f *flusher) encode(b batch) ([]byte, []error) {
-	f.buf = f.buf[:0]
+	var buf []byte
 	var errs []error
 	add := func(d *emf.Document) {
 		var err error
-		if f.buf, err = emf.Append(f.buf, d); err != nil {
+		if buf, err = emf.Append(buf, d); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -171,14 +171,13 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 				{Key: "DroppedEMFLines", Value: c.DroppedEMF}},
 			Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}}}})
 	}
-	return f.buf, errs
+	return buf, errs
 }
 
 // write encodes b and hands it to stdout in one piece, so the lines of one
 // flush are not interleaved with the function's own output.
 func (f *flusher) write(b batch) error {
 	out, errs := f.encode(b)
-	f.buf = nil // out now belongs to the log writer
 	if len(out) > 0 {
 		f.out.give(out)
 	}

@@ -25,21 +25,13 @@ func AppendChunk(dst []byte, h Header, c Chunk) []byte {
 // ChunkPrefix returns the part of a stream's chunk lines that never changes
 // ("sl1 chunk <streamId> <requestId> "), for AppendChunkPrefixed.
 func ChunkPrefix(streamID, requestID string) []byte {
-	dst := append([]byte(Version), " chunk "...)
-	dst = appendEscaped(dst, streamID)
-	dst = append(dst, ' ')
-	dst = appendEscaped(dst, requestID)
-	return append(dst, ' ')
+	return appendPrefix(nil, "chunk", streamID, requestID)
 }
 
 // AppendChunkPrefixed is AppendChunk for a stream whose ChunkPrefix was
 // computed once: the ids are not escaped again on every chunk.
 func AppendChunkPrefixed(dst, prefix []byte, seq uint32, timeNs int64, c Chunk) []byte {
-	dst = append(dst, prefix...)
-	dst = strconv.AppendUint(dst, uint64(seq), 10)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, timeNs, 10)
-	return appendChunkBody(dst, c)
+	return appendChunkBody(appendSeqTime(append(dst, prefix...), seq, timeNs), c)
 }
 
 func appendChunkBody(dst []byte, c Chunk) []byte {
@@ -83,17 +75,26 @@ func AppendEnd(dst []byte, h Header, e End) []byte {
 }
 
 func appendHeader(dst []byte, kind string, h Header) []byte {
+	return appendSeqTime(appendPrefix(dst, kind, h.StreamID, h.RequestID), h.Seq, h.TimeNs)
+}
+
+// appendPrefix writes "sl1 <kind> <streamId> <requestId> ": the part of a line
+// that is the same for every event of one kind in one stream.
+func appendPrefix(dst []byte, kind, streamID, requestID string) []byte {
 	dst = append(dst, Version...)
 	dst = append(dst, ' ')
 	dst = append(dst, kind...)
 	dst = append(dst, ' ')
-	dst = appendEscaped(dst, h.StreamID)
+	dst = appendEscaped(dst, streamID)
 	dst = append(dst, ' ')
-	dst = appendEscaped(dst, h.RequestID)
+	dst = appendEscaped(dst, requestID)
+	return append(dst, ' ')
+}
+
+func appendSeqTime(dst []byte, seq uint32, timeNs int64) []byte {
+	dst = strconv.AppendUint(dst, uint64(seq), 10)
 	dst = append(dst, ' ')
-	dst = strconv.AppendUint(dst, uint64(h.Seq), 10)
-	dst = append(dst, ' ')
-	return strconv.AppendInt(dst, h.TimeNs, 10)
+	return strconv.AppendInt(dst, timeNs, 10)
 }
 
 func appendInt(dst []byte, key string, v int64) []byte {

@@ -13,8 +13,13 @@ import (
 
 type row struct {
 	Label, Value string
+	num          float64 // what Value shows; NaN: no data
 	Width        float64 // bar width, percent of the widget's scale
 	Breach       bool
+}
+
+func numRow(label string, v float64, unit string) row {
+	return row{Label: label, Value: fmtVal(v, unit), num: v}
 }
 
 type card struct {
@@ -36,12 +41,12 @@ func HTML(s *Summary, specs []slo.Spec) []byte {
 		for _, se := range w.Series {
 			vals[se.ID] = Stat(s.Values[se.Metric], se.Stat)
 			if !se.Hidden {
-				c.Rows = append(c.Rows, row{Label: se.Label, Value: fmtVal(vals[se.ID], w.Unit)})
+				c.Rows = append(c.Rows, numRow(se.Label, vals[se.ID], w.Unit))
 			}
 		}
 		for _, e := range w.Exprs {
-			c.Rows = append(c.Rows, row{Label: e.Label, Value: fmtVal(e.Eval(vals), w.Unit)})
 			vals[e.ID] = e.Eval(vals)
+			c.Rows = append(c.Rows, numRow(e.Label, vals[e.ID], w.Unit))
 		}
 		for _, se := range w.Searches {
 			type kv struct {
@@ -57,10 +62,10 @@ func HTML(s *Summary, specs []slo.Spec) []byte {
 				all = all[:se.TopN]
 			}
 			for _, x := range all {
-				c.Rows = append(c.Rows, row{Label: x.k + " (" + se.Stat + ")", Value: fmtVal(x.v, w.Unit)})
+				c.Rows = append(c.Rows, numRow(x.k+" ("+se.Stat+")", x.v, w.Unit))
 			}
 			if len(all) == 0 {
-				c.Rows = append(c.Rows, row{Label: "no data", Value: ""})
+				c.Rows = append(c.Rows, row{Label: "no data", num: math.NaN()})
 			}
 		}
 		// Bars on one scale per widget, with the threshold line on it.
@@ -71,15 +76,16 @@ func HTML(s *Summary, specs []slo.Spec) []byte {
 			top = th
 			c.Threshold = fmt.Sprintf("%s: %s", w.Threshold.Label, fmtVal(th, w.Unit))
 		}
-		nums := rowValues(c.Rows)
-		for _, v := range nums {
-			top = math.Max(top, v)
+		for _, r := range c.Rows {
+			if !math.IsNaN(r.num) { // one row without data must not blank the scale
+				top = math.Max(top, r.num)
+			}
 		}
 		if top > 0 && !w.Single {
-			for i, v := range nums {
-				if !math.IsNaN(v) {
-					c.Rows[i].Width = 100 * v / (top * 1.1)
-					c.Rows[i].Breach = !math.IsNaN(th) && v > th
+			for i, r := range c.Rows {
+				if !math.IsNaN(r.num) {
+					c.Rows[i].Width = 100 * r.num / (top * 1.1)
+					c.Rows[i].Breach = !math.IsNaN(th) && r.num > th
 				}
 			}
 			if !math.IsNaN(th) {
@@ -91,18 +97,6 @@ func HTML(s *Summary, specs []slo.Spec) []byte {
 	var buf bytes.Buffer
 	_ = page.Execute(&buf, map[string]any{"Cards": cards, "Streams": s.Streams(), "Truncated": s.Truncated()})
 	return buf.Bytes()
-}
-
-func rowValues(rows []row) []float64 {
-	out := make([]float64, len(rows))
-	for i, r := range rows {
-		out[i] = math.NaN()
-		var v float64
-		if _, err := fmt.Sscanf(r.Value, "%g", &v); err == nil {
-			out[i] = v
-		}
-	}
-	return out
 }
 
 func fmtVal(v float64, unit string) string {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,13 +128,9 @@ func Stat(v []float64, stat string) float64 {
 	case "Average":
 		return sum(v) / float64(len(v))
 	case "Maximum":
-		c := append([]float64(nil), v...)
-		sort.Float64s(c)
-		return c[len(c)-1]
+		return slices.Max(v)
 	case "Minimum":
-		c := append([]float64(nil), v...)
-		sort.Float64s(c)
-		return c[0]
+		return slices.Min(v)
 	}
 	if p, err := strconv.ParseFloat(strings.TrimPrefix(stat, "p"), 64); err == nil && strings.HasPrefix(stat, "p") {
 		return Percentile(v, p)

@@ -87,3 +87,20 @@ func TestHTMLRendersTheDashboardWidgets(t *testing.T) {
 		t.Error("slowest instrument must come first")
 	}
 }
+
+// One series without data (no platform telemetry) must not blank the bars of
+// the others in the same widget.
+func TestHTMLBarsSurviveAMissingSeries(t *testing.T) {
+	log := doc(t, []emf.Property{fn(), {Key: "QuoteId", Value: "a"}}, [][]string{{"FunctionName"}},
+		emf.Metric{Name: "TimeToFirstByte", Values: []float64{40}}, emf.Metric{Name: "StreamTruncated", Values: []float64{0}})
+	s, _ := Read(strings.NewReader(log))
+	h := string(HTML(s, nil))
+	i := strings.Index(h, "Platform TTFB vs business TTFB (p99)")
+	j := strings.Index(h[i:], "business TTFB p99")
+	if i < 0 || j < 0 {
+		t.Fatal("widget missing")
+	}
+	if bar := h[i+j:]; !strings.Contains(bar[:300], `style="width:90.9%"`) {
+		t.Errorf("business TTFB bar not drawn next to a platform series without data: %s", bar[:300])
+	}
+}
