@@ -41,7 +41,17 @@ func main() {
 	initType := flag.String("init-type", "on-demand", "on-demand or provisioned-concurrency")
 	freeze := flag.Bool("freeze", true, "freeze processes between invocations")
 	logPath := flag.String("log", "", "log stream file (default stdout)")
+	invokeMode := flag.String("invoke-mode", sandbox.ModeStream, "function URL invoke mode: RESPONSE_STREAM or BUFFERED")
+	tracing := flag.String("tracing", "passthrough", "tracing mode: passthrough (Lambda's default) or active")
+	telemetry := flag.String("telemetry", sandbox.TelemetryOn, "on, or unsupported (answer subscriptions like the emulator behind sam local)")
+	maxConc := flag.Int("max-concurrency", 1, "over 1: a Lambda Managed Instances environment running that many invocations at once")
+	memory := flag.Int("memory", 0, "function memory in MB; when set, CPU (memory/1769 of a core) and memory are capped like Lambda's where cgroups allow (default: 128 reported, uncapped)")
 	flag.Parse()
+	mode := map[string]string{"passthrough": sandbox.TracingPassThrough, "active": sandbox.TracingActive}[strings.ToLower(*tracing)]
+	if mode == "" {
+		fmt.Fprintln(os.Stderr, "sandbox: -tracing wants passthrough or active")
+		os.Exit(2)
+	}
 	if *fn == "" {
 		fmt.Fprintln(os.Stderr, "sandbox: -function is required")
 		os.Exit(2)
@@ -57,7 +67,8 @@ func main() {
 		log = f
 	}
 	sb, err := sandbox.Start(sandbox.Config{Function: *fn, Extensions: exts, Env: env, FunctionName: *name,
-		Timeout: *timeout, InitType: *initType, Freeze: *freeze, Log: log})
+		Timeout: *timeout, InitType: *initType, Freeze: *freeze, Log: log, InvokeMode: *invokeMode, Tracing: mode,
+		Telemetry: *telemetry, MaxConcurrency: *maxConc, MemoryMB: *memory, CapResources: *memory > 0})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sandbox:", err)
 		os.Exit(1)

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,9 +60,9 @@ func (s *Sandbox) current(w http.ResponseWriter, r *http.Request) *invocation {
 		return nil
 	}
 	st.mu.Lock()
-	inv := st.cur
+	inv := st.invs[r.PathValue("id")]
 	st.mu.Unlock()
-	if inv == nil || inv.id != r.PathValue("id") {
+	if inv == nil {
 		apiError(w, http.StatusBadRequest, "InvalidRequestID", "unknown request id "+r.PathValue("id"))
 		return nil
 	}
@@ -75,15 +76,18 @@ func (s *Sandbox) current(w http.ResponseWriter, r *http.Request) *invocation {
 	return inv
 }
 
-// runtimeResponse copies the response to the caller as it arrives. A streamed
-// response (chunked, with or without Lambda-Runtime-Function-Response-Mode:
-// streaming) is forwarded chunk by chunk; an error after the first byte
-// arrives in the trailers.
+// runtimeResponse copies the response to the caller. A streamed response
+// (chunked, with or without Lambda-Runtime-Function-Response-Mode: streaming)
+// is forwarded chunk by chunk in RESPONSE_STREAM mode, up to 200 MB and at
+// most 2 MiB/s past the first 6 MB; an error after the first byte arrives in
+// the trailers. In BUFFERED mode the caller gets the whole response at the
+// end, and nothing if it is over 6 MB.
 func (s *Sandbox) runtimeResponse(w http.ResponseWriter, r *http.Request) {
 	inv := s.current(w, r)
 	if inv == nil {
 		return
 	}
+	defer close(inv.done)
 	inv.mu.Lock()
 	inv.contentType = r.Header.Get("Content-Type")
 	inv.mu.Unlock()
@@ -91,6 +95,10 @@ func (s *Sandbox) runtimeResponse(w http.ResponseWriter, r *http.Request) {
 		ct.SetContentType(inv.contentType)
 	}
 	flusher, _ := inv.w.(interface{ Flush() })
+	limit := int64(MaxStreamBytes)
+	if inv.buffered {
+		limit = MaxBufferedBytes
+	}
 	buf := make([]byte, 32<<10)
 	var tooLarge bool
 	for {
@@ -103,14 +111,21 @@ func (s *Sandbox) runtimeResponse(w http.ResponseWriter, r *http.Request) {
 			}
 			inv.lastByte = now
 			inv.bytes += int64(n)
-			tooLarge = inv.bytes > MaxStreamBytes
+			total, first := inv.bytes, inv.firstByte
+			tooLarge = total > limit
 			inv.mu.Unlock()
 			if tooLarge {
 				break
 			}
-			_, _ = inv.w.Write(buf[:n])
-			if flusher != nil {
-				flusher.Flush()
+			if inv.buffered {
+				inv.mu.Lock()
+				inv.body = append(inv.body, buf[:n]...)
+				inv.mu.Unlock()
+			} else {
+				if !sleepUntil(inv.ctx, first.Add(streamPace(total))) {
+					break
+				}
+				inv.write(buf[:n], flusher)
 			}
 		}
 		if err != nil {
@@ -124,6 +139,7 @@ func (s *Sandbox) runtimeResponse(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case tooLarge:
 		inv.errType = "Function.ResponseSizeTooLarge"
+		inv.body = nil
 	case r.Trailer.Get(hdrErrType) != "":
 		inv.errType = r.Trailer.Get(hdrErrType)
 	}
@@ -131,11 +147,50 @@ func (s *Sandbox) runtimeResponse(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// streamPace is how long after its first byte a streamed response may have
+// sent n bytes: at once up to 6 MB, then 2 MiB/s.
+func streamPace(n int64) time.Duration {
+	if n <= unthrottledBytes {
+		return 0
+	}
+	return time.Duration(float64(n-unthrottledBytes) / throttledRate * float64(time.Second))
+}
+
+// sleepUntil waits until t, or reports false when ctx ends first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// write forwards p to the caller unless the caller's response is over.
+func (inv *invocation) write(p []byte, flusher interface{ Flush() }) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.closed {
+		return
+	}
+	_, _ = inv.w.Write(p)
+	if flusher != nil {
+		flusher.Flush()
+	}
+}
+
 func (s *Sandbox) runtimeError(w http.ResponseWriter, r *http.Request) {
 	inv := s.current(w, r)
 	if inv == nil {
 		return
 	}
+	defer close(inv.done)
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	typ := r.Header.Get(hdrErrType)
 	if typ == "" {
@@ -195,11 +250,19 @@ func (s *Sandbox) extRegister(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "InvalidRequest", "body: "+err.Error())
 		return
 	}
+	events := map[string]bool{}
 	for _, e := range body.Events {
 		if e != "INVOKE" && e != "SHUTDOWN" {
 			apiError(w, http.StatusBadRequest, "InvalidEventType", e)
 			return
 		}
+		if e == "INVOKE" && s.cfg.managed() {
+			// Lambda Managed Instances run many invocations at once: there is
+			// no per-invocation event for an extension to hold.
+			apiError(w, http.StatusForbidden, "Extension.InvalidEventType", "INVOKE is not supported with Lambda Managed Instances; register for SHUTDOWN only")
+			return
+		}
+		events[e] = true
 	}
 	st.mu.Lock()
 	var ext *extension
@@ -214,6 +277,7 @@ func (s *Sandbox) extRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ext.id = uuid.NewString()
+	ext.events = events
 	ext.registered = time.Now()
 	st.byID[ext.id] = ext
 	st.mu.Unlock()
@@ -287,12 +351,20 @@ func (s *Sandbox) telemetrySubscribe(w http.ResponseWriter, r *http.Request) {
 	if ext == nil {
 		return
 	}
+	if s.cfg.Telemetry == TelemetryUnsupported {
+		// What the Runtime Interface Emulator behind sam local answers: a 2xx
+		// that is not a subscription.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(map[string]string{"errorType": "Telemetry.NotSupported", "errorMessage": "Telemetry API is not supported"})
+		return
+	}
 	var sub subscription
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&sub); err != nil {
 		apiError(w, http.StatusBadRequest, "ValidationError", err.Error())
 		return
 	}
-	maxItems, maxBytes, timeout, msg := sub.validate()
+	maxItems, maxBytes, timeout, msg := sub.validate(s.cfg.managed())
 	if msg != "" {
 		apiError(w, http.StatusBadRequest, "ValidationError", msg)
 		return

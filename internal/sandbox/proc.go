@@ -47,6 +47,17 @@ func (p *proc) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
+// kill stops p for good (a frozen process first gets SIGCONT, or SIGKILL
+// would wait) and waits until it is gone.
+func (p *proc) kill() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	p.signal(syscall.SIGCONT)
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+}
+
 func (p *proc) alive() bool {
 	select {
 	case <-p.exited:

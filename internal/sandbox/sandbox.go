@@ -1,19 +1,22 @@
-// Package sandbox is a local Lambda execution environment, faithful to the
-// documented Runtime API (buffered and streaming responses, error trailers),
-// Extensions API (register, event/next, INVOKE/SHUTDOWN, init and exit errors)
-// and Telemetry API (subscription, batched platform events). It runs the real
-// function and extension binaries as processes, freezes them between
-// invocations (SIGSTOP), enforces the function timeout and resets the
-// environment after a timeout or a crash, as Lambda does.
+// Package sandbox is a local Lambda execution environment, as strict as Lambda
+// where Lambda is strict: the Runtime API (buffered and streaming responses,
+// error trailers, size limits, the streaming bandwidth cap), the Extensions API
+// (register for the events you want, event/next, INVOKE/SHUTDOWN, init and exit
+// errors), the Telemetry API (subscription rules, batching, the
+// sandbox.localdomain destination), the function timeout covering extensions,
+// suppressed inits after a reset, the shutdown order, X-Ray tracing modes,
+// Lambda Managed Instances (many invocations at once) and Lambda-sized CPU and
+// memory. It runs the real function and extension binaries as processes and
+// freezes them between invocations (SIGSTOP). docs/sandbox.md lists each rule
+// with the test that shows it, and what is not modelled.
 //
-// The AWS Runtime Interface Emulator would cover part of this, but its module
-// path (go.amzn.com) is not served by the Go module proxy, and it implements
-// neither the Telemetry API nor freezing.
+// The AWS Runtime Interface Emulator (github.com/aws/aws-lambda-runtime-interface-emulator)
+// covers part of this, but it buffers streamed responses, does not freeze and
+// answers a Telemetry API subscription with Telemetry.NotSupported.
 package sandbox
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,27 +45,75 @@ const (
 	hdrExtName      = "Lambda-Extension-Name"
 	hdrExtID        = "Lambda-Extension-Identifier"
 	hdrExtErrType   = "Lambda-Extension-Function-Error-Type"
+)
 
-	// MaxStreamBytes is Lambda's soft limit for a streamed response.
-	MaxStreamBytes = 20 << 20
+// Response limits of Lambda.
+const (
+	MaxBufferedBytes = 6 << 20   // a buffered response
+	MaxStreamBytes   = 200 << 20 // a streamed response
+	// Past the first 6 MB a streamed response is sent at most at 2 MiB/s.
+	unthrottledBytes = 6 << 20
+	throttledRate    = 2 << 20 // bytes per second
+)
+
+// Invoke modes of a function URL, tracing modes and telemetry modes.
+const (
+	ModeStream   = "RESPONSE_STREAM"
+	ModeBuffered = "BUFFERED"
+
+	TracingPassThrough = "PassThrough"
+	TracingActive      = "Active"
+
+	TelemetryOn          = "on"
+	TelemetryUnsupported = "unsupported"
 )
 
 // Config describes the environment.
 type Config struct {
-	Function        string        // path of the function executable (bootstrap)
-	Extensions      []string      // paths of extension executables (/opt/extensions/*)
-	Env             []string      // extra environment for every process
-	FunctionName    string        // default "function"
-	MemoryMB        int           // default 128
-	Timeout         time.Duration // function timeout; default 3s
+	Function     string   // path of the function executable (bootstrap)
+	Extensions   []string // paths of extension executables (/opt/extensions/*)
+	Env          []string // extra environment for every process
+	FunctionName string   // default "function"
+	MemoryMB     int      // default 128
+	// CapResources limits the environment's processes to MemoryMB of memory
+	// and MemoryMB/1769 of a CPU core, as Lambda does, where cgroups are
+	// writable; elsewhere it says so on the log and runs uncapped.
+	CapResources    bool
+	Timeout         time.Duration // function timeout, covering extensions; default 3s
 	InitType        string        // "on-demand" (default) or "provisioned-concurrency"
 	Freeze          bool          // SIGSTOP processes between invocations
 	Log             io.Writer     // stdout and stderr of all processes: the log stream
 	InitTimeout     time.Duration // default 10s
-	ShutdownTimeout time.Duration // time extensions get after SHUTDOWN; default 2s
+	ShutdownTimeout time.Duration // the whole Shutdown phase, runtime first; default 2s
+	InvokeMode      string        // ModeStream (default) or ModeBuffered
+	Tracing         string        // TracingPassThrough (default) or TracingActive
+	Telemetry       string        // TelemetryOn (default) or TelemetryUnsupported (the emulator behind sam local)
+	// MaxConcurrency > 1 is a Lambda Managed Instances environment: that many
+	// invocations at once, extensions may register for SHUTDOWN only, the
+	// Telemetry API speaks schema 2025-01-29 only, and nothing is frozen.
+	MaxConcurrency int
 	// Suppress lists Telemetry API event types the sandbox does not deliver, to
 	// test how an extension copes when the platform's telemetry is lost.
 	Suppress []string
+}
+
+// Lambda stops the runtime for at most this long at shutdown before it gives
+// the extensions the rest of the shutdown budget.
+const runtimeStopTimeout = 500 * time.Millisecond
+
+// Request is one invocation's input.
+type Request struct {
+	Payload []byte
+	// TraceHeader is the caller's X-Amzn-Trace-Id header, if any.
+	TraceHeader string
+}
+
+// ResponseEnder is implemented by a response writer that wants to know when
+// the function's response is over: the caller's response ends then, while
+// the extensions may still be working (their time still counts in the
+// invocation's duration). errType is the function's error, if any.
+type ResponseEnder interface {
+	EndResponse(errType string)
 }
 
 // Result describes one invocation.
@@ -73,21 +124,34 @@ type Result struct {
 	ContentType     string
 	Bytes           int64
 	ResponseLatency time.Duration // invoke → first response byte
-	Duration        time.Duration // invoke → runtime done
+	ResponseEnd     time.Duration // invoke → the caller's response ended
+	Duration        time.Duration // invoke → runtime done (platform.runtimeDone)
+	Total           time.Duration // invoke → every extension back in event/next (platform.report)
 	TraceHeader     string        // the X-Ray header given to runtime and extensions
+	SuppressedInit  bool          // the environment was initialised inside this invocation
 }
 
-// Sandbox is one execution environment: one invocation at a time.
+// PostRuntime is what the extensions added to the invocation after the
+// runtime finished: report − runtimeDone.
+func (r Result) PostRuntime() time.Duration { return r.Total - r.Duration }
+
+// Sandbox is one execution environment.
 type Sandbox struct {
-	cfg  Config
-	log  *syncWriter
-	ln   net.Listener
-	srv  *http.Server
-	mu   sync.Mutex // serialises Invoke, init and Close
-	arn  string
-	stMu sync.Mutex // guards st for the API handlers; writers also hold mu
-	st   *state
-	down bool
+	cfg   Config
+	log   *syncWriter
+	ln    net.Listener
+	srv   *http.Server
+	slots chan struct{} // one per concurrent invocation
+	envMu sync.Mutex    // init, reset and Close
+	arn   string
+	cg    *cgroup // nil: uncapped
+	stMu  sync.Mutex
+	st    *state
+	down  bool
+	inits int
+
+	closeOnce sync.Once
+	closeErr  error // environments initialised so far: after the first, inits are suppressed
 }
 
 // state is one initialised environment; a reset replaces it.
@@ -100,9 +164,12 @@ type state struct {
 	initEvts  []json.RawMessage
 	initErr   error
 	rtNext    chan chan *invocation
-	cur       *invocation
+	invs      map[string]*invocation
 	frozen    bool
 	initPhase bool
+	initDur   time.Duration
+	initUsed  bool // the first invocation's report carries initDurationMs
+	resetOnce sync.Once
 }
 
 type extension struct {
@@ -111,9 +178,9 @@ type extension struct {
 	name       string
 	path       string
 	id         string
+	events     map[string]bool
 	proc       *proc
 	next       chan chan []byte // a waiting /event/next call
-	exited     bool
 }
 
 type invocation struct {
@@ -122,23 +189,20 @@ type invocation struct {
 	deadline    time.Time
 	start       time.Time
 	w           io.Writer
+	buffered    bool
 	mu          sync.Mutex
 	firstByte   time.Time
 	lastByte    time.Time
 	bytes       int64
+	body        []byte // buffered mode: the response until it is complete
 	contentType string
 	errType     string
 	responded   bool
+	closed      bool          // the caller's response is over: no more writes
+	done        chan struct{} // closed when the runtime's response or error is posted
 	ctx         context.Context
 	cancel      context.CancelFunc
 	xray        string // X-Ray trace header, as Lambda passes it to the runtime and extensions
-}
-
-// xrayHeader makes an X-Ray trace header: Root=1-<8 hex epoch>-<24 hex>.
-func xrayHeader(t time.Time) string {
-	var b [20]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("Root=1-%08x-%x;Parent=%x;Sampled=1", t.Unix(), b[:12], b[12:20])
 }
 
 // Start starts the Runtime/Extensions/Telemetry API server. With
@@ -166,12 +230,44 @@ func Start(cfg Config) (*Sandbox, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	if cfg.InvokeMode == "" {
+		cfg.InvokeMode = ModeStream
+	}
+	if cfg.Tracing == "" {
+		cfg.Tracing = TracingPassThrough
+	}
+	if cfg.Telemetry == "" {
+		cfg.Telemetry = TelemetryOn
+	}
+	if cfg.MaxConcurrency < 1 {
+		cfg.MaxConcurrency = 1
+	}
+	switch {
+	case cfg.InvokeMode != ModeStream && cfg.InvokeMode != ModeBuffered:
+		return nil, fmt.Errorf("invoke mode %q: want %s or %s", cfg.InvokeMode, ModeStream, ModeBuffered)
+	case cfg.Tracing != TracingPassThrough && cfg.Tracing != TracingActive:
+		return nil, fmt.Errorf("tracing %q: want %s or %s", cfg.Tracing, TracingPassThrough, TracingActive)
+	case cfg.Telemetry != TelemetryOn && cfg.Telemetry != TelemetryUnsupported:
+		return nil, fmt.Errorf("telemetry %q: want %s or %s", cfg.Telemetry, TelemetryOn, TelemetryUnsupported)
+	}
+	if cfg.managed() {
+		cfg.Freeze = false // Lambda Managed Instances do not freeze between invocations
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{cfg: cfg, log: &syncWriter{w: cfg.Log}, ln: ln,
+	s := &Sandbox{cfg: cfg, log: &syncWriter{w: cfg.Log}, ln: ln, slots: make(chan struct{}, cfg.MaxConcurrency),
 		arn: "arn:aws:lambda:us-east-1:123456789012:function:" + cfg.FunctionName}
+	if cfg.CapResources {
+		cg, err := newCgroup(cfg.MemoryMB)
+		if err != nil {
+			fmt.Fprintf(s.log, "SANDBOX WARNING: cannot cap CPU and memory like a %d MB function (%v): running uncapped\n", cfg.MemoryMB, err)
+		} else {
+			s.cg = cg
+			fmt.Fprintf(s.log, "SANDBOX capped like a %d MB function: %s\n", cfg.MemoryMB, cg)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", s.runtimeNext)
 	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", s.runtimeResponse)
@@ -185,9 +281,9 @@ func Start(cfg Config) (*Sandbox, error) {
 	s.srv = &http.Server{Handler: mux}
 	go func() { _ = s.srv.Serve(ln) }()
 	if cfg.InitType == "provisioned-concurrency" {
-		s.mu.Lock()
-		err := s.init()
-		s.mu.Unlock()
+		s.envMu.Lock()
+		_, err := s.init(time.Now().Add(cfg.InitTimeout), "init")
+		s.envMu.Unlock()
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -195,6 +291,8 @@ func Start(cfg Config) (*Sandbox, error) {
 	}
 	return s, nil
 }
+
+func (c Config) managed() bool { return c.MaxConcurrency > 1 }
 
 // RuntimeAPI is the value of AWS_LAMBDA_RUNTIME_API.
 func (s *Sandbox) RuntimeAPI() string { return s.ln.Addr().String() }
@@ -211,33 +309,52 @@ func (s *Sandbox) env() []string {
 		"AWS_DEFAULT_REGION=us-east-1",
 		"TZ=:UTC",
 	}
+	if s.cfg.managed() {
+		env = append(env, "AWS_LAMBDA_MAX_CONCURRENCY="+strconv.Itoa(s.cfg.MaxConcurrency))
+	}
 	return append(env, s.cfg.Env...)
 }
 
-// init runs the Init phase: extensions start and register, then the runtime
-// starts; the phase ends when the runtime and every extension wait in next.
-func (s *Sandbox) init() error {
-	st := &state{byID: map[string]*extension{}, rtNext: make(chan chan *invocation, 1), initPhase: true}
+func (s *Sandbox) spawn(name, path string) (*proc, error) {
+	p, err := spawn(name, path, s.env(), s.log)
+	if err != nil {
+		return nil, err
+	}
+	if s.cg != nil {
+		if err := s.cg.add(p.cmd.Process.Pid); err != nil {
+			fmt.Fprintf(s.log, "SANDBOX WARNING: %s not capped: %v\n", name, err)
+		}
+	}
+	return p, nil
+}
+
+// init runs an Init phase that must end by deadline: extensions start and
+// register, then the runtime starts; the phase ends when the runtime and
+// every extension wait in next. phase is "init", or "invoke" for a suppressed
+// init (after a reset, inside the invocation that needed it). s.envMu is held.
+func (s *Sandbox) init(deadline time.Time, phase string) (*state, error) {
+	st := &state{byID: map[string]*extension{}, rtNext: make(chan chan *invocation, s.cfg.MaxConcurrency),
+		invs: map[string]*invocation{}, initPhase: true}
 	s.setState(st)
+	s.inits++
 	begin := time.Now()
+	initType := s.cfg.InitType
 	st.initEvts = append(st.initEvts, event(begin, "platform.initStart", map[string]any{
-		"initializationType": s.cfg.InitType, "phase": "init", "functionName": s.cfg.FunctionName, "functionVersion": "$LATEST"}))
-	fail := func(err error) error {
+		"initializationType": initType, "phase": phase, "functionName": s.cfg.FunctionName, "functionVersion": "$LATEST"}))
+	fail := func(err error) (*state, error) {
 		s.kill(st)
 		s.setState(nil)
-		return fmt.Errorf("init: %w", err)
+		return nil, fmt.Errorf("init: %w", err)
 	}
-	deadline := time.After(s.cfg.InitTimeout)
+	timeout := time.After(time.Until(deadline))
 	for _, path := range s.cfg.Extensions {
 		// Listed before it starts: a fast extension registers at once.
 		e := &extension{name: filepath.Base(path), path: path, next: make(chan chan []byte, 1)}
 		st.mu.Lock()
 		st.exts = append(st.exts, e)
-		st.mu.Unlock()
-		st.mu.Lock()
 		e.spawned = time.Now()
 		st.mu.Unlock()
-		p, err := spawn("extension "+e.name, path, s.env(), s.log)
+		p, err := s.spawn("extension "+e.name, path)
 		if err != nil {
 			return fail(err)
 		}
@@ -245,7 +362,7 @@ func (s *Sandbox) init() error {
 		e.proc = p
 		st.mu.Unlock()
 	}
-	err := poll(deadline, "extensions to register", func() (bool, error) {
+	err := poll(timeout, "extensions to register", func() (bool, error) {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if st.initErr != nil {
@@ -265,7 +382,7 @@ func (s *Sandbox) init() error {
 	if err != nil {
 		return fail(err)
 	}
-	rt, err := spawn("runtime", s.cfg.Function, s.env(), s.log)
+	rt, err := s.spawn("runtime", s.cfg.Function)
 	if err != nil {
 		return fail(err)
 	}
@@ -274,11 +391,11 @@ func (s *Sandbox) init() error {
 	st.mu.Unlock()
 	// Ready: the runtime and every extension are waiting in next.
 	for _, e := range st.exts {
-		if err := s.waitExtNext(st, e, deadline); err != nil {
+		if err := s.waitExtNext(st, e, timeout); err != nil {
 			return fail(err)
 		}
 	}
-	err = poll(deadline, "the runtime to call next", func() (bool, error) {
+	err = poll(timeout, "the runtime to call next", func() (bool, error) {
 		if err := st.initError(); err != nil {
 			return false, err
 		}
@@ -298,13 +415,13 @@ func (s *Sandbox) init() error {
 	}
 	st.mu.Lock()
 	st.initPhase = false
+	st.initDur = time.Since(begin)
 	st.mu.Unlock()
-	d := time.Since(begin)
-	s.emit(st, "platform", event(time.Now(), "platform.initRuntimeDone", map[string]any{"initializationType": s.cfg.InitType, "phase": "init", "status": "success"}))
+	s.emit(st, "platform", event(time.Now(), "platform.initRuntimeDone", map[string]any{"initializationType": initType, "phase": phase, "status": "success"}))
 	s.emit(st, "platform", event(time.Now(), "platform.initReport", map[string]any{
-		"initializationType": s.cfg.InitType, "phase": "init", "status": "success",
-		"metrics": map[string]any{"durationMs": ms(d)}}))
-	return nil
+		"initializationType": initType, "phase": phase, "status": "success",
+		"metrics": map[string]any{"durationMs": ms(st.initDur)}}))
+	return st, nil
 }
 
 func (st *state) initError() error {
@@ -341,72 +458,107 @@ func poll(deadline <-chan time.Time, what string, cond func() (bool, error)) err
 		}
 		select {
 		case <-deadline:
-			return fmt.Errorf("timed out waiting for %s", what)
+			return fmt.Errorf("%w waiting for %s", errTimedOut, what)
 		case <-tick.C:
 		}
 	}
 }
 
-// Invoke runs one invocation and writes the response bytes to w as the runtime
-// streams them. If w has a Flush method it is called after every write; if it
-// has SetContentType(string) it is told the response's content type first.
+var errTimedOut = errors.New("timed out")
+
+// Invoke runs one invocation with payload and no caller trace header.
 func (s *Sandbox) Invoke(ctx context.Context, payload []byte, w io.Writer) (Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return Result{}, errors.New("sandbox is shut down")
+	return s.InvokeRequest(ctx, Request{Payload: payload}, w)
+}
+
+// InvokeRequest runs one invocation and writes the response bytes to w as the
+// runtime streams them (in buffered mode: at once, when complete). If w has a
+// Flush method it is called after every write; if it has
+// SetContentType(string) it is told the response's content type first; if it
+// is a ResponseEnder it is told when the caller's response is over. It
+// returns when the whole invocation is over, extensions included.
+func (s *Sandbox) InvokeRequest(ctx context.Context, req Request, w io.Writer) (Result, error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
 	}
-	if s.st == nil {
-		if err := s.init(); err != nil {
-			return Result{}, err
-		}
-	}
-	st := s.st
-	s.thaw(st)
-	inv := &invocation{id: uuid.NewString(), payload: payload, start: time.Now(), w: w}
-	inv.xray = xrayHeader(inv.start)
+	defer func() { <-s.slots }()
+
+	// The timeout starts now: a suppressed init below counts against it.
+	inv := &invocation{id: uuid.NewString(), payload: req.Payload, start: time.Now(), w: w,
+		buffered: s.cfg.InvokeMode == ModeBuffered, done: make(chan struct{})}
+	inv.xray = traceHeader(s.cfg.Tracing, req.TraceHeader, inv.start)
 	inv.deadline = inv.start.Add(s.cfg.Timeout)
 	inv.ctx, inv.cancel = context.WithDeadline(ctx, inv.deadline)
 	defer inv.cancel()
-	st.mu.Lock()
-	st.cur = inv
-	st.mu.Unlock()
-	s.emit(st, "platform", event(inv.start, "platform.start", map[string]any{"requestId": inv.id, "version": "$LATEST"}))
 
-	// INVOKE to every extension, the event to the runtime.
+	st, suppressed, err := s.environment(inv)
+	if err != nil {
+		if suppressed && errors.Is(err, errTimedOut) {
+			// The suppressed init ran out the invocation's own timeout.
+			res := Result{RequestID: inv.id, Status: "timeout", ErrorType: "Sandbox.Timedout", TraceHeader: inv.xray,
+				SuppressedInit: true, Duration: time.Since(inv.start)}
+			res.Total = res.Duration
+			inv.endResponse(res.ErrorType)
+			return res, nil
+		}
+		return Result{}, err
+	}
+	s.thaw(st)
+	st.mu.Lock()
+	st.invs[inv.id] = inv
+	initDur := time.Duration(-1)
+	if !st.initUsed && (s.cfg.InitType != "provisioned-concurrency" || suppressed) {
+		initDur = st.initDur
+	}
+	st.initUsed = true
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		delete(st.invs, inv.id)
+		st.mu.Unlock()
+	}()
+	s.emit(st, "platform", event(inv.start, "platform.start", map[string]any{"requestId": inv.id, "version": "$LATEST",
+		"tracing": map[string]string{"type": "X-Amzn-Trace-Id", "value": inv.xray}}))
+
+	// INVOKE to every extension registered for it, the event to the runtime.
 	evt, _ := json.Marshal(map[string]any{"eventType": "INVOKE", "deadlineMs": inv.deadline.UnixMilli(), "requestId": inv.id,
-		"invokedFunctionArn": s.arn, "tracing": map[string]string{"type": "X-Amzn-Trace-Id",
-			"value": inv.xray}})
-	for _, e := range st.exts {
+		"invokedFunctionArn": s.arn, "tracing": map[string]string{"type": "X-Amzn-Trace-Id", "value": inv.xray}})
+	invoked := st.invokeExtensions()
+	for _, e := range invoked {
 		select {
 		case reply := <-e.next:
 			reply <- evt
-		case <-e.proc.exited: // a dead extension gets nothing; the reset below notices
+		case <-e.proc.exited: // a dead extension gets nothing; the wait below notices
 		}
 	}
-	(<-st.rtNext) <- inv
 
 	status := ""
 	var rtDone time.Time
 	select {
 	case reply := <-st.rtNext:
-		st.rtNext <- reply // keep it waiting for the next invocation
-		rtDone = time.Now()
-		status = "success"
-		inv.mu.Lock()
-		if inv.errType != "" {
-			status = "error"
-		}
-		inv.mu.Unlock()
+		reply <- inv
+		status = s.waitRuntime(st, inv)
 	case <-st.runtime.exited:
-		rtDone, status = time.Now(), "failure"
+		status = "failure"
 	case <-inv.ctx.Done():
-		rtDone, status = time.Now(), "timeout"
+		status = "timeout"
 	}
+	rtDone = time.Now()
 	inv.cancel() // stops a response still streaming (timeout)
 	inv.mu.Lock()
-	res := Result{RequestID: inv.id, TraceHeader: inv.xray, Status: status, ErrorType: inv.errType, ContentType: inv.contentType, Bytes: inv.bytes,
-		Duration: rtDone.Sub(inv.start)}
+	if status == "success" && inv.errType != "" {
+		status = "error"
+	}
+	switch status {
+	case "timeout":
+		inv.errType = "Sandbox.Timedout"
+	case "failure":
+		inv.errType = "Runtime.ExitError"
+	}
+	res := Result{RequestID: inv.id, TraceHeader: inv.xray, Status: status, ErrorType: inv.errType, ContentType: inv.contentType,
+		Bytes: inv.bytes, Duration: rtDone.Sub(inv.start), SuppressedInit: suppressed}
 	if !inv.firstByte.IsZero() {
 		res.ResponseLatency = inv.firstByte.Sub(inv.start)
 	}
@@ -418,51 +570,127 @@ func (s *Sandbox) Invoke(ctx context.Context, payload []byte, w io.Writer) (Resu
 			{"name": "responseDuration", "start": inv.firstByte.UTC().Format(time.RFC3339Nano), "durationMs": ms(inv.lastByte.Sub(inv.firstByte))},
 		}
 	}
-	if status == "timeout" {
-		res.ErrorType = "Sandbox.Timedout"
-	} else if status == "failure" {
-		res.ErrorType = "Runtime.ExitError"
-	}
 	if res.ErrorType != "" {
 		rd["errorType"] = res.ErrorType
 	}
 	inv.mu.Unlock()
+	// The caller's response is over now, whatever the extensions still do.
+	inv.endResponse(res.ErrorType)
+	res.ResponseEnd = time.Since(inv.start)
 	s.emit(st, "platform", event(rtDone, "platform.runtimeDone", rd))
 
-	if status == "timeout" || status == "failure" {
+	if status == "failure" || (status == "timeout" && !s.cfg.managed()) {
 		// Lambda resets the environment: runtime gone, extensions shut down
-		// with the reason, a fresh init on the next invocation.
+		// with the reason, a fresh (suppressed) init on the next invocation.
 		st.runtime.signal(syscall.SIGKILL)
-		s.report(st, inv, status, rtDone)
-		s.shutdown(st, status)
-		s.setState(nil)
+		res.Total = time.Since(inv.start)
+		s.report(st, inv, res, initDur)
+		s.reset(st, status)
 		return res, nil
 	}
-	// The invoke phase ends when every extension is back in event/next.
-	extDeadline := time.After(time.Until(inv.deadline) + s.cfg.ShutdownTimeout)
-	for _, e := range st.exts {
+	// The invoke phase ends when every extension is back in event/next, and
+	// the function timeout covers it: an extension still busy at the deadline
+	// times the invocation out.
+	extDeadline := time.After(time.Until(inv.deadline))
+	for _, e := range invoked {
 		if err := s.waitExtNext(st, e, extDeadline); err != nil {
-			// An extension that dies or overruns fails the invocation and
-			// resets the environment, as on Lambda.
-			status, errType := "timeout", "Extension.Timeout"
+			res.Status, res.ErrorType = "timeout", "Sandbox.Timedout"
 			if !e.proc.alive() {
-				status, errType = "failure", "Extension.Crash"
+				res.Status, res.ErrorType = "failure", "Extension.Crash"
 			}
-			s.report(st, inv, status, time.Now())
-			s.shutdown(st, status)
-			s.setState(nil)
-			res.Status, res.ErrorType = status, errType
+			fmt.Fprintf(s.log, "SANDBOX extension %s: %v: invocation %s\n", e.name, err, res.Status)
+			res.Total = time.Since(inv.start)
+			s.report(st, inv, res, initDur)
+			s.reset(st, res.Status)
 			return res, nil
 		}
 	}
-	s.report(st, inv, status, time.Now())
+	res.Total = time.Since(inv.start)
+	s.report(st, inv, res, initDur)
 	if s.cfg.Freeze {
 		s.freeze(st)
 	}
 	return res, nil
 }
 
-func (s *Sandbox) report(st *state, inv *invocation, status string, end time.Time) {
+// environment returns the initialised environment, running an init first if
+// there is none. After the first, an init is suppressed: it runs inside the
+// invocation (phase "invoke") and its time counts against inv's timeout.
+func (s *Sandbox) environment(inv *invocation) (*state, bool, error) {
+	s.envMu.Lock()
+	defer s.envMu.Unlock()
+	if s.down {
+		return nil, false, errors.New("sandbox is shut down")
+	}
+	if st := s.state(); st != nil {
+		return st, false, nil
+	}
+	if s.inits == 0 {
+		st, err := s.init(time.Now().Add(s.cfg.InitTimeout), "init")
+		return st, false, err
+	}
+	st, err := s.init(inv.deadline, "invoke")
+	return st, true, err
+}
+
+// invokeExtensions lists the extensions registered for INVOKE.
+func (st *state) invokeExtensions() []*extension {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []*extension
+	for _, e := range st.exts {
+		if e.events["INVOKE"] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitRuntime waits until the runtime has answered inv (response or error
+// posted) and, in a classic environment, is back in next: that is when the
+// platform says runtimeDone.
+func (s *Sandbox) waitRuntime(st *state, inv *invocation) string {
+	select {
+	case <-inv.done:
+	case <-st.runtime.exited:
+		return "failure"
+	case <-inv.ctx.Done():
+		return "timeout"
+	}
+	if s.cfg.managed() {
+		return "success"
+	}
+	err := poll(time.After(time.Until(inv.deadline)), "the runtime to call next", func() (bool, error) {
+		if len(st.rtNext) > 0 {
+			return true, nil
+		}
+		if !st.runtime.alive() {
+			return false, errors.New("runtime exited")
+		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return "success"
+	case errors.Is(err, errTimedOut):
+		return "timeout"
+	}
+	return "failure"
+}
+
+// reset ends an environment after a timeout or a crash, once.
+func (s *Sandbox) reset(st *state, reason string) {
+	st.resetOnce.Do(func() {
+		s.shutdown(st, reason)
+		s.envMu.Lock()
+		if s.state() == st {
+			s.setState(nil)
+		}
+		s.envMu.Unlock()
+	})
+}
+
+func (s *Sandbox) report(st *state, inv *invocation, res Result, initDur time.Duration) {
 	var kb int64
 	st.mu.Lock()
 	kb += st.runtime.maxRSSKB()
@@ -470,10 +698,17 @@ func (s *Sandbox) report(st *state, inv *invocation, status string, end time.Tim
 		kb += e.proc.maxRSSKB()
 	}
 	st.mu.Unlock()
-	d := end.Sub(inv.start)
-	s.emit(st, "platform", event(end, "platform.report", map[string]any{"requestId": inv.id, "status": status,
-		"metrics": map[string]any{"durationMs": ms(d), "billedDurationMs": (d.Milliseconds() + 1), "memorySizeMB": s.cfg.MemoryMB,
-			"maxMemoryUsedMB": (kb + 1023) / 1024}}))
+	d := res.Total
+	metrics := map[string]any{"durationMs": ms(d), "billedDurationMs": (d.Milliseconds() + 1), "memorySizeMB": s.cfg.MemoryMB,
+		"maxMemoryUsedMB": (kb + 1023) / 1024}
+	if initDur >= 0 {
+		metrics["initDurationMs"] = ms(initDur)
+	}
+	rec := map[string]any{"requestId": inv.id, "status": res.Status, "metrics": metrics}
+	if res.ErrorType != "" {
+		rec["errorType"] = res.ErrorType
+	}
+	s.emit(st, "platform", event(inv.start.Add(d), "platform.report", rec))
 }
 
 func (s *Sandbox) freeze(st *state) {
@@ -499,18 +734,39 @@ func (s *Sandbox) thaw(st *state) {
 	st.frozen = false
 }
 
-// shutdown runs the Shutdown phase: SIGTERM to the runtime, SHUTDOWN to each
-// extension when it next waits in event/next, then SIGKILL for whatever is
-// still running at the deadline.
+// shutdown runs the Shutdown phase as Lambda does: the runtime first (SIGTERM,
+// then SIGKILL after at most 500 ms), then telemetry still buffered is sent,
+// then SHUTDOWN to each extension registered for it, which has the rest of
+// the budget; SIGKILL for whatever still runs at the deadline, and at once for
+// an extension that did not register for SHUTDOWN.
 func (s *Sandbox) shutdown(st *state, reason string) {
 	s.thaw(st)
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	if st.runtime.alive() {
 		st.runtime.signal(syscall.SIGTERM)
+		select {
+		case <-st.runtime.exited:
+		case <-time.After(min(runtimeStopTimeout, time.Until(deadline))):
+			fmt.Fprintf(s.log, "SANDBOX runtime did not stop within %v of SIGTERM: killed\n", runtimeStopTimeout)
+		}
+	}
+	st.runtime.kill()
+	st.mu.Lock()
+	subs := append([]*subscriber(nil), st.subs...)
+	st.mu.Unlock()
+	for _, sub := range subs {
+		sub.flush()
 	}
 	evt, _ := json.Marshal(map[string]any{"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline.UnixMilli()})
 	var wg sync.WaitGroup
 	for _, e := range st.exts {
+		if !e.events["SHUTDOWN"] {
+			if e.proc.alive() {
+				fmt.Fprintf(s.log, "SANDBOX extension %s is not registered for SHUTDOWN: killed\n", e.name)
+			}
+			e.proc.kill()
+			continue
+		}
 		wg.Add(1)
 		go func(e *extension) {
 			defer wg.Done()
@@ -532,10 +788,6 @@ func (s *Sandbox) shutdown(st *state, reason string) {
 		}(e)
 	}
 	wg.Wait()
-	select {
-	case <-st.runtime.exited:
-	case <-time.After(time.Until(deadline)):
-	}
 	s.kill(st)
 }
 
@@ -549,33 +801,37 @@ func (s *Sandbox) kill(st *state) {
 	st.subs = nil
 	st.mu.Unlock()
 	for _, p := range procs {
-		if p != nil {
-			p.signal(syscall.SIGCONT)
-			p.signal(syscall.SIGKILL)
-			<-p.exited
-		}
+		p.kill()
 	}
 	for _, sub := range subs {
 		sub.close()
 	}
 }
 
-// Close shuts the environment down (SHUTDOWN with reason spindown) and stops
-// the API server.
+// Close shuts the environment down (SHUTDOWN with reason spindown) once every
+// invocation in flight is over, and stops the API server. Calls after the
+// first return at once.
 func (s *Sandbox) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return nil
-	}
-	s.down = true
-	if s.st != nil {
-		s.shutdown(s.st, "spindown")
-		s.setState(nil)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	return s.srv.Shutdown(ctx)
+	s.closeOnce.Do(func() {
+		for i := 0; i < cap(s.slots); i++ {
+			s.slots <- struct{}{}
+		}
+		s.envMu.Lock()
+		s.down = true
+		st := s.state()
+		s.envMu.Unlock()
+		if st != nil {
+			s.shutdown(st, "spindown")
+			s.setState(nil)
+		}
+		if s.cg != nil {
+			s.cg.remove()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.closeErr = s.srv.Shutdown(ctx)
+	})
+	return s.closeErr
 }
 
 func (s *Sandbox) emit(st *state, category string, ev json.RawMessage) {
@@ -606,6 +862,26 @@ func (s *Sandbox) setState(st *state) {
 	s.stMu.Unlock()
 }
 
+// endResponse ends the caller's response once: in buffered mode the body goes
+// out now, whole, unless the function failed.
+func (inv *invocation) endResponse(errType string) {
+	inv.mu.Lock()
+	if inv.closed {
+		inv.mu.Unlock()
+		return
+	}
+	inv.closed = true
+	body := inv.body
+	inv.body = nil
+	inv.mu.Unlock()
+	if inv.buffered && errType == "" && len(body) > 0 {
+		_, _ = inv.w.Write(body)
+	}
+	if e, ok := inv.w.(ResponseEnder); ok {
+		e.EndResponse(errType)
+	}
+}
+
 // ExtensionInfo describes a running extension process.
 type ExtensionInfo struct {
 	Name string
@@ -618,9 +894,7 @@ type ExtensionInfo struct {
 // Extensions describes the extensions of the current environment (none before
 // the first init or after a reset).
 func (s *Sandbox) Extensions() []ExtensionInfo {
-	s.stMu.Lock()
-	st := s.st
-	s.stMu.Unlock()
+	st := s.state()
 	if st == nil {
 		return nil
 	}
@@ -635,4 +909,18 @@ func (s *Sandbox) Extensions() []ExtensionInfo {
 		out = append(out, info)
 	}
 	return out
+}
+
+// RuntimePID is the runtime process's pid, 0 when there is no environment.
+func (s *Sandbox) RuntimePID() int {
+	st := s.state()
+	if st == nil {
+		return 0
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.runtime == nil || st.runtime.cmd.Process == nil {
+		return 0
+	}
+	return st.runtime.cmd.Process.Pid
 }

@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"strings"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -45,13 +46,26 @@ type subscription struct {
 	} `json:"buffering"`
 }
 
+// destinationHost is the only host a Telemetry API destination may name: the
+// execution environment's own name for itself.
+const destinationHost = "sandbox.localdomain"
+
 // validate applies the documented rules and defaults of a subscription.
-func (s subscription) validate() (maxItems, maxBytes int, timeout time.Duration, msg string) {
-	if s.SchemaVersion != "2022-07-01" && s.SchemaVersion != "2022-12-13" && s.SchemaVersion != "2025-01-29" {
+// managed: a Lambda Managed Instances environment, which accepts schema
+// 2025-01-29 only.
+func (s subscription) validate(managed bool) (maxItems, maxBytes int, timeout time.Duration, msg string) {
+	switch {
+	case managed && s.SchemaVersion != "2025-01-29":
+		return 0, 0, 0, "unsupported schemaVersion " + s.SchemaVersion + ": Lambda Managed Instances accept 2025-01-29"
+	case s.SchemaVersion != "2022-07-01" && s.SchemaVersion != "2022-12-13" && s.SchemaVersion != "2025-01-29":
 		return 0, 0, 0, "unsupported schemaVersion " + s.SchemaVersion
 	}
-	if s.Destination.Protocol != "HTTP" || !strings.HasPrefix(s.Destination.URI, "http://") {
+	u, err := url.Parse(s.Destination.URI)
+	if s.Destination.Protocol != "HTTP" || err != nil || u.Scheme != "http" {
 		return 0, 0, 0, "destination must be HTTP with an http:// URI"
+	}
+	if u.Hostname() != destinationHost || u.Port() == "" {
+		return 0, 0, 0, "destination host must be " + destinationHost + " with a port, not " + strconv.Quote(u.Host)
 	}
 	if len(s.Types) == 0 {
 		return 0, 0, 0, "types is empty"
@@ -83,10 +97,11 @@ func newSubscriber(s subscription, maxItems, maxBytes int, timeout time.Duration
 	for _, t := range s.Types {
 		sub.types[t] = true
 	}
-	// sandbox.localdomain is the sandbox's own name inside Lambda; here it is
-	// this machine's loopback.
+	// sandbox.localdomain is the environment's own name inside Lambda; here
+	// the sandbox resolves it to this machine's loopback itself, so it need
+	// not be in /etc/hosts.
 	sub.client = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if host, port, err := net.SplitHostPort(addr); err == nil && (host == "sandbox.localdomain" || host == "sandbox") {
+		if host, port, err := net.SplitHostPort(addr); err == nil && host == destinationHost {
 			addr = net.JoinHostPort("127.0.0.1", port)
 		}
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -155,6 +170,13 @@ func (s *subscriber) deliver() {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// flush sends what is pending now, whatever the buffering says.
+func (s *subscriber) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked()
 }
 
 // close flushes what is pending and stops delivery.

@@ -49,19 +49,23 @@ func TestSubscriptionValidation(t *testing.T) {
 		"maxItems below 1000":  sub("http://sandbox.localdomain:1", 999, 262144, 25),
 		"maxBytes below 256KB": sub("http://sandbox.localdomain:1", 1000, 1000, 25),
 		"https destination":    sub("https://x:1", 1000, 262144, 25),
+		"loopback destination": sub("http://127.0.0.1:1", 1000, 262144, 25),
+		"no port":              sub("http://sandbox.localdomain", 1000, 262144, 25),
 	} {
-		if _, _, _, msg := s.validate(); msg == "" {
+		if _, _, _, msg := s.validate(false); msg == "" {
 			t.Errorf("%s accepted", name)
 		}
 	}
-	if _, _, d, msg := sub("http://sandbox.localdomain:1", 1000, 262144, 25).validate(); msg != "" || d != 25*time.Millisecond {
+	if _, _, d, msg := sub("http://sandbox.localdomain:1", 1000, 262144, 25).validate(false); msg != "" || d != 25*time.Millisecond {
 		t.Errorf("valid subscription: %q %v", msg, d)
 	}
 }
 
+// newTestSubscriber delivers to the receiver at uri through the name every
+// destination must use, sandbox.localdomain, which the sandbox maps to loopback.
 func newTestSubscriber(uri string, ms int) *subscriber {
-	s := sub(uri, 1000, 262144, ms)
-	items, bytes, timeout, _ := s.validate()
+	s := sub(strings.Replace(uri, "127.0.0.1", destinationHost, 1), 1000, 262144, ms)
+	items, bytes, timeout, _ := s.validate(false)
 	return newSubscriber(s, items, bytes, timeout)
 }
 

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -38,17 +39,28 @@ func (s *Sandbox) URLHandler() http.Handler {
 			"requestContext": map[string]any{"requestId": uuid.NewString(), "timeEpoch": time.Now().UnixMilli(),
 				"http": map[string]string{"method": r.Method, "path": r.URL.Path, "protocol": r.Proto, "sourceIp": r.RemoteAddr}},
 		})
-		uw := &urlWriter{w: w}
-		res, err := s.Invoke(r.Context(), ev, uw)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+		// The caller's response ends with the function's response; the
+		// invocation goes on without it while the extensions finish.
+		uw := &urlWriter{w: w, ended: make(chan string, 1)}
+		failed := make(chan error, 1)
+		go func() {
+			_, err := s.InvokeRequest(context.WithoutCancel(r.Context()), Request{Payload: ev, TraceHeader: r.Header.Get("X-Amzn-Trace-Id")}, uw)
+			failed <- err
+		}()
+		var errType string
+		select {
+		case errType = <-uw.ended:
+		case err := <-failed:
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			errType = <-uw.ended
 		}
 		if !uw.started {
 			// Nothing was streamed: the error is still visible as a status code.
-			w.Header().Set("X-Amzn-RequestId", res.RequestID)
-			if res.Status != "success" {
-				http.Error(w, res.Status+" "+res.ErrorType, http.StatusBadGateway)
+			if errType != "" {
+				http.Error(w, errType, http.StatusBadGateway)
 				return
 			}
 			uw.start(http.StatusOK)
@@ -64,7 +76,10 @@ type urlWriter struct {
 	integration bool
 	prelude     []byte
 	started     bool
+	ended       chan string // the function's error type, when its response is over
 }
+
+func (u *urlWriter) EndResponse(errType string) { u.ended <- errType }
 
 func (u *urlWriter) SetContentType(ct string) {
 	u.integration = ct == integrationResponse

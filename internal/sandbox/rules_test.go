@@ -1,0 +1,607 @@
+package sandbox
+
+// Each test here shows one rule of real Lambda that the sandbox models
+// (docs/sandbox.md maps rules to tests). They run scriptable stand-ins for a
+// runtime and an extension (testdata/testrt, testdata/testext) that record
+// what they see.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var bins struct{ rt, ext, dir string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sandbox-test")
+	if err != nil {
+		panic(err)
+	}
+	bins.dir = dir
+	bins.rt = filepath.Join(dir, "bootstrap")
+	bins.ext = filepath.Join(dir, "extensions", "testext")
+	for _, b := range []struct{ out, pkg string }{{bins.rt, "./testdata/testrt"}, {bins.ext, "./testdata/testext"}} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", b.pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// extNamed is the test extension under another name: Lambda names an
+// extension after its file, and testext reads TESTEXT_<NAME>_* first.
+func extNamed(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(bins.ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "extensions", name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// rec is one line a test program recorded.
+type rec map[string]any
+
+func (r rec) str(k string) string { s, _ := r[k].(string); return s }
+func (r rec) num(k string) float64 {
+	f, _ := r[k].(float64)
+	return f
+}
+
+// event is the Extensions API event of an "event" record.
+func (r rec) event() rec { m, _ := r["event"].(map[string]any); return m }
+
+type fixture struct {
+	sb  *Sandbox
+	dir string
+	log *syncBuf
+}
+
+// run starts a sandbox around the test runtime and, unless mod says
+// otherwise, the test extension; env goes to every process.
+func run(t *testing.T, mod func(*Config), env ...string) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir(), log: &syncBuf{}}
+	cfg := Config{Function: bins.rt, Extensions: []string{bins.ext}, Timeout: 2 * time.Second, Freeze: true, Log: f.log,
+		Env: append([]string{"TESTRT_OUT=" + filepath.Join(f.dir, "rt.jsonl"), "TESTEXT_OUT=" + f.dir}, env...)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	sb, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sb = sb
+	t.Cleanup(func() {
+		sb.Close()
+		if t.Failed() {
+			t.Logf("sandbox log:\n%s", f.log.String())
+		}
+	})
+	return f
+}
+
+func (f *fixture) records(t *testing.T, name string) []rec {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.dir, name+".jsonl"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []rec
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var r rec
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v: %s", name, err, sc.Bytes())
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (f *fixture) invoke(t *testing.T, payload string) Result {
+	t.Helper()
+	res, err := f.sb.Invoke(context.Background(), []byte(payload), io.Discard)
+	if err != nil {
+		t.Fatalf("invoke %s: %v", payload, err)
+	}
+	return res
+}
+
+// ofKind returns the records with ev == kind.
+func ofKind(rs []rec, kind string) []rec {
+	var out []rec
+	for _, r := range rs {
+		if r.str("ev") == kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// events returns the Extensions API events of type typ an extension received.
+func events(rs []rec, typ string) []rec {
+	var out []rec
+	for _, r := range ofKind(rs, "event") {
+		if r.event().str("eventType") == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// telemetry returns the Telemetry API events of type typ an extension received.
+func telemetry(rs []rec, typ string) []rec {
+	var out []rec
+	for _, r := range ofKind(rs, "telemetry") {
+		batch, _ := r["batch"].([]any)
+		for _, item := range batch {
+			if m, _ := item.(map[string]any); m["type"] == typ {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+func (r rec) record() rec { m, _ := r["record"].(map[string]any); return m }
+
+// Rule 1: the function timeout covers the extensions. An extension that asks
+// for the next event after the deadline times the invocation out, and the
+// environment is reset (SHUTDOWN "timeout", a new init).
+func TestExtensionPastTheDeadlineTimesOutTheInvocation(t *testing.T) {
+	f := run(t, func(c *Config) { c.Timeout = time.Second }, "TESTEXT_HOLD_MS=1300")
+	res := f.invoke(t, `{}`)
+	if res.Status != "timeout" || res.ErrorType != "Sandbox.Timedout" {
+		t.Fatalf("extension back 300 ms after the deadline: status %q %q, want timeout", res.Status, res.ErrorType)
+	}
+	shut := events(f.records(t, "testext"), "SHUTDOWN")
+	if len(shut) != 1 || shut[0].event().str("shutdownReason") != "timeout" {
+		t.Errorf("SHUTDOWN events %v, want one with reason timeout", shut)
+	}
+	if res2 := f.invoke(t, `{}`); !res2.SuppressedInit {
+		t.Errorf("the invocation after the reset did not re-initialise the environment: %+v", res2)
+	}
+	if n := len(ofKind(f.records(t, "testext"), "register")); n != 2 {
+		t.Errorf("%d extension registrations, want 2 (reset)", n)
+	}
+}
+
+// The other side of rule 1: extension time within the deadline is part of the
+// invocation (report − runtimeDone), not a failure.
+func TestExtensionTimeCountsInTheInvocation(t *testing.T) {
+	f := run(t, func(c *Config) { c.Timeout = 2 * time.Second }, "TESTEXT_HOLD_MS=300")
+	res := f.invoke(t, `{}`)
+	if res.Status != "success" {
+		t.Fatalf("status %q", res.Status)
+	}
+	// The hold began at INVOKE, while the runtime was working too.
+	if res.PostRuntime() < 250*time.Millisecond {
+		t.Errorf("post-runtime time %v: the extension's 300 ms hold is not in the invocation's duration", res.PostRuntime())
+	}
+}
+
+// Rule 2: after a reset the next init is suppressed: it runs inside the
+// invocation, reports phase "invoke", and its time counts against the timeout.
+func TestSuppressedInitCountsAgainstTheTimeout(t *testing.T) {
+	f := run(t, func(c *Config) { c.Timeout = time.Second },
+		"TESTEXT_INIT_SLEEP_MS=600", "TESTEXT_SUBSCRIBE=sandbox.localdomain", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
+	if res := f.invoke(t, `{"sleep_ms":300}`); res.Status != "success" || res.SuppressedInit {
+		t.Fatalf("cold invocation: %+v (a cold init is not part of the timeout)", res)
+	}
+	if res := f.invoke(t, `{"crash":true}`); res.Status != "failure" {
+		t.Fatalf("crash: %+v", res)
+	}
+	res := f.invoke(t, `{"sleep_ms":500}`)
+	if !res.SuppressedInit || res.Status != "timeout" {
+		t.Errorf("600 ms suppressed init + 500 ms of work under a 1 s timeout: %+v, want a timeout", res)
+	}
+	var phases []string
+	for _, r := range telemetry(f.records(t, "testext"), "platform.initReport") {
+		phases = append(phases, r.record().str("phase"))
+	}
+	if strings.Join(phases, ",") != "init,invoke" {
+		t.Errorf("initReport phases %v, want init then invoke", phases)
+	}
+}
+
+// Rule 3: a Telemetry API destination must be sandbox.localdomain; the
+// sandbox resolves that name to loopback itself and delivers there.
+func TestTelemetryDestinationMustBeSandboxLocaldomain(t *testing.T) {
+	f := run(t, func(c *Config) { c.Extensions = []string{extNamed(t, "good"), extNamed(t, "bad")} },
+		"TESTEXT_GOOD_SUBSCRIBE=sandbox.localdomain", "TESTEXT_BAD_SUBSCRIBE=127.0.0.1", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
+	res := f.invoke(t, `{}`)
+	if sub := ofKind(f.records(t, "bad"), "subscribe"); len(sub) != 1 || sub[0].num("status") != 400 {
+		t.Errorf("subscription to 127.0.0.1: %v, want 400", sub)
+	}
+	if sub := ofKind(f.records(t, "good"), "subscribe"); len(sub) != 1 || sub[0].num("status") != 200 {
+		t.Fatalf("subscription to sandbox.localdomain: %v, want 200", sub)
+	}
+	f.sb.Close()
+	var got bool
+	for _, r := range telemetry(f.records(t, "good"), "platform.start") {
+		got = got || r.record().str("requestId") == res.RequestID
+	}
+	if !got {
+		t.Error("no platform.start delivered to sandbox.localdomain")
+	}
+}
+
+// Rule 4: where the Telemetry API is missing (the emulator behind sam local),
+// a subscription gets 202 Telemetry.NotSupported, which is not a subscription.
+func TestTelemetryNotSupported(t *testing.T) {
+	f := run(t, func(c *Config) { c.Telemetry = TelemetryUnsupported }, "TESTEXT_SUBSCRIBE=sandbox.localdomain")
+	if res := f.invoke(t, `{}`); res.Status != "success" {
+		t.Fatalf("%+v", res)
+	}
+	sub := ofKind(f.records(t, "testext"), "subscribe")
+	if len(sub) != 1 || sub[0].num("status") != 202 || !strings.Contains(sub[0].str("body"), `"Telemetry.NotSupported"`) {
+		t.Errorf("subscription answer %v, want 202 Telemetry.NotSupported", sub)
+	}
+	f.sb.Close()
+	if n := len(ofKind(f.records(t, "testext"), "telemetry")); n != 0 {
+		t.Errorf("%d telemetry batches delivered without a subscription", n)
+	}
+}
+
+// Rule 5: an extension gets only the events it registered for; one not
+// registered for SHUTDOWN is killed at shutdown.
+func TestOnlyRegisteredEventsAreDelivered(t *testing.T) {
+	f := run(t, func(c *Config) { c.Extensions = []string{extNamed(t, "shutonly"), extNamed(t, "invonly")} },
+		"TESTEXT_SHUTONLY_EVENTS=SHUTDOWN", "TESTEXT_INVONLY_EVENTS=INVOKE")
+	for i := 0; i < 2; i++ {
+		if res := f.invoke(t, `{}`); res.Status != "success" {
+			t.Fatalf("%+v", res)
+		}
+	}
+	f.sb.Close()
+	so, io := f.records(t, "shutonly"), f.records(t, "invonly")
+	if n, m := len(events(so, "INVOKE")), len(events(so, "SHUTDOWN")); n != 0 || m != 1 {
+		t.Errorf("SHUTDOWN-only extension got %d INVOKE and %d SHUTDOWN, want 0 and 1", n, m)
+	}
+	if n, m := len(events(io, "INVOKE")), len(events(io, "SHUTDOWN")); n != 2 || m != 0 {
+		t.Errorf("INVOKE-only extension got %d INVOKE and %d SHUTDOWN, want 2 and 0", n, m)
+	}
+	if !strings.Contains(f.log.String(), "extension invonly is not registered for SHUTDOWN: killed") {
+		t.Error("the INVOKE-only extension was not killed at shutdown")
+	}
+}
+
+// Rule 6: at shutdown the runtime goes first (SIGTERM, killed after 500 ms),
+// telemetry still buffered is delivered, then the extensions get SHUTDOWN
+// with the rest of the 2 s budget.
+func TestShutdownOrder(t *testing.T) {
+	f := run(t, nil, "TESTRT_IGNORE_TERM=1", "TESTEXT_SUBSCRIBE=sandbox.localdomain",
+		"TESTEXT_BUFFER_MS=30000", "TESTEXT_SHUTDOWN_WAIT_MS=1500")
+	res := f.invoke(t, `{}`)
+	f.sb.Close()
+	term := ofKind(f.records(t, "rt"), "sigterm")
+	ext := f.records(t, "testext")
+	shut := events(ext, "SHUTDOWN")
+	if len(term) != 1 || len(shut) != 1 {
+		t.Fatalf("runtime SIGTERMs %d, extension SHUTDOWNs %d, want 1 and 1", len(term), len(shut))
+	}
+	termAt, shutAt := int64(term[0].num("t")), int64(shut[0].num("t"))
+	// The runtime ignores SIGTERM: the extensions hear of the shutdown only
+	// once the runtime was given its 500 ms and killed.
+	if shutAt-termAt < int64(450*time.Millisecond) {
+		t.Errorf("SHUTDOWN reached the extension %v after the runtime's SIGTERM, want it after the runtime's 500 ms", time.Duration(shutAt-termAt))
+	}
+	if budget := time.UnixMilli(int64(shut[0].event().num("deadlineMs"))).Sub(time.Unix(0, termAt)); budget > 2050*time.Millisecond {
+		t.Errorf("SHUTDOWN deadline %v after the runtime's SIGTERM, want the one 2 s budget", budget)
+	}
+	// Buffered for 30 s, the report reached the extension only because the
+	// shutdown sent it before anything was killed.
+	var got bool
+	for _, r := range telemetry(ext, "platform.report") {
+		got = got || r.record().str("requestId") == res.RequestID
+	}
+	if !got {
+		t.Error("the last invocation's platform.report, still buffered at shutdown, was never delivered")
+	}
+}
+
+// Rule 7: tracing follows the function's mode. PassThrough (the default)
+// samples nothing itself: without a caller header the trace is Sampled=0.
+func TestTracingModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode, caller, wantSampled, wantRoot string
+	}{
+		{TracingPassThrough, "", "Sampled=0", ""},
+		{TracingPassThrough, "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1", "Sampled=1", "Root=1-5759e988-bd862e3fe1be46a994272793"},
+		{TracingActive, "", "Sampled=1", ""},
+	} {
+		t.Run(tc.mode+"/"+tc.wantSampled, func(t *testing.T) {
+			f := run(t, func(c *Config) { c.Tracing = tc.mode })
+			res, err := f.sb.InvokeRequest(context.Background(), Request{Payload: []byte(`{}`), TraceHeader: tc.caller}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt := ofKind(f.records(t, "rt"), "invoke")
+			inv := events(f.records(t, "testext"), "INVOKE")
+			if len(rt) != 1 || len(inv) != 1 {
+				t.Fatalf("%d runtime invokes, %d INVOKE events", len(rt), len(inv))
+			}
+			tracing, _ := inv[0].event()["tracing"].(map[string]any)
+			for _, h := range []string{res.TraceHeader, rt[0].str("trace"), fmt.Sprint(tracing["value"])} {
+				if !strings.Contains(h, tc.wantSampled) || !strings.Contains(h, tc.wantRoot) || h != res.TraceHeader {
+					t.Errorf("trace header %q, want %s %s (and the same for runtime and extensions)", h, tc.wantRoot, tc.wantSampled)
+				}
+			}
+		})
+	}
+}
+
+// recorder is a caller's response: each write, and the end.
+type recorder struct {
+	mu     sync.Mutex
+	writes int
+	bytes  int
+	ended  []string
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writes++
+	r.bytes += len(p)
+	return len(p), nil
+}
+
+func (r *recorder) EndResponse(errType string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended = append(r.ended, errType)
+}
+
+// Rule 8: buffered and streamed responses, their size limits and the
+// streaming bandwidth cap.
+func TestResponseModes(t *testing.T) {
+	streamed := `{"chunks":3,"chunk_bytes":100,"gap_ms":50}`
+	t.Run("stream", func(t *testing.T) {
+		f := run(t, nil)
+		var r recorder
+		res, err := f.sb.Invoke(context.Background(), []byte(streamed), &r)
+		if err != nil || res.Status != "success" || r.writes < 3 || r.bytes != 300 || len(r.ended) != 1 {
+			t.Errorf("streamed: %+v %v: %d writes of %d bytes, ended %v", res, err, r.writes, r.bytes, r.ended)
+		}
+	})
+	t.Run("buffered", func(t *testing.T) {
+		f := run(t, func(c *Config) { c.InvokeMode = ModeBuffered })
+		var r recorder
+		res, err := f.sb.Invoke(context.Background(), []byte(streamed), &r)
+		if err != nil || res.Status != "success" || r.writes != 1 || r.bytes != 300 {
+			t.Errorf("buffered: %+v %v: %d writes of %d bytes, want the whole body in one", res, err, r.writes, r.bytes)
+		}
+	})
+	t.Run("buffered over 6 MB", func(t *testing.T) {
+		f := run(t, func(c *Config) { c.InvokeMode = ModeBuffered })
+		var r recorder
+		res, err := f.sb.Invoke(context.Background(), []byte(`{"chunks":7,"chunk_bytes":1048576}`), &r)
+		if err != nil || res.Status != "error" || res.ErrorType != "Function.ResponseSizeTooLarge" || r.bytes != 0 ||
+			len(r.ended) != 1 || r.ended[0] != "Function.ResponseSizeTooLarge" {
+			t.Errorf("7 MB buffered: %+v %v, %d bytes to the caller, ended %v", res, err, r.bytes, r.ended)
+		}
+	})
+	t.Run("streamed past 6 MB is throttled", func(t *testing.T) {
+		f := run(t, nil)
+		var r recorder
+		res, err := f.sb.Invoke(context.Background(), []byte(`{"chunks":7,"chunk_bytes":1048576}`), &r)
+		if err != nil || res.Status != "success" || r.bytes != 7<<20 {
+			t.Fatalf("7 MB streamed: %+v %v, %d bytes", res, err, r.bytes)
+		}
+		// 1 MB past the first 6 MB at 2 MiB/s.
+		if res.Duration < 500*time.Millisecond {
+			t.Errorf("7 MB streamed in %v: the 2 MiB/s cap past 6 MB was not applied", res.Duration)
+		}
+	})
+}
+
+func TestStreamPace(t *testing.T) {
+	for n, want := range map[int64]time.Duration{0: 0, 6 << 20: 0, 7 << 20: 500 * time.Millisecond, 8 << 20: time.Second} {
+		if got := streamPace(n); got != want {
+			t.Errorf("streamPace(%d) = %v, want %v", n, got, want)
+		}
+	}
+	if MaxStreamBytes != 200<<20 || MaxBufferedBytes != 6<<20 {
+		t.Errorf("limits %d/%d", MaxStreamBytes, MaxBufferedBytes)
+	}
+}
+
+// Rule 9: Lambda Managed Instances: several invocations at once in one
+// environment; no INVOKE for extensions; telemetry schema 2025-01-29 only.
+func TestManagedInstances(t *testing.T) {
+	t.Run("INVOKE refused", func(t *testing.T) {
+		f := run(t, func(c *Config) { c.MaxConcurrency = 4 })
+		if _, err := f.sb.Invoke(context.Background(), []byte(`{}`), io.Discard); err == nil {
+			t.Error("init succeeded with an extension that cannot register")
+		}
+		reg := ofKind(f.records(t, "testext"), "register")
+		if len(reg) != 1 || reg[0].num("status") != 403 || !strings.Contains(reg[0].str("body"), "Extension.InvalidEventType") {
+			t.Errorf("register for INVOKE: %v, want 403 Extension.InvalidEventType", reg)
+		}
+	})
+	t.Run("concurrent", func(t *testing.T) {
+		f := run(t, func(c *Config) {
+			c.MaxConcurrency = 4
+			c.Extensions = []string{extNamed(t, "old"), extNamed(t, "new")}
+		}, "TESTEXT_EVENTS=SHUTDOWN", "TESTEXT_SUBSCRIBE=sandbox.localdomain", "TESTEXT_NEW_SCHEMA=2025-01-29")
+		var wg sync.WaitGroup
+		results := make([]Result, 4)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = f.invoke(t, `{"sleep_ms":300}`)
+			}()
+		}
+		wg.Wait()
+		for _, r := range results {
+			if r.Status != "success" {
+				t.Errorf("%+v", r)
+			}
+		}
+		// All four were handed to the runtime before any was done.
+		rs := f.records(t, "rt")
+		seen := 0
+		for _, r := range rs {
+			if r.str("ev") == "done" {
+				break
+			}
+			if r.str("ev") == "invoke" {
+				seen++
+			}
+		}
+		if seen != 4 {
+			t.Errorf("%d invocations running at once, want 4", seen)
+		}
+		if sub := ofKind(f.records(t, "old"), "subscribe"); len(sub) != 1 || sub[0].num("status") != 400 {
+			t.Errorf("schema 2022-12-13 on Managed Instances: %v, want 400", sub)
+		}
+		if sub := ofKind(f.records(t, "new"), "subscribe"); len(sub) != 1 || sub[0].num("status") != 200 {
+			t.Errorf("schema 2025-01-29 on Managed Instances: %v, want 200", sub)
+		}
+	})
+}
+
+// Rule 10: CPU and memory like a Lambda function of the configured size.
+func TestResourceCaps(t *testing.T) {
+	if q := cpuQuotaUs(1769); q != 100_000 {
+		t.Errorf("1769 MB: quota %d µs, want a full core", q)
+	}
+	if q := cpuQuotaUs(128); q != 7235 {
+		t.Errorf("128 MB: quota %d µs, want 7235 (128/1769 of a core)", q)
+	}
+	f := run(t, func(c *Config) { c.CapResources = true; c.MemoryMB = 128 })
+	f.invoke(t, `{}`)
+	if strings.Contains(f.log.String(), "cannot cap") {
+		t.Skipf("SKIPPED LOUDLY: cgroups are not writable here, the sandbox runs uncapped: %s", f.log.String())
+	}
+	cg := f.sb.cg
+	pids := []int{f.sb.RuntimePID()}
+	for _, e := range f.sb.Extensions() {
+		pids = append(pids, e.PID)
+	}
+	for _, pid := range pids {
+		for _, d := range cg.dirs {
+			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err != nil || !strings.Contains("\n"+string(b), "\n"+strconv.Itoa(pid)+"\n") {
+				t.Errorf("process %d is not in %s: %v", pid, d, err)
+			}
+		}
+	}
+	for _, want := range []struct{ file, value string }{
+		{"cpu.cfs_quota_us", "7235"}, {"memory.limit_in_bytes", strconv.Itoa(128 << 20)}, {"cpu.max", "7235 100000"}, {"memory.max", strconv.Itoa(128 << 20)},
+	} {
+		for _, d := range cg.dirs {
+			if b, err := os.ReadFile(filepath.Join(d, want.file)); err == nil && strings.TrimSpace(string(b)) != want.value {
+				t.Errorf("%s/%s = %s, want %s", d, want.file, b, want.value)
+			}
+		}
+	}
+}
+
+// Rule 11: platform.report carries what AWS sends: errorType, initDurationMs
+// on the first invocation, runtimeDone spans in milliseconds.
+func TestPlatformReportFields(t *testing.T) {
+	f := run(t, nil, "TESTEXT_SUBSCRIBE=sandbox.localdomain", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
+	first := f.invoke(t, `{"chunks":2,"chunk_bytes":10,"gap_ms":20}`)
+	second := f.invoke(t, `{"error":"Custom.Failure"}`)
+	f.sb.Close()
+	ext := f.records(t, "testext")
+	reports := map[string]rec{}
+	for _, r := range telemetry(ext, "platform.report") {
+		reports[r.record().str("requestId")] = r.record()
+	}
+	metrics := func(r rec) rec { m, _ := r["metrics"].(map[string]any); return m }
+	if r := reports[first.RequestID]; r == nil || metrics(r).num("initDurationMs") <= 0 || r.str("status") != "success" {
+		t.Errorf("first report %v: want initDurationMs", r)
+	}
+	r := reports[second.RequestID]
+	if _, has := metrics(r)["initDurationMs"]; r == nil || has || r.str("status") != "error" || r.str("errorType") != "Custom.Failure" {
+		t.Errorf("second report %v: want errorType Custom.Failure and no initDurationMs", r)
+	}
+	for _, d := range telemetry(ext, "platform.runtimeDone") {
+		if d.record().str("requestId") != first.RequestID {
+			continue
+		}
+		spans, _ := d.record()["spans"].([]any)
+		if len(spans) != 2 {
+			t.Fatalf("runtimeDone spans %v", spans)
+		}
+		// The chunks were 20 ms apart: responseDuration is about 20, in ms.
+		if dur := rec(spans[1].(map[string]any)).num("durationMs"); dur < 15 || dur > 2000 {
+			t.Errorf("responseDuration %v, want milliseconds (~20)", dur)
+		}
+	}
+}
+
+// Rule 12: the caller's response ends when the function's response ends, not
+// when the extensions are done; their time still counts in the invocation.
+func TestCallerResponseEndsWithTheFunctionsResponse(t *testing.T) {
+	f := run(t, nil, "TESTEXT_HOLD_MS=800")
+	srv := httptest.NewServer(f.sb.URLHandler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// The extension holds the invocation for 800 ms after INVOKE: when the
+	// caller has its whole response, it has not asked for the next event yet.
+	ext := f.records(t, "testext")
+	if len(events(ext, "INVOKE")) != 1 {
+		t.Fatalf("extension records %v", ext)
+	}
+	if last := ext[len(ext)-1]; last.str("ev") != "event" {
+		t.Errorf("the caller's response ended only after the extension was done (last record %v)", last)
+	}
+}

@@ -1,0 +1,60 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// traceHeader is the X-Ray header Lambda gives the runtime (Lambda-Runtime-Trace-Id,
+// hence _X_AMZN_TRACE_ID) and the extensions (INVOKE tracing.value).
+//
+// In PassThrough mode, Lambda's default, Lambda samples nothing itself: a
+// caller's header is passed on with its own decision, and without one the
+// invocation gets a fresh trace id with Sampled=0 — which is what a function
+// URL call usually carries. In Active mode Lambda samples (modelled as always);
+// a caller's explicit Sampled=0 is respected.
+func traceHeader(mode, caller string, now time.Time) string {
+	root, parent, sampled := parseXRayHeader(caller)
+	if root == "" {
+		root, parent, sampled = newTraceRoot(now), "", ""
+	}
+	if sampled == "" || sampled == "?" {
+		sampled = "0"
+		if mode == TracingActive {
+			sampled = "1"
+		}
+	}
+	if parent == "" {
+		parent = randomHex(8)
+	}
+	return "Root=" + root + ";Parent=" + parent + ";Sampled=" + sampled
+}
+
+// parseXRayHeader reads Root, Parent and Sampled from an X-Amzn-Trace-Id header.
+func parseXRayHeader(h string) (root, parent, sampled string) {
+	for _, kv := range strings.Split(h, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "Root":
+			root = v
+		case "Parent":
+			parent = v
+		case "Sampled":
+			sampled = v
+		}
+	}
+	return root, parent, sampled
+}
+
+// newTraceRoot makes an X-Ray trace id: 1-<8 hex epoch seconds>-<24 hex>.
+func newTraceRoot(t time.Time) string {
+	return fmt.Sprintf("1-%08x-%s", t.Unix(), randomHex(12))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
