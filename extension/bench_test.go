@@ -117,7 +117,7 @@ func BenchmarkIngestSocket(b *testing.B) {
 			tb.mu.Unlock()
 		}
 	}
-	in.drain()
+	in.drain(time.Now().Add(time.Second))
 	el := time.Since(start)
 	tb.mu.Lock()
 	got := tb.counters.Events
@@ -148,7 +148,7 @@ func BenchmarkScenarioSustained50k(b *testing.B) {
 				case <-stop:
 					return
 				case <-tick.C:
-					in.drain()
+					in.drain(time.Now().Add(time.Second))
 					tb.mu.Lock()
 					tb.finalize(inv, "")
 					tb.mu.Unlock()
@@ -170,7 +170,7 @@ func BenchmarkScenarioSustained50k(b *testing.B) {
 			}
 		}
 		tick.Stop()
-		in.drain()
+		in.drain(time.Now().Add(time.Second))
 		close(stop)
 		wg.Wait()
 		tb.mu.Lock()

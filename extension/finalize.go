@@ -59,26 +59,32 @@ func (t *Table) beginInvocation(requestID string, deadline time.Time, tracing st
 	return inv
 }
 
-// invocationDone reports whether the extension may stop waiting for invocation
-// inv: runtimeDone arrived (and, after it, every stream of inv ended or the end
-// grace passed), or — without telemetry — every stream of inv has ended.
-func (t *Table) invocationDone(inv *invocation, telemetry bool, graceOver bool) bool {
-	if telemetry && inv.runtimeDone == nil {
-		return false
-	}
-	n, open := 0, 0
+// streamsOf counts the streams of a request still in the table (seen: not
+// yet flushed), how many are open, and when the last event of an open one
+// arrived.
+func (t *Table) streamsOf(requestID string) (seen, open int, last time.Time) {
 	for _, s := range t.streams {
-		if s.requestID == inv.requestID {
-			n++
-			if s.end == nil {
-				open++
+		if s.requestID != requestID {
+			continue
+		}
+		seen++
+		if s.end == nil {
+			open++
+			if s.lastArrival.After(last) {
+				last = s.lastArrival
 			}
 		}
 	}
-	if telemetry {
-		return open == 0 || graceOver || inv.runtimeDone.status != "success"
+	return seen, open, last
+}
+
+// runtimeFailure is why the invocation of request failed, from its
+// runtimeDone ("" if it did not, or is not known to have).
+func (t *Table) runtimeFailure(requestID string) string {
+	if inv := t.invocations[requestID]; inv != nil && inv.runtimeDone != nil && inv.runtimeDone.status != "success" {
+		return ReasonRuntime + inv.runtimeDone.status
 	}
-	return n > 0 && open == 0
+	return ""
 }
 
 // finalize ends invocation inv and returns the streams to flush. failure, if
@@ -94,6 +100,9 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 		switch {
 		case inv != nil && s.requestID == inv.requestID && failure != "":
 			return failure, true
+		case t.runtimeFailure(s.requestID) != "":
+			// The platform's word came after the stream's own boundary.
+			return t.runtimeFailure(s.requestID), true
 		case !s.carried:
 			s.carried = true
 			return "", false
@@ -102,9 +111,16 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 	})
 }
 
-// finalizeAll flushes every open stream (SHUTDOWN): nothing is carried.
+// finalizeAll flushes every open stream (SHUTDOWN): nothing is carried. A
+// stream whose invocation failed (a timeout, a crash: the shutdown of a reset)
+// gets that reason rather than the shutdown's.
 func (t *Table) finalizeAll(reason string) []Result {
-	return t.take(func(*stream) (string, bool) { return reason, true })
+	return t.take(func(s *stream) (string, bool) {
+		if r := t.runtimeFailure(s.requestID); r != "" {
+			return r, true
+		}
+		return reason, true
+	})
 }
 
 // take removes and returns the ended streams, and those open ones for which
@@ -127,6 +143,11 @@ func (t *Table) take(decide func(*stream) (reason string, flush bool)) []Result 
 	return out
 }
 
+// reportBoundaries is how many boundaries an ended invocation waits for its
+// platform.report: the extension no longer waits for telemetry before next,
+// so the report of N arrives during N+1 (after the thaw) or later.
+const reportBoundaries = 3
+
 // readyInvocations returns the invocations whose record is complete: ended,
 // and their platform.report arrived or one more boundary passed (the report
 // comes only after the extension itself finished the invocation). all returns
@@ -139,7 +160,11 @@ func (t *Table) readyInvocations(all bool) []InvocationResult {
 		if inv == nil {
 			continue
 		}
-		if inv.ended && (all || inv.report != nil || inv.boundaries >= 1) {
+		if inv.ended && (all || inv.report != nil || inv.boundaries >= reportBoundaries) {
+			if t.telemetry && inv.runtimeDone == nil {
+				inv.missingDone = true
+				t.counters.NoRuntimeDone++
+			}
 			r := InvocationResult{RequestID: id, Time: inv.started, ColdStart: inv.coldStart, Done: inv.runtimeDone,
 				Report: inv.report, MissingDone: inv.missingDone}
 			// Every invocation carries the init type of its sandbox (a

@@ -148,6 +148,12 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 		if inv.MissingDone {
 			d.Properties = append(d.Properties, emf.Property{Key: "RuntimeDoneMissing", Value: true})
 		}
+		if rd, rp := inv.Done, inv.Report; rd != nil && rp != nil {
+			// What this extension (and any other) cost the invocation after
+			// the runtime finished: billed to the user, so measured.
+			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionOverhead, Unit: emf.Milliseconds,
+				Values: []float64{max(0, math.Round((rp.durationMs-rd.durationMs)*1000)/1000)}})
+		}
 		if rp := inv.Report; rp != nil {
 			d.Properties = append(d.Properties,
 				emf.Property{Key: "DurationMs", Value: rp.durationMs},
@@ -169,7 +175,8 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 				{Key: "BadTelemetry", Value: c.BadTelemetry}, {Key: "RuntimeDoneMissingCount", Value: c.NoRuntimeDone},
 				{Key: "EventsReceived", Value: c.Events}, {Key: "SpanExportFailures", Value: c.SpanExportErr},
 				{Key: "DroppedEMFLines", Value: c.DroppedEMF}},
-			Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}}}})
+			Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}},
+				{Name: m.TelemetryUnavailable, Unit: emf.Count, Values: []float64{float64(c.TelemetryUnavailable)}}}})
 	}
 	return buf, errs
 }

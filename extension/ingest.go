@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -109,22 +110,27 @@ func (in *ingest) run() {
 	})
 }
 
-// drain applies every datagram already in the socket. When it returns, every
-// event sent before the call has been applied (loopback delivery completes
-// inside the sender's sendto).
-func (in *ingest) drain() {
+// drain applies the datagrams already in the socket, until it is empty or
+// until passes. When it returns early the rest is read by the reader
+// goroutine; when it returns because the socket is empty, every event sent
+// before the call has been applied (loopback delivery completes inside the
+// sender's sendto). The lock is taken per datagram, so the telemetry listener
+// and the reader are never shut out by a flood.
+func (in *ingest) drain(until time.Time) {
 	t := in.table
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for {
-		n, err := recv(in.fd, in.dbuf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
+	for i := 0; ; i++ {
+		if i%64 == 63 && !time.Now().Before(until) {
 			return
 		}
-		t.applyDatagram(in.dbuf[:min(n, len(in.dbuf))], n)
+		t.mu.Lock()
+		n, err := recv(in.fd, in.dbuf)
+		if err == nil {
+			t.applyDatagram(in.dbuf[:min(n, len(in.dbuf))], n)
+		}
+		t.mu.Unlock()
+		if err != nil && err != unix.EINTR {
+			return
+		}
 	}
 }
 

@@ -6,7 +6,9 @@ package extension
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"io"
 	"strconv"
 	"time"
@@ -61,9 +63,10 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 			// TTFB, no init metrics, and a stream's end (or the deadline) marks
 			// the end of an invocation. Worth a warning, not a failed init.
 			fmt.Fprintf(stderr, "streamlens: telemetry disabled: %v\n", err)
-			r.telemetry = false
+			table.counters.TelemetryUnavailable = 1
 		} else {
 			r.telemetry = true
+			table.telemetry = true
 			defer r.tl.Close(context.Background())
 		}
 	}
@@ -83,14 +86,24 @@ type runner struct {
 	stderr    io.Writer
 }
 
+// subscribe listens for Telemetry API batches and subscribes to them. The
+// listener binds STREAMLENS_TELEMETRY_ADDR (sandbox.localdomain:4243 by
+// default, the name Lambda requires for a destination). Outside Lambda the
+// name may not resolve (sam local, a laptop, a test sandbox); it then binds
+// loopback, which is what sandbox.localdomain is inside Lambda, and still
+// subscribes with the name.
 func (r *runner) subscribe(ctx context.Context) error {
+	host, port, _ := splitHostPort(r.cfg.TelemetryAddr)
 	tl, err := listenTelemetry(r.cfg.TelemetryAddr, r.table)
+	var dnsErr *net.DNSError
+	if err != nil && host == destinationHost && errors.As(err, &dnsErr) {
+		tl, err = listenTelemetry(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), r.table)
+	}
 	if err != nil {
 		return fmt.Errorf("STREAMLENS_TELEMETRY_ADDR: %w", err)
 	}
-	host, _, _ := splitHostPort(r.cfg.TelemetryAddr)
-	if host == "" || host == "0.0.0.0" {
-		host = "sandbox.localdomain"
+	if host == "" || host == "0.0.0.0" || net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback() {
+		host = destinationHost
 	}
 	sub := extapi.Subscription{
 		SchemaVersion: "2022-12-13",
@@ -109,16 +122,20 @@ func (r *runner) subscribe(ctx context.Context) error {
 	return nil
 }
 
+// destinationHost is the only host Lambda accepts in a Telemetry API
+// destination: the execution environment's own name.
+const destinationHost = "sandbox.localdomain"
+
 func (r *runner) loop(ctx context.Context) error {
 	for {
 		ev, err := r.api.Next(ctx)
 		if err != nil {
 			// The sandbox is gone or broken: flush what we have, then stop.
-			r.flushAll("api-error")
+			r.flushAll("api-error", time.Now().Add(r.cfg.ShutdownMargin))
 			return err
 		}
 		// Whatever the function sent while we were frozen is in the socket now.
-		r.in.drain()
+		r.in.drain(time.Now().Add(maxDrain))
 		switch ev.EventType {
 		case extapi.Invoke:
 			r.invocation(ctx, ev)
@@ -129,84 +146,94 @@ func (r *runner) loop(ctx context.Context) error {
 	}
 }
 
-// invocation waits until invocation ev is over, then flushes. It must return
-// before the next /event/next: the sandbox may freeze right after that call.
+// invocation holds invocation ev while that is free or cheap, then flushes
+// what is final. It must return before the next /event/next, which must come
+// before the deadline: on Lambda the function timeout covers extensions, and a
+// late next turns a good invocation into a timeout and a reset.
 func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	t := r.table
 	t.mu.Lock()
 	inv := t.beginInvocation(ev.RequestID, time.UnixMilli(ev.DeadlineMs), ev.Tracing.Value)
 	t.mu.Unlock()
 
+	// Everything below, flush included, ends by half the margin before the
+	// deadline.
+	limit := inv.deadline.Add(-r.cfg.DeadlineMargin / 2)
 	failure := r.wait(ctx, inv)
-	r.in.drain()
+	r.in.drain(earlier(limit, time.Now().Add(maxDrain)))
 	t.mu.Lock()
 	b := batch{streams: t.finalize(inv, failure)}
 	b.invocations = t.readyInvocations(false)
 	b.counters = t.takeCounters()
 	t.mu.Unlock()
-	r.write(b)
+	r.write(b, limit)
 }
 
-// write flushes one batch: EMF first (it is what alarms read), then the spans,
-// whose export is bounded by STREAMLENS_OTLP_TIMEOUT_MS.
-func (r *runner) write(b batch) {
+// maxDrain bounds one drain of the socket: a flood must not hold the
+// invocation (what is left is read by the reader goroutine).
+const maxDrain = 20 * time.Millisecond
+
+// write flushes one batch by until: EMF first (it is what alarms read), then
+// the spans.
+func (r *runner) write(b batch, until time.Time) {
 	b.counters.DroppedEMF += r.log.takeDropped()
 	if err := r.fl.write(b); err != nil {
 		fmt.Fprintf(r.stderr, "streamlens: flush: %v\n", err)
 	}
 	// Bounded: a blocked stdout costs at most StdoutWait here; the lines stay
 	// queued and are written when it moves.
-	r.log.wait(r.cfg.StdoutWait)
+	r.log.wait(min(r.cfg.StdoutWait, time.Until(until)))
 	if r.spans == nil || len(b.streams) == 0 {
 		return
 	}
-	if _, err := r.spans.export(b.streams); err != nil {
+	if _, err := r.spans.export(b.streams, until); err != nil {
 		r.table.mu.Lock()
 		r.table.counters.SpanExportErr++
 		r.table.mu.Unlock()
 	}
 }
 
-// wait blocks until inv is over and returns why it failed ("" if it did not).
-// The bound is the invocation's deadline (plus RuntimeDoneWait for the
-// telemetry batch to arrive): a function cannot run past it.
+// wait decides when the extension lets invocation inv go, and returns why inv
+// failed ("" if it did not, or is not known to have). Waiting costs the
+// invocation nothing while the function still runs; every millisecond after
+// the runtime finished is billed. So the extension waits only for what ends
+// with the function's own work:
+//   - runtimeDone arrived: the platform says the runtime is done;
+//   - every stream of inv has its end (the common case: the end is sent
+//     before the response closes, so this costs ~0);
+//   - no stream started within STREAMLENS_START_WAIT_MS (a non-streaming
+//     invocation; a stream that starts later is read all the same);
+//   - open streams went quiet for STREAMLENS_START_WAIT_MS × 5 (a lost end,
+//     without telemetry to say the runtime finished);
+//   - deadline − STREAMLENS_DEADLINE_MARGIN_MS, whatever happens.
+//
+// Streams still open are carried to the next boundary (or SHUTDOWN), where
+// runtimeDone, a late end or the lack of both decides them.
 func (r *runner) wait(ctx context.Context, inv *invocation) string {
 	t := r.table
-	limit := inv.deadline
-	if r.telemetry {
-		limit = limit.Add(r.cfg.RuntimeDoneWait)
-	}
-	var doneAt time.Time
+	limit := inv.deadline.Add(-r.cfg.DeadlineMargin)
+	startBy := inv.started.Add(r.cfg.StartWait)
+	quiet := 5 * r.cfg.StartWait
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		now := time.Now()
 		t.mu.Lock()
 		rd := inv.runtimeDone
-		if rd != nil && doneAt.IsZero() {
-			doneAt = now
-		}
-		graceOver := rd != nil && now.Sub(doneAt) >= r.cfg.EndGrace
-		done := t.invocationDone(inv, r.telemetry, graceOver)
+		seen, open, last := t.streamsOf(inv.requestID)
 		t.mu.Unlock()
-		if done {
-			if rd != nil && rd.status != "success" {
-				return ReasonRuntime + rd.status
-			}
+		switch {
+		case rd != nil && rd.status != "success":
+			return ReasonRuntime + rd.status
+		case rd != nil, seen > 0 && open == 0, seen == 0 && !now.Before(startBy),
+			open > 0 && now.Sub(last) >= quiet, !now.Before(limit):
 			return ""
 		}
-		if !now.Before(limit) {
-			t.mu.Lock()
-			if r.telemetry {
-				inv.missingDone = true
-				t.counters.NoRuntimeDone++
-			}
-			t.mu.Unlock()
-			return ReasonDeadline
-		}
 		wake := limit
-		if rd != nil {
-			wake = doneAt.Add(r.cfg.EndGrace)
+		if seen == 0 {
+			wake = earlier(wake, startBy)
+		} else {
+			wake = earlier(wake, last.Add(quiet))
 		}
 		timer.Reset(time.Until(wake))
 		select {
@@ -227,8 +254,8 @@ func (r *runner) shutdown(ev extapi.Event) {
 		waitUntil := earlier(budget, time.Now().Add(r.cfg.RuntimeDoneWait))
 		r.waitReports(waitUntil)
 	}
-	r.in.drain()
-	r.flushAll(ReasonShutdown + ev.ShutdownReason)
+	r.in.drain(earlier(budget, time.Now().Add(maxDrain)))
+	r.flushAll(ReasonShutdown+ev.ShutdownReason, budget)
 	// What is queued for stdout gets the rest of the budget.
 	r.log.wait(time.Until(budget))
 }
@@ -264,17 +291,17 @@ func (r *runner) waitReports(until time.Time) {
 	}
 }
 
-func (r *runner) flushAll(reason string) {
+func (r *runner) flushAll(reason string, until time.Time) {
 	t := r.table
 	t.mu.Lock()
 	b := batch{streams: t.finalizeAll(reason), invocations: t.readyInvocations(true), counters: t.takeCounters()}
 	t.mu.Unlock()
-	r.write(b)
+	r.write(b, until)
 	// Counters that the last write itself produced (a failed span export).
 	t.mu.Lock()
 	last := batch{counters: t.takeCounters()}
 	t.mu.Unlock()
 	if last.counters != (Counters{}) {
-		r.write(last)
+		r.write(last, until)
 	}
 }

@@ -57,11 +57,12 @@ func newSpanner(cfg Config, getenv func(string) string) (*spanner, error) {
 // streams is recorded and exported in batches, not built whole first.
 const spanBatch = 64
 
-// export records and sends the spans of a flush, all within one OTLP timeout.
-// Spans of batches that no longer fit in it are not built; it returns how many
-// streams got no span, and the first export error.
-func (s *spanner) export(results []Result) (skipped int, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+// export records and sends the spans of a flush, all within one OTLP timeout
+// and by until (the invocation's deadline comes first). Spans of batches that
+// no longer fit are not built; it returns how many streams got no span, and
+// the first export error.
+func (s *spanner) export(results []Result, until time.Time) (skipped int, err error) {
+	ctx, cancel := context.WithDeadline(context.Background(), earlier(until, time.Now().Add(s.timeout)))
 	defer cancel()
 	for i := 0; i < len(results); i += spanBatch {
 		if ctx.Err() != nil {
@@ -90,7 +91,10 @@ func parent(r Result) (trace.SpanContext, string) {
 		return sc, "traceparent"
 	}
 	if sc, ok := parseXRay(r.XRayTrace); ok {
-		return sc, "xray"
+		// In Lambda's default PassThrough tracing mode a function URL call
+		// carries Sampled=0: X-Ray's flag is no decision about this span, and
+		// following it would export nothing by default.
+		return sc.WithTraceFlags(sc.TraceFlags() | trace.FlagsSampled), "xray"
 	}
 	return trace.SpanContext{}, "root"
 }

@@ -51,6 +51,7 @@ type stream struct {
 	endSeq             uint32
 	arrivalSeq         uint64
 	firstSeenAt        time.Time
+	lastArrival        time.Time // when its last event was applied (extension clock)
 }
 
 // invocation is what the extension knows of one Lambda invocation.
@@ -107,6 +108,9 @@ type Counters struct {
 	SpanExportErr int64 // OTLP exports that failed or hit their deadline
 	Events        int64 // events applied
 	DroppedEMF    int64 // EMF lines dropped because stdout was blocked and the buffer full
+	// TelemetryUnavailable is 1 in the first flush after the Telemetry API
+	// subscription failed or was not a subscription (202 NotSupported).
+	TelemetryUnavailable int64
 }
 
 // Table holds all stream and invocation state. One mutex guards it and the
@@ -123,6 +127,7 @@ type Table struct {
 	byReq       map[string]int    // open streams per request id
 	names       map[string]string // interned instrument names
 	current     string            // request id of the invocation in progress
+	telemetry   bool              // subscribed: platform events are expected
 	init        initInfo
 	invokes     int64
 	arrivals    uint64
@@ -198,6 +203,7 @@ func (t *Table) apply(ev *protocol.Event) {
 		return
 	}
 	s.events++
+	s.lastArrival = t.now()
 	switch ev.Kind {
 	case protocol.KindStart:
 		if s.hasStart {
@@ -286,7 +292,8 @@ func (t *Table) open(id, requestID string) *stream {
 		}
 	}
 	t.arrivals++
-	s := &stream{id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: t.now()}
+	now := t.now()
+	s := &stream{id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
 	t.streams[id] = s
 	t.byReq[requestID]++
 	t.fifo = append(t.fifo, fifoEntry{id, t.arrivals})

@@ -252,9 +252,14 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	}
 	inv2 := tb.beginInvocation("r2", time.Now(), "")
 	tb.finalize(inv2, "")
-	tb.readyInvocations(false)
-	got = tb.readyInvocations(false) // one more boundary: emitted without report
-	if len(got) != 1 || got[0].ColdStart || got[0].Report != nil {
+	tb.telemetry = true
+	for i := 0; i < reportBoundaries; i++ {
+		if got := tb.readyInvocations(false); len(got) != 0 {
+			t.Fatalf("boundary %d: emitted while its report may still come: %+v", i, got)
+		}
+	}
+	got = tb.readyInvocations(false) // the boundaries are up: emitted without report
+	if len(got) != 1 || got[0].ColdStart || got[0].Report != nil || !got[0].MissingDone || tb.counters.NoRuntimeDone != 1 {
 		t.Fatalf("%+v", got)
 	}
 }

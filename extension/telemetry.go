@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // maxTelemetryBatch bounds one POST from the Telemetry API. The subscription asks
@@ -126,6 +128,10 @@ func (t *Table) invocationFor(requestID string) *invocation {
 	return inv
 }
 
+// maxTelemetryConns bounds the listener's open connections; the platform
+// uses one or two.
+const maxTelemetryConns = 32
+
 // telemetryListener receives Telemetry API batches over HTTP.
 type telemetryListener struct {
 	ln    net.Listener
@@ -138,8 +144,12 @@ func listenTelemetry(addr string, t *Table) (*telemetryListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry listener on %s: %w", addr, err)
 	}
+	// Anything in the sandbox can connect: cap the connections and bound how
+	// long each may hold one, so slow or idle clients cannot exhaust the fds.
+	ln = netutil.LimitListener(ln, maxTelemetryConns)
 	l := &telemetryListener{ln: ln, table: t}
-	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 2 * time.Second}
+	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second,
+		WriteTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
 }

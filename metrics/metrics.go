@@ -37,6 +37,12 @@ const (
 	ColdStart         = "ColdStart"
 	DroppedEvents     = "DroppedEvents"
 	MalformedEvents   = "MalformedEvents"
+	// ExtensionOverhead is what the extension added to an invocation after
+	// the runtime finished (platform.report − platform.runtimeDone), in ms.
+	ExtensionOverhead = "ExtensionOverhead"
+	// TelemetryUnavailable is 1 when the Telemetry API could not be
+	// subscribed to (for instance 202 Telemetry.NotSupported under sam local).
+	TelemetryUnavailable = "TelemetryUnavailable"
 )
 
 // Property keys written next to the metrics (searchable in Logs Insights).

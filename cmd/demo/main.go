@@ -97,7 +97,7 @@ func run(bin, outDir, specPath string, n int) error {
 	}
 	sb := exec.Command(filepath.Join(bin, "sandbox"), "-function", filepath.Join(bin, "bootstrap"),
 		"-extension", filepath.Join(bin, "extensions", "streamlens"), "-listen", addr, "-timeout", "2s", "-log", logPath,
-		"-env", "STREAMLENS_ADDR="+udp, "-env", "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0")
+		"-env", "STREAMLENS_ADDR="+udp)
 	sb.Stderr = os.Stderr
 	if err := sb.Start(); err != nil {
 		return fmt.Errorf("start sandbox: %w", err)

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,13 +143,23 @@ func (c *Client) SubscribeTelemetry(ctx context.Context, s Subscription) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.do(ctx, http.MethodPut, "/2022-07-01/telemetry", body, nil); err != nil {
+	resp, err := c.do(ctx, http.MethodPut, "/2022-07-01/telemetry", body, nil)
+	if err != nil {
 		return fmt.Errorf("telemetry subscribe: %w", err)
+	}
+	// Only 200 is a subscription: the emulator behind sam local answers 202
+	// {"errorType":"Telemetry.NotSupported"} and then sends nothing.
+	if resp.Status != http.StatusOK {
+		return fmt.Errorf("telemetry subscribe: status %d: %s: %w", resp.Status, truncate(resp.Body), ErrNotSubscribed)
 	}
 	return nil
 }
 
+// ErrNotSubscribed is a subscription answered with a 2xx other than 200.
+var ErrNotSubscribed = errors.New("not subscribed")
+
 type response struct {
+	Status int
 	Header http.Header
 	Body   []byte
 }
@@ -183,7 +194,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, h htt
 	if resp.StatusCode/100 != 2 {
 		return nil, fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, truncate(b))
 	}
-	return &response{Header: resp.Header, Body: b}, nil
+	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 func truncate(b []byte) string {

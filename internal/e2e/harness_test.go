@@ -166,7 +166,8 @@ func start(t *testing.T, mod func(*sandbox.Config)) *env {
 		Timeout: 3 * time.Second, Freeze: true, Log: lb,
 		// UDP, the default transport: a unix datagram socket queues only
 		// net.unix.max_dgram_qlen (10) datagrams, too few for a fast burst.
-		Env: []string{"STREAMLENS_ADDR=" + addr, "STREAMLENS_TELEMETRY_ADDR=127.0.0.1:0"},
+		// The telemetry listener is the production default, sandbox.localdomain:4243.
+		Env: []string{"STREAMLENS_ADDR=" + addr},
 	}
 	if mod != nil {
 		mod(&cfg)

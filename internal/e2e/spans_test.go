@@ -139,8 +139,11 @@ func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
 			t.Errorf("attribute %s = %v (%T), want %v", k, s.attrs[k], s.attrs[k], want)
 		}
 	}
-	if lat, ok := s.attrs["aws.lambda.response_latency_ms"].(float64); !ok || lat <= 0 {
-		t.Errorf("platform response latency %v", s.attrs["aws.lambda.response_latency_ms"])
+	// The span goes out when the stream ends, before the platform's
+	// runtimeDone exists (waiting for it would bill ~25 ms per invocation):
+	// the platform's response latency is on the invocation's EMF record.
+	if lat, ok := s.attrs["aws.lambda.response_latency_ms"]; ok {
+		t.Errorf("platform response latency %v on a span exported before runtimeDone", lat)
 	}
 	for k, want := range map[string]any{"cloud.provider": "aws", "cloud.platform": "aws_lambda", "faas.name": "pricing", "service.name": "pricing"} {
 		if s.resource[k] != want {
