@@ -23,6 +23,9 @@ import (
 
 var bins struct {
 	function, extension string
+	// plain is a runtime that never sends stream events: a non-streaming
+	// function, or one that does not link the client.
+	plain string
 }
 
 func TestMain(m *testing.M) {
@@ -33,7 +36,9 @@ func TestMain(m *testing.M) {
 	bins.function = filepath.Join(dir, "bootstrap")
 	// Lambda names an extension after its file in /opt/extensions.
 	bins.extension = filepath.Join(dir, "extensions", "streamlens")
-	for _, b := range []struct{ out, pkg string }{{bins.function, "./examples/pricing"}, {bins.extension, "./cmd/streamlens"}} {
+	bins.plain = filepath.Join(dir, "plain")
+	for _, b := range []struct{ out, pkg string }{{bins.function, "./examples/pricing"}, {bins.extension, "./cmd/streamlens"},
+		{bins.plain, "./internal/sandbox/testdata/testrt"}} {
 		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", b.out, b.pkg)
 		cmd.Dir = "../.."
 		cmd.Stderr = os.Stderr

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/internal/sandbox"
+)
+
+// Every case in which the extension used to hold an invocation until (or
+// past) its deadline. On the strict sandbox, as on Lambda, an extension that
+// calls /event/next after the deadline times the invocation out; so each case
+// must succeed, and must not have been held toward the deadline at all: a
+// 10 s timeout against an extension that is back in next within milliseconds.
+func TestNextComesBeforeTheDeadline(t *testing.T) {
+	const timeout = 10 * time.Second
+	telemetryOff := func(c *sandbox.Config) { c.Env = append(c.Env, "STREAMLENS_TELEMETRY=off") }
+	for _, tc := range []struct {
+		name  string
+		mod   func(*sandbox.Config)
+		query string
+		flood bool
+	}{
+		{"telemetry off, no stream", func(c *sandbox.Config) { telemetryOff(c); c.Function = bins.plain }, "", false},
+		{"telemetry off, lost end", telemetryOff, "instruments=5&skip_end=1", false},
+		{"telemetry not supported, lost end", func(c *sandbox.Config) { c.Telemetry = sandbox.TelemetryUnsupported }, "instruments=5&skip_end=1", false},
+		{"runtimeDone missing, lost end", func(c *sandbox.Config) { c.Suppress = []string{"platform.runtimeDone"} }, "instruments=5&skip_end=1", false},
+		{"no stream", func(c *sandbox.Config) { c.Function = bins.plain }, "", false},
+		{"datagram flood", nil, "instruments=50", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, func(c *sandbox.Config) {
+				c.Timeout = timeout
+				if tc.mod != nil {
+					tc.mod(c)
+				}
+			})
+			stop := func() {}
+			if tc.flood {
+				stop = flood(t, e.addr)
+			}
+			for i := 0; i < 3; i++ {
+				res, _ := e.invoke(t, tc.query)
+				if res.Status != "success" {
+					t.Fatalf("invocation %d: %s %s: the extension's next came after the deadline", i, res.Status, res.ErrorType)
+				}
+				if res.PostRuntime() > timeout/4 {
+					t.Errorf("invocation %d: held %v after the runtime finished, toward its %v deadline", i, res.PostRuntime(), timeout)
+				}
+			}
+			stop()
+		})
+	}
+}
+
+// flood sends junk datagrams to addr as fast as it can until stopped (or
+// 20 s, or 5 million datagrams: a test's load stops by itself).
+func flood(t *testing.T, addr string) (stop func()) {
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		end := time.Now().Add(20 * time.Second)
+		junk := []byte("sl1 junk that is not an event\n")
+		for i := 0; i < 5_000_000 && time.Now().Before(end); i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_, _ = conn.Write(junk)
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		conn.Close()
+	}
+}
+
+// The emulator behind sam local answers the subscription with 202
+// Telemetry.NotSupported: that is no subscription. The extension says so once
+// on stderr and as a metric, and works on without telemetry.
+func TestTelemetryNotSupportedIsNoTelemetry(t *testing.T) {
+	e := start(t, func(c *sandbox.Config) { c.Telemetry = sandbox.TelemetryUnsupported })
+	for i := 0; i < 2; i++ {
+		if res, _ := e.invoke(t, "instruments=5"); res.Status != "success" {
+			t.Fatalf("%+v", res)
+		}
+	}
+	e.sb.Close()
+	ds := e.log.waitDocs(t, "two streams", func(ds []doc) bool { return len(streamDocs(ds)) == 2 })
+	if n := strings.Count(e.log.String(), "telemetry disabled"); n != 1 || !strings.Contains(e.log.String(), "Telemetry.NotSupported") {
+		t.Errorf("%d stderr lines about telemetry, want 1 naming Telemetry.NotSupported", n)
+	}
+	if got := sumKey(ds, "TelemetryUnavailable"); got != 1 {
+		t.Errorf("TelemetryUnavailable adds up to %v, want 1", got)
+	}
+	for _, s := range streamDocs(ds) {
+		if s.num("StreamTruncated") != 0 {
+			t.Errorf("%v", s)
+		}
+	}
+}
+
+// A complete stream is final when its end arrives: its document is written
+// before the extension lets the invocation go, so the log has it while the
+// environment is frozen, and the invocation's record (with ExtensionOverhead,
+// report − runtimeDone) follows once the platform's report arrived.
+func TestCompleteStreamIsFinalAtItsEnd(t *testing.T) {
+	e := start(t, nil)
+	res, _ := e.invoke(t, "instruments=50")
+	if res.Status != "success" {
+		t.Fatalf("%+v", res)
+	}
+	s := e.onlyStream(t) // frozen now: only what was written before next is there
+	if s.num("StreamTruncated") != 0 || s.str("RequestId") != res.RequestID {
+		t.Errorf("%v", s)
+	}
+	e.sb.Close()
+	ds := e.log.waitDocs(t, "the invocation record", func(ds []doc) bool { return len(invocationDocs(ds)) == 1 })
+	if d := invocationDocs(ds)[0]; d.num("ExtensionOverhead") < 0 {
+		t.Errorf("no ExtensionOverhead on %v", d)
+	}
+}
