@@ -124,7 +124,7 @@ func anyValue(b pb, v attribute.Value) pb {
 	case attribute.FLOAT64:
 		return binary.LittleEndian.AppendUint64(b.tag(4, 1), math.Float64bits(v.AsFloat64()))
 	default:
-		s := v.Emit()
+		s := v.String()
 		return append(b.tag(1, 2).varint(uint64(len(s))), s...)
 	}
 }

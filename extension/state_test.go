@@ -12,9 +12,8 @@ import (
 const t0 = int64(1732300000000000000)
 
 type sender struct {
-	t   *Table
-	h   protocol.Header
-	buf []byte
+	t *Table
+	h protocol.Header
 }
 
 func newSender(t *Table, id, req string) *sender {

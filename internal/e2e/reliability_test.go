@@ -164,13 +164,11 @@ func (g *gateLog) Write(p []byte) (int, error) {
 func TestReliabilityStdoutBlocked(t *testing.T) {
 	g := &gateLog{open: make(chan struct{})}
 	e := start(t, func(c *sandbox.Config) { c.Log = g })
-	var ids []string
 	for i := 0; i < 3; i++ {
 		res, _ := e.invoke(t, "instruments=300&delay_ms=0")
 		if res.Status != "success" {
 			t.Fatalf("invocation %d with stdout blocked: %+v", i, res)
 		}
-		ids = append(ids, res.RequestID)
 	}
 	close(g.open)
 	e.sb.Close()
