@@ -6,7 +6,6 @@ package extension
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -94,11 +93,11 @@ type runner struct {
 // subscribes with the name.
 func (r *runner) subscribe(ctx context.Context) error {
 	host, port, _ := splitHostPort(r.cfg.TelemetryAddr)
-	tl, err := listenTelemetry(r.cfg.TelemetryAddr, r.table)
-	var dnsErr *net.DNSError
-	if err != nil && host == destinationHost && errors.As(err, &dnsErr) {
-		tl, err = listenTelemetry(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), r.table)
+	addr := r.cfg.TelemetryAddr
+	if host == destinationHost && !resolves(ctx, host) {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
+	tl, err := listenTelemetry(addr, r.table)
 	if err != nil {
 		return fmt.Errorf("STREAMLENS_TELEMETRY_ADDR: %w", err)
 	}
@@ -120,6 +119,15 @@ func (r *runner) subscribe(ctx context.Context) error {
 	}
 	r.tl = tl
 	return nil
+}
+
+// resolves reports whether host resolves within a short time: an offline
+// machine's resolver must not stall the extension's init.
+func resolves(ctx context.Context, host string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+	return err == nil && len(addrs) > 0
 }
 
 // destinationHost is the only host Lambda accepts in a Telemetry API

@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/internal/sandbox"
+)
+
+// overheadRound runs n 50-instrument invocations with extension ext (default
+// configuration, OTLP off: no collector) and returns each one's post-runtime
+// time as the sandbox measured it (report − runtimeDone) and the extension
+// process's CPU time per invocation.
+func overheadRound(b *testing.B, ext string, n int) (post []time.Duration, cpuPerInvoke time.Duration) {
+	b.Helper()
+	sb, err := sandbox.Start(sandbox.Config{Function: bins.function, Extensions: []string{ext}, Timeout: 10 * time.Second,
+		Freeze: true, InitType: "provisioned-concurrency", Log: io.Discard,
+		Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(b)), "STREAMLENS_OTLP=off"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Close()
+	ev := []byte(`{"queryStringParameters":{"instruments":"50","delay_ms":"0"}}`)
+	pid := sb.Extensions()[0].PID
+	cpu0 := procCPU(pid)
+	for i := 0; i < n; i++ {
+		res, err := sb.Invoke(b.Context(), ev, io.Discard)
+		if err != nil || res.Status != "success" {
+			b.Fatalf("invocation %d: %+v %v", i, res, err)
+		}
+		post = append(post, res.PostRuntime())
+	}
+	return post, (procCPU(pid) - cpu0) / time.Duration(n)
+}
+
+// procCPU is a process's user+system CPU time (/proc/PID/stat, clock ticks of
+// 10 ms on Linux).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func pct(d []time.Duration, p float64) float64 {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
+}
+
+// BenchmarkScenarioPostRuntime: what streamlens adds to an invocation after
+// the runtime finished (platform.report − runtimeDone, measured by the strict
+// sandbox) and its CPU per invocation, against a minimal extension, in rounds
+// that alternate the two so machine noise hits both. Ratios are per round;
+// min/median/max over the rounds. Run with -benchtime=1x.
+func BenchmarkScenarioPostRuntime(b *testing.B) {
+	dir := b.TempDir()
+	sl := filepath.Join(dir, "a", "streamlens")
+	minext := filepath.Join(dir, "b", "minext")
+	buildTo(b, sl, "./cmd/streamlens", "CGO_ENABLED=0")
+	buildTo(b, minext, "./internal/e2e/testdata/minext", "CGO_ENABLED=0")
+	const rounds, n = 5, 200
+	for b.Loop() {
+		var sPost, mPost []time.Duration
+		var p50, p99, cpu []float64
+		var sCPU, mCPU time.Duration
+		for r := 0; r < rounds; r++ {
+			sp, sc := overheadRound(b, sl, n)
+			mp, mc := overheadRound(b, minext, n)
+			sPost, mPost = append(sPost, sp...), append(mPost, mp...)
+			sCPU, mCPU = sCPU+sc, mCPU+mc
+			p50 = append(p50, pct(sp, 0.5)/pct(mp, 0.5))
+			p99 = append(p99, pct(sp, 0.99)/pct(mp, 0.99))
+			cpu = append(cpu, float64(sc+time.Microsecond)/float64(mc+time.Microsecond))
+		}
+		b.ReportMetric(pct(sPost, 0.5), "post-runtime-p50-ms")
+		b.ReportMetric(pct(sPost, 0.99), "post-runtime-p99-ms")
+		b.ReportMetric(pct(mPost, 0.5), "baseline-post-runtime-p50-ms")
+		b.ReportMetric(pct(mPost, 0.99), "baseline-post-runtime-p99-ms")
+		b.ReportMetric(float64(sCPU.Microseconds())/1000/rounds, "cpu-ms/invoke")
+		b.ReportMetric(float64(mCPU.Microseconds())/1000/rounds, "baseline-cpu-ms/invoke")
+		for name, v := range map[string][]float64{"p50": p50, "p99": p99, "cpu": cpu} {
+			sort.Float64s(v)
+			b.ReportMetric(v[0], name+"/baseline-min")
+			b.ReportMetric(v[len(v)/2], name+"/baseline-median")
+			b.ReportMetric(v[len(v)-1], name+"/baseline-max")
+		}
+	}
+}
