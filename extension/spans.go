@@ -13,6 +13,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/streamlens/streamlens/internal/xray"
 )
 
 // spanner turns finished streams into OTel spans (the OTel SDK) and exports
@@ -187,18 +189,8 @@ func parseTraceParent(tp string) (trace.SpanContext, bool) {
 // ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
 // to W3C ids: the trace id is the epoch part and the unique part joined.
 func parseXRay(h string) (trace.SpanContext, bool) {
-	var root, par, sampled string
-	for _, kv := range strings.Split(h, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		switch k {
-		case "Root":
-			root = v
-		case "Parent":
-			par = v
-		case "Sampled":
-			sampled = v
-		}
-	}
+	x := xray.Parse(h)
+	root, par, sampled := x.Root, x.Parent, x.Sampled
 	parts := strings.Split(root, "-")
 	if len(parts) != 3 || parts[0] != "1" || len(parts[1]) != 8 || len(parts[2]) != 24 {
 		return trace.SpanContext{}, false

@@ -3,8 +3,9 @@ package sandbox
 import (
 	"crypto/rand"
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/streamlens/streamlens/internal/xray"
 )
 
 // traceHeader is the X-Ray header Lambda gives the runtime (Lambda-Runtime-Trace-Id,
@@ -16,7 +17,8 @@ import (
 // URL call usually carries. In Active mode Lambda samples (modelled as always);
 // a caller's explicit Sampled=0 is respected.
 func traceHeader(mode, caller string, now time.Time) string {
-	root, parent, sampled := parseXRayHeader(caller)
+	x := xray.Parse(caller)
+	root, parent, sampled := x.Root, x.Parent, x.Sampled
 	if root == "" {
 		root, parent, sampled = newTraceRoot(now), "", ""
 	}
@@ -30,22 +32,6 @@ func traceHeader(mode, caller string, now time.Time) string {
 		parent = randomHex(8)
 	}
 	return "Root=" + root + ";Parent=" + parent + ";Sampled=" + sampled
-}
-
-// parseXRayHeader reads Root, Parent and Sampled from an X-Amzn-Trace-Id header.
-func parseXRayHeader(h string) (root, parent, sampled string) {
-	for _, kv := range strings.Split(h, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		switch k {
-		case "Root":
-			root = v
-		case "Parent":
-			parent = v
-		case "Sampled":
-			sampled = v
-		}
-	}
-	return root, parent, sampled
 }
 
 // newTraceRoot makes an X-Ray trace id: 1-<8 hex epoch seconds>-<24 hex>.
