@@ -210,8 +210,14 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 			first = s.firstPayloadNs
 		}
 		if first != 0 {
-			r.TTFBMs, r.HasTTFB = msBetween(s.startNs, first), true
+			if plausible(s.startNs, first) {
+				r.TTFBMs, r.HasTTFB = msBetween(s.startNs, first), true
+			} else {
+				t.counters.Implausible++ // a skewed or forged start time: no TTFB rather than an absurd one
+			}
 		}
+	} else {
+		t.counters.MissingStart++
 	}
 	r.EndTime = r.Time
 	if s.lastNs != 0 {
@@ -235,9 +241,12 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 		}
 		r.Dropped = e.Dropped
 		// Events lost in transit: the end's sequence number says how many were
-		// sent (start is 0), received says how many arrived.
-		if gap := int64(s.endSeq) + 1 - received; gap > 0 {
+		// sent (start is 0), received says how many arrived. A gap far beyond
+		// what the stream reported delivering is a forged sequence number.
+		if gap := int64(s.endSeq) + 1 - received; gap > 0 && gap <= max(e.Delivered, s.payloadChunks)+2 {
 			r.Dropped += gap
+		} else if gap > 0 {
+			t.counters.Implausible++
 		}
 		if e.HasDeclared && e.HasSHA256 {
 			r.Integrity = 0
@@ -259,12 +268,12 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 	return r
 }
 
-func (t *Table) markFlushed(id string) {
-	if _, ok := t.flushed[id]; ok {
+func (t *Table) markFlushed(key string) {
+	if _, ok := t.flushed[key]; ok {
 		return
 	}
-	t.flushed[id] = struct{}{}
-	t.flushedFIFO = append(t.flushedFIFO, id)
+	t.flushed[key] = struct{}{}
+	t.flushedFIFO = append(t.flushedFIFO, key)
 	if len(t.flushedFIFO) > maxFlushedMemory {
 		delete(t.flushed, t.flushedFIFO[0])
 		t.flushedFIFO = t.flushedFIFO[1:]

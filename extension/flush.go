@@ -174,7 +174,8 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 				{Key: "EvictedStreams", Value: c.Evicted}, {Key: "OversizedDatagrams", Value: c.Oversized},
 				{Key: "BadTelemetry", Value: c.BadTelemetry}, {Key: "RuntimeDoneMissingCount", Value: c.NoRuntimeDone},
 				{Key: "EventsReceived", Value: c.Events}, {Key: "SpanExportFailures", Value: c.SpanExportErr},
-				{Key: "DroppedEMFLines", Value: c.DroppedEMF}},
+				{Key: "DroppedEMFLines", Value: c.DroppedEMF}, {Key: "DuplicateEvents", Value: c.DuplicateEvents},
+				{Key: "MissingStart", Value: c.MissingStart}, {Key: "ImplausibleEvents", Value: c.Implausible}},
 			Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}},
 				{Name: m.TelemetryUnavailable, Unit: emf.Count, Values: []float64{float64(c.TelemetryUnavailable)}}}})
 	}

@@ -30,8 +30,11 @@ type chunkRec struct {
 	bytes      uint32
 }
 
-// stream is the state of one quote stream, keyed by its quote id.
+// stream is the state of one quote stream, keyed by request id and quote id
+// (streamKey): a quote id is the client's, and the same one under another
+// invocation is another stream, never a late event of the first.
 type stream struct {
+	key                string
 	id, requestID      string
 	hasStart           bool
 	startNs            int64
@@ -52,7 +55,15 @@ type stream struct {
 	arrivalSeq         uint64
 	firstSeenAt        time.Time
 	lastArrival        time.Time // when its last event was applied (extension clock)
+	seqs               []uint64  // chunk sequence numbers seen, as a bitset up to maxSeqTracked
 }
+
+// streamKey is a stream's key in the table.
+func streamKey(requestID, streamID string) string { return requestID + "\x00" + streamID }
+
+// maxPlausibleMs bounds any time between two events of one stream: Lambda's
+// longest invocation is 15 minutes, so more is a skewed or forged clock.
+const maxPlausibleMs = 900_000
 
 // invocation is what the extension knows of one Lambda invocation.
 type invocation struct {
@@ -111,6 +122,9 @@ type Counters struct {
 	// TelemetryUnavailable is 1 in the first flush after the Telemetry API
 	// subscription failed or was not a subscription (202 NotSupported).
 	TelemetryUnavailable int64
+	DuplicateEvents      int64 // a start or chunk seen twice: ignored, so it cannot hide a lost one
+	MissingStart         int64 // streams flushed without their start (no TTFB, no latencies)
+	Implausible          int64 // times or sequence numbers no real stream has (skewed clock, forged seq): ignored
 }
 
 // Table holds all stream and invocation state. One mutex guards it and the
@@ -180,21 +194,16 @@ func (t *Table) applyDatagram(b []byte, size int) {
 
 func (t *Table) apply(ev *protocol.Event) {
 	t.counters.Events++
-	s := t.streams[ev.StreamID]
+	key := streamKey(ev.RequestID, ev.StreamID)
+	s := t.streams[key]
 	if s == nil {
-		if _, done := t.flushed[ev.StreamID]; done {
+		if _, done := t.flushed[key]; done {
 			t.counters.LateEvents++
 			return
 		}
-		s = t.open(ev.StreamID, ev.RequestID)
+		s = t.open(key, ev.StreamID, ev.RequestID)
 	}
-	if s.requestID != ev.RequestID {
-		// A stream belongs to one invocation; an event that says otherwise is
-		// forged or corrupt and must not move it.
-		t.counters.Malformed++
-		return
-	}
-	if s.end != nil {
+	if s.end != nil && !reordered(s, ev) {
 		if ev.Kind == protocol.KindEnd {
 			t.counters.DuplicateEnd++
 		} else {
@@ -202,25 +211,33 @@ func (t *Table) apply(ev *protocol.Event) {
 		}
 		return
 	}
-	s.events++
-	s.lastArrival = t.now()
 	switch ev.Kind {
 	case protocol.KindStart:
 		if s.hasStart {
-			t.counters.Malformed++
-			s.events--
+			t.counters.DuplicateEvents++
 			return
 		}
+		s.events++
+		s.lastArrival = t.now()
 		s.hasStart = true
 		s.startNs = ev.TimeNs
 		s.expected = ev.Start.Expected
 		s.traceParent = ev.Start.TraceParent
 		s.bundleID = ev.Start.BundleID
 		s.clientID = ev.Start.ClientID
-		if s.lastNs == 0 {
+		if s.lastNs == 0 || !plausible(s.startNs, s.lastNs) {
 			s.lastNs = ev.TimeNs
 		}
+		if s.end != nil && s.end.Expected < 0 {
+			s.end.Expected = s.expected
+		}
 	case protocol.KindChunk:
+		if s.seen(ev.Seq) {
+			t.counters.DuplicateEvents++
+			return
+		}
+		s.events++
+		s.lastArrival = t.now()
 		c := ev.Chunk
 		if c.Flags&protocol.FlagTrailer == 0 {
 			s.payloadChunks++
@@ -234,10 +251,10 @@ func (t *Table) apply(ev *protocol.Event) {
 			if len(s.chunks) < t.maxChunks {
 				rec := chunkRec{inst: t.intern(c.Instrument), latencyMs: -1, intervalMs: -1, seq: ev.Seq, bytes: uint32(min(c.Bytes, math.MaxUint32))}
 				if s.hasStart {
-					rec.latencyMs = float32(msBetween(s.startNs, ev.TimeNs))
+					rec.latencyMs = t.plausibleMs(s.startNs, ev.TimeNs)
 				}
 				if s.lastNs != 0 {
-					rec.intervalMs = float32(msBetween(s.lastNs, ev.TimeNs))
+					rec.intervalMs = t.plausibleMs(s.lastNs, ev.TimeNs)
 				}
 				s.chunks = append(s.chunks, rec)
 			} else {
@@ -246,11 +263,62 @@ func (t *Table) apply(ev *protocol.Event) {
 		}
 		s.lastNs = ev.TimeNs
 	case protocol.KindEnd:
+		s.events++
+		s.lastArrival = t.now()
 		e := ev.End
 		s.end = &e
 		s.endSeq = ev.Seq
 		s.lastNs = ev.TimeNs
 	}
+}
+
+// reordered reports whether ev, arriving after its stream's end, belongs
+// before it: datagrams from an async sender may arrive out of order, so a
+// start not seen yet, or a chunk numbered below the end's, still counts.
+func reordered(s *stream, ev *protocol.Event) bool {
+	switch ev.Kind {
+	case protocol.KindStart:
+		return !s.hasStart
+	case protocol.KindChunk:
+		return ev.Seq < s.endSeq
+	}
+	return false
+}
+
+// maxSeqTracked bounds the per-stream bitset of chunk sequence numbers;
+// beyond it duplicates are not recognised (counts stay bounded either way).
+const maxSeqTracked = 1 << 14
+
+// seen records chunk sequence number seq and reports whether it was seen
+// before.
+func (s *stream) seen(seq uint32) bool {
+	if seq >= maxSeqTracked {
+		return false
+	}
+	w, bit := int(seq/64), uint64(1)<<(seq%64)
+	if w >= len(s.seqs) {
+		s.seqs = append(s.seqs, make([]uint64, w+1-len(s.seqs))...)
+	}
+	if s.seqs[w]&bit != 0 {
+		return true
+	}
+	s.seqs[w] |= bit
+	return false
+}
+
+func plausible(fromNs, toNs int64) bool {
+	d := toNs - fromNs
+	return d >= 0 && d <= maxPlausibleMs*1e6
+}
+
+// plausibleMs is the time between two events in ms, or -1 (unknown, counted)
+// when no real stream could produce it.
+func (t *Table) plausibleMs(fromNs, toNs int64) float32 {
+	if !plausible(fromNs, toNs) && toNs-fromNs > 0 {
+		t.counters.Implausible++
+		return -1
+	}
+	return float32(msBetween(fromNs, toNs))
 }
 
 // maxInterned bounds the instrument-name table; past it names are simply not
@@ -282,7 +350,7 @@ func msBetween(fromNs, toNs int64) float64 {
 // cap; its oldest stream is evicted first) and 4×maxOpen in all, where the
 // oldest stream of another request than the current invocation goes first, so
 // a flood under made-up request ids cannot push out a real stream.
-func (t *Table) open(id, requestID string) *stream {
+func (t *Table) open(key, id, requestID string) *stream {
 	if t.byReq[requestID] >= t.maxOpen {
 		t.evictOldest(func(s *stream) bool { return s.requestID == requestID })
 	}
@@ -293,10 +361,10 @@ func (t *Table) open(id, requestID string) *stream {
 	}
 	t.arrivals++
 	now := t.now()
-	s := &stream{id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
-	t.streams[id] = s
+	s := &stream{key: key, id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
+	t.streams[key] = s
 	t.byReq[requestID]++
-	t.fifo = append(t.fifo, fifoEntry{id, t.arrivals})
+	t.fifo = append(t.fifo, fifoEntry{key, t.arrivals})
 	return s
 }
 
@@ -325,9 +393,9 @@ func (t *Table) evictOldest(pred func(*stream) bool) bool {
 // remove forgets a stream (flushed or evicted); later events for it count as
 // late.
 func (t *Table) remove(s *stream) {
-	delete(t.streams, s.id)
+	delete(t.streams, s.key)
 	if t.byReq[s.requestID]--; t.byReq[s.requestID] <= 0 {
 		delete(t.byReq, s.requestID)
 	}
-	t.markFlushed(s.id)
+	t.markFlushed(s.key)
 }

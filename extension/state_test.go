@@ -144,13 +144,13 @@ func TestLateDuplicateAndForgedEvents(t *testing.T) {
 	s.end(1, 1, protocol.StatusComplete)
 	s.end(1, 1, protocol.StatusComplete) // duplicate end: before flush
 	forged := newSender(tb, "q1", "r-other")
-	forged.chunk("A", 2, 0) // same stream id, another request id
-	if rs := finalize(tb, "r1", ""); len(rs) != 1 || rs[0].Truncated {
+	forged.chunk("A", 2, 0) // same stream id, another request id: another stream, never this one
+	if rs := finalize(tb, "r1", ""); len(rs) != 1 || rs[0].Truncated || rs[0].RequestID != "r1" || rs[0].Delivered != 1 {
 		t.Fatalf("%+v", rs)
 	}
 	s.chunk("A", 3, 0) // after flush: late
 	c := tb.takeCounters()
-	if c.DuplicateEnd != 1 || c.LateEvents != 1 || c.Malformed != 1 {
+	if c.DuplicateEnd != 1 || c.LateEvents != 1 {
 		t.Errorf("counters %+v", c)
 	}
 }
@@ -178,7 +178,7 @@ func TestOpenStreamCapEvictsOldest(t *testing.T) {
 		t.Fatalf("%d streams open, cap 3", len(tb.streams))
 	}
 	for _, id := range []string{"q7", "q8", "q9"} {
-		if tb.streams[id] == nil {
+		if tb.streams[streamKey("r1", id)] == nil {
 			t.Errorf("newest stream %s evicted", id)
 		}
 	}
@@ -187,7 +187,7 @@ func TestOpenStreamCapEvictsOldest(t *testing.T) {
 	}
 	// Events of an evicted stream are late, not a resurrection.
 	newSender(tb, "q0", "r1").chunk("A", 1, 0)
-	if tb.streams["q0"] != nil || tb.takeCounters().LateEvents != 1 {
+	if tb.streams[streamKey("r1", "q0")] != nil || tb.takeCounters().LateEvents != 1 {
 		t.Error("evicted stream came back")
 	}
 }
@@ -324,4 +324,102 @@ func TestFloodUnderOtherRequestIDsSparesTheRealStream(t *testing.T) {
 	if c := tb.takeCounters(); c.Evicted < 5000-4*16 {
 		t.Errorf("evicted %d", c.Evicted)
 	}
+}
+
+// The protocol's edge cases: no false truncation, no absurd figure, each
+// case counted.
+func TestProtocolEdgeCases(t *testing.T) {
+	t.Run("end before start", func(t *testing.T) {
+		tb := newTable(10, 100)
+		s := newSender(tb, "q1", "r1")
+		s.h.Seq = 2
+		s.h.TimeNs = t0 + 9e6
+		s.send(protocol.AppendEnd(nil, s.h, protocol.End{Delivered: 1, Expected: -1, Bytes: 10, Status: protocol.StatusComplete}))
+		s.h.Seq, s.h.TimeNs = 1, t0+5e6
+		s.send(protocol.AppendChunk(nil, s.h, protocol.Chunk{Instrument: "A", Bytes: 10}))
+		s.h.Seq, s.h.TimeNs = 0, t0
+		s.start(1) // reordered: the start arrives last
+		rs := finalize(tb, "r1", "")
+		if len(rs) != 1 || rs[0].Truncated || !rs[0].HasTTFB || rs[0].TTFBMs != 5 || rs[0].Expected != 1 {
+			t.Errorf("%+v", rs)
+		}
+	})
+	t.Run("duplicate chunk cannot hide a lost one", func(t *testing.T) {
+		tb := newTable(10, 100)
+		s := newSender(tb, "q1", "r1")
+		s.start(3)
+		s.chunk("A", 1, 0)
+		s.send(protocol.AppendChunk(nil, s.h, protocol.Chunk{Instrument: "A", Bytes: 10})) // the same chunk again
+		s.h.Seq++                                                                          // chunk 2 lost
+		s.chunk("C", 3, 0)
+		s.end(3, 3, protocol.StatusComplete)
+		r := finalize(tb, "r1", "")[0]
+		if r.Dropped != 1 || len(r.Chunks) != 2 || tb.takeCounters().DuplicateEvents != 1 {
+			t.Errorf("dropped %d, %d chunks kept: %+v", r.Dropped, len(r.Chunks), r)
+		}
+	})
+	t.Run("stream id first seen under another request id", func(t *testing.T) {
+		tb := newTable(10, 100)
+		newSender(tb, "q1", "r-forged").chunk("X", 1, 0) // arrives first
+		s := newSender(tb, "q1", "r1")
+		s.start(1)
+		s.chunk("A", 1, 0)
+		s.end(1, 1, protocol.StatusComplete)
+		tb.mu.Lock()
+		rs := tb.finalize(tb.beginInvocation("r1", time.Now().Add(time.Second), ""), "")
+		tb.mu.Unlock()
+		if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Truncated {
+			t.Errorf("the real stream: %+v", rs)
+		}
+	})
+	t.Run("quote id reused in a later invocation", func(t *testing.T) {
+		tb := newTable(10, 100)
+		for _, req := range []string{"r1", "r2"} {
+			s := newSender(tb, "q-same", req)
+			s.start(1)
+			s.chunk("A", 1, 0)
+			s.end(1, 1, protocol.StatusComplete)
+			if rs := finalize(tb, req, ""); len(rs) != 1 || rs[0].Truncated || rs[0].RequestID != req {
+				t.Errorf("%s: %+v", req, rs)
+			}
+		}
+		if c := tb.takeCounters(); c.LateEvents != 0 {
+			t.Errorf("the second invocation's stream was taken for late events: %+v", c)
+		}
+	})
+	t.Run("forged seq 2^32-1", func(t *testing.T) {
+		tb := newTable(10, 100)
+		s := newSender(tb, "q1", "r1")
+		s.start(1)
+		s.chunk("A", 1, 0)
+		s.h.Seq = 1<<32 - 2
+		s.end(1, 1, protocol.StatusComplete)
+		r := finalize(tb, "r1", "")[0]
+		if r.Dropped != 0 || r.Truncated || tb.takeCounters().Implausible != 1 {
+			t.Errorf("dropped %d: %+v", r.Dropped, r)
+		}
+	})
+	t.Run("start skewed by years", func(t *testing.T) {
+		tb := newTable(10, 100)
+		s := newSender(tb, "q1", "r1")
+		s.h.TimeNs = t0 - 20*365*24*int64(time.Hour) // within the wire format's 2000–2100
+		s.start(1)
+		s.chunk("A", 1, 0)
+		s.end(1, 1, protocol.StatusComplete)
+		r := finalize(tb, "r1", "")[0]
+		if r.HasTTFB || r.Truncated || r.Chunks[0].latencyMs != -1 || tb.takeCounters().Implausible == 0 {
+			t.Errorf("TTFB %v (has %v), latency %v: %+v", r.TTFBMs, r.HasTTFB, r.Chunks[0].latencyMs, r)
+		}
+	})
+	t.Run("lost start", func(t *testing.T) {
+		tb := newTable(10, 100)
+		s := newSender(tb, "q1", "r1") // start never sent
+		s.chunk("A", 1, 0)
+		s.chunk("B", 2, 0)
+		s.end(2, 2, protocol.StatusComplete)
+		r := finalize(tb, "r1", "")[0]
+		if r.Truncated || r.HasTTFB || r.Delivered != 2 || r.Expected != 2 || r.Dropped != 1 || tb.takeCounters().MissingStart != 1 {
+			t.Errorf("%+v", r)
+		}
+	})
 }
