@@ -111,6 +111,40 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 	})
 }
 
+// finalizeEnded flushes what is final without a boundary (Lambda Managed
+// Instances): ended streams, open ones whose invocation failed, and open ones
+// still without end grace after a successful runtimeDone. An invocation whose
+// report arrived is ended, so that its record can go out.
+func (t *Table) finalizeEnded(now time.Time, grace time.Duration) []Result {
+	t.endReported()
+	out := t.take(func(s *stream) (string, bool) {
+		if r := t.runtimeFailure(s.requestID); r != "" {
+			return r, true
+		}
+		if inv := t.invocations[s.requestID]; inv != nil && inv.runtimeDone != nil && now.Sub(inv.doneAt) >= grace {
+			return ReasonNoEnd, true
+		}
+		return "", false
+	})
+	// A flushed stream stands for an invocation whose platform record is
+	// still to come (the end precedes runtimeDone): known now, so that
+	// SHUTDOWN waits for its report as it does for an INVOKE's.
+	for _, r := range out {
+		t.invocationFor(r.RequestID).ended = true
+	}
+	return out
+}
+
+// endReported ends the invocations the platform reported on (runtimeDone or
+// report), where no INVOKE boundary ends them (Lambda Managed Instances).
+func (t *Table) endReported() {
+	for _, inv := range t.invocations {
+		if inv.report != nil || inv.runtimeDone != nil {
+			inv.ended = true
+		}
+	}
+}
+
 // finalizeAll flushes every open stream (SHUTDOWN): nothing is carried. A
 // stream whose invocation failed (a timeout, a crash: the shutdown of a reset)
 // gets that reason rather than the shutdown's.

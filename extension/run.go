@@ -24,7 +24,16 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 		return cfgErr
 	}
 	api := extapi.New(cfg.RuntimeAPI)
-	if err := api.Register(ctx, cfg.Name); err != nil {
+	managed := false
+	if err := api.Register(ctx, cfg.Name); extapi.InvokeRefused(err) {
+		// Lambda Managed Instances: no INVOKE, so no invocation boundary;
+		// streams are flushed as they end and telemetry as it arrives.
+		managed = true
+		fmt.Fprintln(stderr, "streamlens: Lambda Managed Instances (INVOKE refused): registered for SHUTDOWN, flushing on stream end and telemetry")
+		if err := api.Register(ctx, cfg.Name, extapi.Shutdown); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	fail := func(errType string, err error) error {
@@ -46,7 +55,7 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 
 	lw := newLogWriter(stdout, cfg.StdoutBuffer)
 	defer lw.close(cfg.StdoutWait)
-	r := &runner{cfg: cfg, api: api, table: table, in: in, stderr: stderr, log: lw,
+	r := &runner{cfg: cfg, api: api, table: table, in: in, stderr: stderr, log: lw, managed: managed,
 		fl: &flusher{cfg: cfg, out: lw, now: time.Now}}
 	if cfg.OTLP {
 		sp, err := newSpanner(cfg, getenv)
@@ -81,8 +90,11 @@ type runner struct {
 	telemetry bool
 	fl        *flusher
 	spans     *spanner // nil when STREAMLENS_OTLP=off
-	log       *logWriter
-	stderr    io.Writer
+	managed   bool     // Lambda Managed Instances: SHUTDOWN only, flushed by flushLoop
+	// stopFlushLoop stops flushLoop and waits for it (nil when not managed).
+	stopFlushLoop func()
+	log           *logWriter
+	stderr        io.Writer
 }
 
 // subscribe listens for Telemetry API batches and subscribes to them. The
@@ -104,8 +116,12 @@ func (r *runner) subscribe(ctx context.Context) error {
 	if host == "" || host == "0.0.0.0" || net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback() {
 		host = destinationHost
 	}
+	schema := "2022-12-13"
+	if r.managed {
+		schema = "2025-01-29" // the only schema Managed Instances accept
+	}
 	sub := extapi.Subscription{
-		SchemaVersion: "2022-12-13",
+		SchemaVersion: schema,
 		Destination:   extapi.Destination{Protocol: "HTTP", URI: "http://" + host + ":" + strconv.Itoa(tl.Port())},
 		// Platform events only: function logs would bring every log line of the
 		// function through this process for nothing.
@@ -135,6 +151,14 @@ func resolves(ctx context.Context, host string) bool {
 const destinationHost = "sandbox.localdomain"
 
 func (r *runner) loop(ctx context.Context) error {
+	if r.managed {
+		fctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.flushLoop(fctx) }()
+		defer func() { stop(); <-done }()
+		// SHUTDOWN's flush must not run beside the loop's.
+		r.stopFlushLoop = func() { stop(); <-done }
+	}
 	for {
 		ev, err := r.api.Next(ctx)
 		if err != nil {
@@ -255,6 +279,12 @@ func (r *runner) wait(ctx context.Context, inv *invocation) string {
 
 // shutdown flushes everything within the event's deadline and returns.
 func (r *runner) shutdown(ev extapi.Event) {
+	if r.stopFlushLoop != nil {
+		r.stopFlushLoop()
+		r.table.mu.Lock()
+		r.table.endReported()
+		r.table.mu.Unlock()
+	}
 	budget := time.UnixMilli(ev.DeadlineMs).Add(-r.cfg.ShutdownMargin)
 	if r.telemetry {
 		// The last invocation's platform.report arrives after we finished it;
@@ -313,3 +343,41 @@ func (r *runner) flushAll(reason string, until time.Time) {
 		r.write(last, until)
 	}
 }
+
+// flushLoop flushes without invocation boundaries (Lambda Managed Instances,
+// where many invocations run at once and no INVOKE arrives): a stream when its
+// end arrives, or when its invocation's runtimeDone says it failed, or when it
+// stayed open a grace after a successful runtimeDone; invocation records when
+// their report arrives. Events are attributed by request id throughout.
+func (r *runner) flushLoop(ctx context.Context) {
+	t := r.table
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		ticked := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.changed:
+		case <-tick.C:
+			ticked = true
+		}
+		t.mu.Lock()
+		b := batch{streams: t.finalizeEnded(t.now(), managedEndGrace)}
+		if ticked {
+			// Records wait on the tick: the report follows runtimeDone by a
+			// batch, and a record without it is kept for a few ticks.
+			b.invocations = t.readyInvocations(false)
+		}
+		b.counters = t.takeCounters()
+		t.mu.Unlock()
+		if len(b.streams) > 0 || len(b.invocations) > 0 || b.counters != (Counters{}) {
+			r.write(b, time.Now().Add(r.cfg.StdoutWait+r.cfg.OTLPTimeout))
+		}
+	}
+}
+
+// managedEndGrace is how long a stream may stay open after its invocation's
+// successful runtimeDone before it counts as truncated (no-end), where there
+// is no next boundary to wait for.
+const managedEndGrace = time.Second

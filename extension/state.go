@@ -73,6 +73,7 @@ type invocation struct {
 	deadline    time.Time
 	coldStart   bool
 	runtimeDone *runtimeDone
+	doneAt      time.Time // when runtimeDone arrived (extension clock)
 	report      *report
 	boundaries  int // flush boundaries passed since it ended
 	ended       bool

@@ -98,7 +98,7 @@ func (t *Table) applyTelemetry(ev telemetryEvent) bool {
 		if inv.runtimeDone != nil {
 			return false // a second runtimeDone for one request is not from the platform
 		}
-		inv.runtimeDone = d
+		inv.runtimeDone, inv.doneAt = d, t.now()
 	case "platform.report":
 		var r reportRecord
 		if json.Unmarshal(ev.Record, &r) != nil || r.RequestID == "" {

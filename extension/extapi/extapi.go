@@ -55,10 +55,13 @@ func New(runtimeAPI string) *Client {
 // ID is the identifier the sandbox gave at registration.
 func (c *Client) ID() string { return c.id }
 
-// Register registers the extension for INVOKE and SHUTDOWN. name must be the
-// executable's file name.
-func (c *Client) Register(ctx context.Context, name string) error {
-	body := []byte(`{"events":["INVOKE","SHUTDOWN"]}`)
+// Register registers the extension for events (INVOKE and SHUTDOWN when
+// none are given). name must be the executable's file name.
+func (c *Client) Register(ctx context.Context, name string, events ...string) error {
+	if len(events) == 0 {
+		events = []string{Invoke, Shutdown}
+	}
+	body, _ := json.Marshal(map[string][]string{"events": events})
 	resp, err := c.do(ctx, http.MethodPost, "/2020-01-01/extension/register", body, http.Header{HeaderName: {name}})
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
@@ -68,6 +71,23 @@ func (c *Client) Register(ctx context.Context, name string) error {
 		return fmt.Errorf("register: no %s in response", HeaderIdentifier)
 	}
 	return nil
+}
+
+// APIError is an answer of the API outside 2xx.
+type APIError struct {
+	Status int
+	Type   string // errorType of the body, if any
+	Body   string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("status %d: %s", e.Status, e.Body) }
+
+// InvokeRefused reports whether err is the refusal of INVOKE that Lambda
+// Managed Instances give (403 Extension.InvalidEventType): many invocations
+// run at once there, and an extension may register for SHUTDOWN only.
+func InvokeRefused(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusForbidden && ae.Type == "Extension.InvalidEventType"
 }
 
 // Next blocks until the next event.
@@ -192,7 +212,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, h htt
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, truncate(b))
+		var e struct {
+			ErrorType string `json:"errorType"`
+		}
+		_ = json.Unmarshal(b, &e)
+		return nil, fmt.Errorf("%s %s: %w", method, path, &APIError{Status: resp.StatusCode, Type: e.ErrorType, Body: truncate(b)})
 	}
 	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }

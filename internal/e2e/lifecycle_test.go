@@ -131,3 +131,53 @@ func TestCompleteStreamIsFinalAtItsEnd(t *testing.T) {
 		t.Errorf("no ExtensionOverhead on %v", d)
 	}
 }
+
+// Lambda Managed Instances: four invocations at a time in one environment.
+// INVOKE is refused, so the extension registers for SHUTDOWN only, subscribes
+// with schema 2025-01-29, attributes the concurrent streams by request id and
+// flushes each when its end arrives — before any SHUTDOWN. The invocation
+// records follow their platform reports, the last ones at SHUTDOWN.
+func TestManagedInstancesConcurrentStreams(t *testing.T) {
+	e := start(t, func(c *sandbox.Config) { c.MaxConcurrency = 4 })
+	var mu sync.Mutex
+	want := map[string]bool{}
+	for round := 0; round < 2; round++ {
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, body := e.invoke(t, "instruments=20&delay_ms=5")
+				if res.Status != "success" || quotes(body) != 20 {
+					t.Errorf("%+v: %d quotes", res, quotes(body))
+				}
+				mu.Lock()
+				want[res.RequestID] = true
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	ds := e.log.waitDocs(t, "8 stream documents before shutdown", func(ds []doc) bool { return len(streamDocs(ds)) == 8 })
+	got := map[string]bool{}
+	for _, s := range streamDocs(ds) {
+		if !want[s.str("RequestId")] || s.num("StreamTruncated") != 0 || s.num("ChunksDelivered") != 20 {
+			t.Errorf("stream %v", s)
+		}
+		got[s.str("RequestId")] = true
+	}
+	if len(got) != len(want) {
+		t.Errorf("streams of %d request ids, want %d", len(got), len(want))
+	}
+	log := e.log.String()
+	if !strings.Contains(log, "Lambda Managed Instances (INVOKE refused)") || strings.Contains(log, "telemetry disabled") {
+		t.Errorf("registration or subscription did not adapt:\n%s", log)
+	}
+	e.sb.Close()
+	ds = e.log.waitDocs(t, "8 invocation records", func(ds []doc) bool { return len(invocationDocs(ds)) == 8 })
+	for _, d := range invocationDocs(ds) {
+		if !want[d.str("RequestId")] || d.num("ProducedBytes") <= 0 {
+			t.Errorf("invocation record %v", d)
+		}
+	}
+}
