@@ -23,6 +23,11 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 	if cfg.RuntimeAPI == "" {
 		return cfgErr
 	}
+	// stderr is the same log pipe as stdout: bounded the same way, so a
+	// blocked log agent cannot stall the lifecycle through a warning.
+	ew := newLogWriter(stderr, 64<<10)
+	defer ew.close(cfg.StdoutWait)
+	stderr = ew
 	api := extapi.New(cfg.RuntimeAPI)
 	managed := false
 	if err := api.Register(ctx, cfg.Name); extapi.InvokeRefused(err) {
