@@ -97,13 +97,14 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 		inv.ended = true
 	}
 	return t.take(func(s *stream) (string, bool) {
-		switch {
-		case inv != nil && s.requestID == inv.requestID && failure != "":
+		if inv != nil && s.requestID == inv.requestID && failure != "" {
 			return failure, true
-		case t.runtimeFailure(s.requestID) != "":
+		}
+		if r := t.runtimeFailure(s.requestID); r != "" {
 			// The platform's word came after the stream's own boundary.
-			return t.runtimeFailure(s.requestID), true
-		case !s.carried:
+			return r, true
+		}
+		if !s.carried {
 			s.carried = true
 			return "", false
 		}

@@ -78,7 +78,6 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 			fmt.Fprintf(stderr, "streamlens: telemetry disabled: %v\n", err)
 			table.counters.TelemetryUnavailable = 1
 		} else {
-			r.telemetry = true
 			table.telemetry = true
 			defer r.tl.Close(context.Background())
 		}
@@ -87,15 +86,14 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 }
 
 type runner struct {
-	cfg       Config
-	api       *extapi.Client
-	table     *Table
-	in        *ingest
-	tl        *telemetryListener
-	telemetry bool
-	fl        *flusher
-	spans     *spanner // nil when STREAMLENS_OTLP=off
-	managed   bool     // Lambda Managed Instances: SHUTDOWN only, flushed by flushLoop
+	cfg     Config
+	api     *extapi.Client
+	table   *Table
+	in      *ingest
+	tl      *telemetryListener
+	fl      *flusher
+	spans   *spanner // nil when STREAMLENS_OTLP=off
+	managed bool     // Lambda Managed Instances: SHUTDOWN only, flushed by flushLoop
 	// stopFlushLoop stops flushLoop and waits for it (nil when not managed).
 	stopFlushLoop func()
 	log           *logWriter
@@ -118,7 +116,7 @@ func (r *runner) subscribe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("STREAMLENS_TELEMETRY_ADDR: %w", err)
 	}
-	if host == "" || host == "0.0.0.0" || net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback() {
+	if ip := net.ParseIP(host); host == "" || host == "0.0.0.0" || ip != nil && ip.IsLoopback() {
 		host = destinationHost
 	}
 	schema := "2022-12-13"
@@ -291,7 +289,7 @@ func (r *runner) shutdown(ev extapi.Event) {
 		r.table.mu.Unlock()
 	}
 	budget := time.UnixMilli(ev.DeadlineMs).Add(-r.cfg.ShutdownMargin)
-	if r.telemetry {
+	if r.table.telemetry {
 		// The last invocation's platform.report arrives after we finished it;
 		// give it a moment, within the budget.
 		waitUntil := earlier(budget, time.Now().Add(r.cfg.RuntimeDoneWait))

@@ -12,10 +12,9 @@ import (
 // Truncation reasons, written as the TruncationReason property.
 const (
 	ReasonNoEnd    = "no-end"
-	ReasonStatus   = "status-"  // + end status
-	ReasonShort    = "short"    // delivered < expected
-	ReasonRuntime  = "runtime-" // + runtimeDone status
-	ReasonDeadline = "deadline"
+	ReasonStatus   = "status-"   // + end status
+	ReasonShort    = "short"     // delivered < expected
+	ReasonRuntime  = "runtime-"  // + runtimeDone status
 	ReasonShutdown = "shutdown-" // + shutdown reason
 	ReasonEvicted  = "evicted"
 )
@@ -212,14 +211,14 @@ func (t *Table) apply(ev *protocol.Event) {
 		}
 		return
 	}
+	if (ev.Kind == protocol.KindStart && s.hasStart) || (ev.Kind == protocol.KindChunk && s.seen(ev.Seq)) {
+		t.counters.DuplicateEvents++
+		return
+	}
+	s.events++
+	s.lastArrival = t.now()
 	switch ev.Kind {
 	case protocol.KindStart:
-		if s.hasStart {
-			t.counters.DuplicateEvents++
-			return
-		}
-		s.events++
-		s.lastArrival = t.now()
 		s.hasStart = true
 		s.startNs = ev.TimeNs
 		s.expected = ev.Start.Expected
@@ -233,12 +232,6 @@ func (t *Table) apply(ev *protocol.Event) {
 			s.end.Expected = s.expected
 		}
 	case protocol.KindChunk:
-		if s.seen(ev.Seq) {
-			t.counters.DuplicateEvents++
-			return
-		}
-		s.events++
-		s.lastArrival = t.now()
 		c := ev.Chunk
 		if c.Flags&protocol.FlagTrailer == 0 {
 			s.payloadChunks++
@@ -264,8 +257,6 @@ func (t *Table) apply(ev *protocol.Event) {
 		}
 		s.lastNs = ev.TimeNs
 	case protocol.KindEnd:
-		s.events++
-		s.lastArrival = t.now()
 		e := ev.End
 		s.end = &e
 		s.endSeq = ev.Seq
