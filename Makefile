@@ -40,7 +40,7 @@ test: vet build
 
 # The reliability and security tests with their figures (README "Reliability").
 reliability:
-	$(GO) test -count=1 -v -run 'Reliability|Security|Flood|Telemetry|Private|Loopback|DeadCollector|RuntimeDoneMissing|NextComesBeforeTheDeadline' ./extension ./internal/e2e 2>&1 | grep -E 'figure:|^(--- |ok|FAIL)'
+	$(GO) test -count=1 -v -run 'Reliability|Security|Flood|Telemetry|Private|Loopback|DeadCollector|RuntimeDoneMissing|NextComesBeforeTheDeadline' ./extension/... ./internal/e2e 2>&1 | grep -E 'figure:|^(--- |ok|FAIL)'
 
 # Layer zips for both architectures (extensions/streamlens), reproducible:
 # the same sources give the same zip bytes.
@@ -60,7 +60,7 @@ generate:
 # "context deadline exceeded" and no crasher (golang/go#75804).
 fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_WIRE)
-	$(GO) test ./extension -run '^$$' -fuzz '^FuzzTelemetryBatch$$' -fuzztime $(FUZZ_TELEMETRY)
+	$(GO) test ./extension/telemetry -run '^$$' -fuzz '^FuzzTelemetryBatch$$' -fuzztime $(FUZZ_TELEMETRY)
 	$(GO) test ./extension/extapi -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZ_EVENT)
 
 clean:
@@ -71,7 +71,7 @@ clean:
 bench:
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./client ./emf | tee out/bench.txt
-	$(GO) test -run '^$$' -bench 'Ingest|Flush50' -benchmem -cpu 1 ./extension | tee -a out/bench.txt
-	$(GO) test -run '^$$' -bench SpanExport -benchtime 20x ./extension | tee -a out/bench.txt
-	$(GO) test -run '^$$' -bench Scenario -benchtime 1x ./extension ./internal/e2e | tee -a out/bench.txt
+	$(GO) test -run '^$$' -bench 'Ingest|Flush50' -benchmem -cpu 1 ./extension/state ./extension/emfsink ./extension/ingest | tee -a out/bench.txt
+	$(GO) test -run '^$$' -bench SpanExport -benchtime 20x ./extension/otlpsink | tee -a out/bench.txt
+	$(GO) test -run '^$$' -bench Scenario -benchtime 1x ./extension/ingest ./internal/e2e | tee -a out/bench.txt
 	@echo; $(GO) run ./cmd/benchreport < out/bench.txt

@@ -12,7 +12,8 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/streamlens/streamlens/extension"
+	"github.com/streamlens/streamlens/extension/config"
+	"github.com/streamlens/streamlens/extension/lifecycle"
 )
 
 func main() {
@@ -35,8 +36,8 @@ func main() {
 		}
 		return
 	}
-	cfg, cfgErr := extension.ConfigFromEnv(os.Getenv, os.Args[0])
-	if err := extension.Run(ctx, cfg, cfgErr, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	cfg, cfgErr := config.FromEnv(os.Getenv, os.Args[0])
+	if err := lifecycle.Run(ctx, cfg, cfgErr, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "streamlens:", err)
 		os.Exit(1)
 	}

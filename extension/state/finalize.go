@@ -1,4 +1,4 @@
-package extension
+package state
 
 import (
 	"sort"
@@ -18,7 +18,7 @@ type Result struct {
 	Time                            time.Time
 	TTFBMs                          float64
 	HasTTFB                         bool
-	Chunks                          []chunkRec
+	Chunks                          []Chunk
 	Delivered, Expected             int64 // Expected -1: unknown
 	Bytes                           int64
 	Truncated                       bool
@@ -37,13 +37,15 @@ type InvocationResult struct {
 	RequestID   string
 	Time        time.Time
 	ColdStart   bool
-	Init        initInfo
-	Done        *runtimeDone
-	Report      *report
+	Init        InitReport
+	InitKnown   bool
+	Done        *RuntimeDone
+	Report      *Report
 	MissingDone bool
 }
 
-func (t *Table) beginInvocation(requestID string, deadline time.Time, tracing string) *invocation {
+// BeginInvocation records an INVOKE that arrived at now.
+func (t *Table) BeginInvocation(requestID string, deadline time.Time, tracing string, now time.Time) {
 	t.invokes++
 	inv := t.invocations[requestID]
 	if inv == nil {
@@ -52,52 +54,67 @@ func (t *Table) beginInvocation(requestID string, deadline time.Time, tracing st
 		t.invOrder = append(t.invOrder, requestID)
 	}
 	t.current = requestID
-	inv.started = t.now()
+	inv.started = now
 	inv.deadline = deadline
 	inv.tracing = tracing
 	inv.coldStart = t.invokes == 1
-	return inv
 }
 
-// streamsOf counts the streams of a request still in the table (seen: not
-// yet flushed), how many are open, and when the last event of an open one
-// arrived.
-func (t *Table) streamsOf(requestID string) (seen, open int, last time.Time) {
+// Progress is what the lifecycle needs to know of an invocation to decide
+// whether to let it go.
+type Progress struct {
+	RuntimeStatus string    // runtimeDone's status; "" until it arrived
+	Seen          int       // its streams not yet flushed
+	Open          int       // of which without their end
+	LastArrival   time.Time // when the last event of an open one arrived
+	FirstChunk    bool      // a payload chunk of one of its streams arrived
+}
+
+// Progress reports on the invocation of requestID.
+func (t *Table) Progress(requestID string) Progress {
+	var p Progress
+	if inv := t.invocations[requestID]; inv != nil && inv.runtimeDone != nil {
+		p.RuntimeStatus = inv.runtimeDone.Status
+	}
 	for _, s := range t.streams {
 		if s.requestID != requestID {
 			continue
 		}
-		seen++
+		p.Seen++
+		if s.payloadChunks > 0 || s.end != nil {
+			p.FirstChunk = true
+		}
 		if s.end == nil {
-			open++
-			if s.lastArrival.After(last) {
-				last = s.lastArrival
+			p.Open++
+			if s.lastArrival.After(p.LastArrival) {
+				p.LastArrival = s.lastArrival
 			}
 		}
 	}
-	return seen, open, last
+	return p
 }
 
 // runtimeFailure is why the invocation of request failed, from its
 // runtimeDone ("" if it did not, or is not known to have).
 func (t *Table) runtimeFailure(requestID string) string {
-	if inv := t.invocations[requestID]; inv != nil && inv.runtimeDone != nil && inv.runtimeDone.status != "success" {
-		return ReasonRuntime + inv.runtimeDone.status
+	if inv := t.invocations[requestID]; inv != nil && inv.runtimeDone != nil && inv.runtimeDone.Status != "success" {
+		return ReasonRuntime + inv.runtimeDone.Status
 	}
 	return ""
 }
 
-// finalize ends invocation inv and returns the streams to flush. failure, if
-// not empty, is why inv did not end normally (runtime status, deadline,
-// shutdown): its open streams are truncated at once. Otherwise an open stream is
-// kept for one more boundary, because its last events may still be in flight
-// (an async sender, a freeze); after that it is truncated as "no-end".
-func (t *Table) finalize(inv *invocation, failure string) []Result {
-	if inv != nil {
+// Finalize ends the invocation of requestID and returns the streams to flush.
+// failure, if not empty, is why it did not end normally (runtime status,
+// deadline, shutdown): its open streams are truncated at once. Otherwise an
+// open stream is kept for one more boundary, because its last events may
+// still be in flight (an async sender, a freeze); after that it is truncated
+// as "no-end".
+func (t *Table) Finalize(requestID, failure string) []Result {
+	if inv := t.invocations[requestID]; inv != nil {
 		inv.ended = true
 	}
 	return t.take(func(s *stream) (string, bool) {
-		if inv != nil && s.requestID == inv.requestID && failure != "" {
+		if s.requestID == requestID && failure != "" {
 			return failure, true
 		}
 		if r := t.runtimeFailure(s.requestID); r != "" {
@@ -112,12 +129,12 @@ func (t *Table) finalize(inv *invocation, failure string) []Result {
 	})
 }
 
-// finalizeEnded flushes what is final without a boundary (Lambda Managed
+// FinalizeEnded flushes what is final without a boundary (Lambda Managed
 // Instances): ended streams, open ones whose invocation failed, and open ones
 // still without end grace after a successful runtimeDone. An invocation whose
 // report arrived is ended, so that its record can go out.
-func (t *Table) finalizeEnded(now time.Time, grace time.Duration) []Result {
-	t.endReported()
+func (t *Table) FinalizeEnded(now time.Time, grace time.Duration) []Result {
+	t.EndReported()
 	out := t.take(func(s *stream) (string, bool) {
 		if r := t.runtimeFailure(s.requestID); r != "" {
 			return r, true
@@ -136,9 +153,9 @@ func (t *Table) finalizeEnded(now time.Time, grace time.Duration) []Result {
 	return out
 }
 
-// endReported ends the invocations the platform reported on (runtimeDone or
+// EndReported ends the invocations the platform reported on (runtimeDone or
 // report), where no INVOKE boundary ends them (Lambda Managed Instances).
-func (t *Table) endReported() {
+func (t *Table) EndReported() {
 	for _, inv := range t.invocations {
 		if inv.report != nil || inv.runtimeDone != nil {
 			inv.ended = true
@@ -146,10 +163,10 @@ func (t *Table) endReported() {
 	}
 }
 
-// finalizeAll flushes every open stream (SHUTDOWN): nothing is carried. A
+// FinalizeAll flushes every open stream (SHUTDOWN): nothing is carried. A
 // stream whose invocation failed (a timeout, a crash: the shutdown of a reset)
 // gets that reason rather than the shutdown's.
-func (t *Table) finalizeAll(reason string) []Result {
+func (t *Table) FinalizeAll(reason string) []Result {
 	return t.take(func(s *stream) (string, bool) {
 		if r := t.runtimeFailure(s.requestID); r != "" {
 			return r, true
@@ -183,11 +200,11 @@ func (t *Table) take(decide func(*stream) (reason string, flush bool)) []Result 
 // so the report of N arrives during N+1 (after the thaw) or later.
 const reportBoundaries = 3
 
-// readyInvocations returns the invocations whose record is complete: ended,
+// ReadyInvocations returns the invocations whose record is complete: ended,
 // and their platform.report arrived or one more boundary passed (the report
 // comes only after the extension itself finished the invocation). all returns
 // every ended one (SHUTDOWN).
-func (t *Table) readyInvocations(all bool) []InvocationResult {
+func (t *Table) ReadyInvocations(all bool) []InvocationResult {
 	var out []InvocationResult
 	keep := t.invOrder[:0]
 	for _, id := range t.invOrder {
@@ -204,7 +221,7 @@ func (t *Table) readyInvocations(all bool) []InvocationResult {
 				Report: inv.report, MissingDone: inv.missingDone}
 			// Every invocation carries the init type of its sandbox (a
 			// dimension of its metrics); only the cold one its duration.
-			r.Init = t.init
+			r.Init, r.InitKnown = t.init, t.initKnown
 			out = append(out, r)
 			delete(t.invocations, id)
 			continue
@@ -222,8 +239,19 @@ func (t *Table) readyInvocations(all bool) []InvocationResult {
 	return out
 }
 
-// takeCounters returns the counters since the last call.
-func (t *Table) takeCounters() Counters {
+// PendingReports reports whether an ended invocation still waits for its
+// platform.report.
+func (t *Table) PendingReports() bool {
+	for _, inv := range t.invocations {
+		if inv.ended && inv.report == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// TakeCounters returns the counters since the last call.
+func (t *Table) TakeCounters() Counters {
 	c := t.counters
 	t.counters = Counters{}
 	return c
@@ -261,9 +289,9 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 	if inv := t.invocations[s.requestID]; inv != nil {
 		r.XRayTrace = inv.tracing
 		if rd := inv.runtimeDone; rd != nil {
-			r.InvocationStatus = rd.status
-			if rd.hasLatency {
-				r.PlatformLatencyMs = rd.responseLatencyMs
+			r.InvocationStatus = rd.Status
+			if rd.HasLatency {
+				r.PlatformLatencyMs = rd.ResponseLatencyMs
 			}
 		}
 	}

@@ -1,30 +1,25 @@
-package extension
+package telemetry
 
 import (
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
+
+	"github.com/streamlens/streamlens/extension/emfsink"
+	"github.com/streamlens/streamlens/extension/state"
 )
 
-func applyBatch(t *Table, b []byte) (bad int) {
-	evs, err := decodeTelemetryBatch(b)
+func applyBatch(t *state.Table, b []byte) (bad int) {
+	evs, bad, err := Decode(b)
 	if err != nil {
 		return 1
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, ev := range evs {
-		if !t.applyTelemetry(ev) {
-			bad++
-		}
-	}
-	return bad
+	return bad + Apply(t, evs, time.Now())
 }
 
 func TestTelemetryJoinsInvocation(t *testing.T) {
-	tb := newTable(10, 10)
-	tb.beginInvocation("r1", time.Now(), "")
+	tb := state.New(10, 10)
+	tb.BeginInvocation("r1", time.Now(), "", time.Now())
 	bad := applyBatch(tb, []byte(`[
 	 {"time":"2026-11-22T20:00:00.000Z","type":"platform.initReport","record":{"initializationType":"provisioned-concurrency","phase":"init","status":"success","metrics":{"durationMs":123.5}}},
 	 {"time":"2026-11-22T20:00:01.000Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"timeout","metrics":{"durationMs":3000,"producedBytes":512},
@@ -37,22 +32,17 @@ func TestTelemetryJoinsInvocation(t *testing.T) {
 	if bad != 2 {
 		t.Errorf("%d items rejected, want 2 (duplicate runtimeDone, bad record)", bad)
 	}
-	inv := tb.invocations["r1"]
-	if inv.runtimeDone == nil || inv.runtimeDone.status != "timeout" || inv.runtimeDone.responseLatencyMs != 12.5 || inv.report.billedDurationMs != 3001 {
-		t.Errorf("%+v %+v", inv.runtimeDone, inv.report)
+	tb.Finalize("r1", "")
+	invs := tb.ReadyInvocations(false)
+	if len(invs) != 1 {
+		t.Fatalf("%d invocation records, want 1 (its report arrived)", len(invs))
 	}
-	if tb.init.initType != "provisioned-concurrency" || tb.init.durationMs != 123.5 {
-		t.Errorf("init %+v", tb.init)
+	inv := invs[0]
+	if inv.Done == nil || inv.Done.Status != "timeout" || inv.Done.ResponseLatencyMs != 12.5 || inv.Report.BilledDurationMs != 3001 {
+		t.Errorf("%+v %+v", inv.Done, inv.Report)
 	}
-}
-
-func TestTelemetryFloodIsBounded(t *testing.T) {
-	tb := newTable(10, 10)
-	for i := 0; i < 10000; i++ {
-		applyBatch(tb, []byte(fmt.Sprintf(`[{"type":"platform.runtimeDone","record":{"requestId":"fake-%d","status":"success"}}]`, i)))
-	}
-	if n := len(tb.invocations); n > maxTelemetryOnly+8 {
-		t.Errorf("%d invocations held after a flood of made-up runtimeDone", n)
+	if !inv.InitKnown || inv.Init.InitType != "provisioned-concurrency" || inv.Init.DurationMs != 123.5 {
+		t.Errorf("init %+v", inv.Init)
 	}
 }
 
@@ -67,15 +57,13 @@ func FuzzTelemetryBatch(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tb := newTable(10, 10)
-		tb.beginInvocation("r", time.Now(), "")
+		tb := state.New(10, 10)
+		tb.BeginInvocation("r", time.Now(), "", time.Now())
 		applyBatch(tb, b)
 		// Whatever arrived, a flush still produces valid EMF.
-		tb.mu.Lock()
-		bt := batch{streams: tb.finalizeAll("shutdown-spindown"), invocations: tb.readyInvocations(true), counters: tb.takeCounters()}
-		tb.mu.Unlock()
-		fl := &flusher{cfg: Config{FunctionName: "f", Namespace: "N", TTFBThreshold: time.Millisecond}, now: time.Now}
-		out, errs := fl.encode(bt)
+		bt := emfsink.Batch{Streams: tb.FinalizeAll("shutdown-spindown"), Invocations: tb.ReadyInvocations(true), Counters: tb.TakeCounters()}
+		enc := emfsink.New(emfsink.Config{FunctionName: "f", Namespace: "N", TTFBThreshold: time.Millisecond})
+		out, errs := enc.Encode(bt, time.Now())
 		if len(errs) > 0 {
 			t.Fatalf("flush after batch %q: %v", b, errs)
 		}

@@ -1,4 +1,4 @@
-package extension
+package otlpsink
 
 import (
 	"io"
@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/streamlens/streamlens/extension/state"
 )
 
 func TestParseTraceParent(t *testing.T) {
@@ -40,19 +42,19 @@ func TestParseXRay(t *testing.T) {
 }
 
 func benchSpanner(b *testing.B, endpoint string) {
-	sp, err := newSpanner(Config{OTLPEndpoint: endpoint, OTLPTimeout: 25 * time.Millisecond, SpanMaxEvents: 128, FunctionName: "pricing"},
+	sp, err := New(Config{Endpoint: endpoint, Timeout: 25 * time.Millisecond, MaxEvents: 128, FunctionName: "pricing"},
 		func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer sp.shutdown()
-	r := Result{QuoteID: "q", RequestID: "r", Time: time.Now(), EndTime: time.Now(), Expected: 50, Delivered: 50}
+	defer sp.Shutdown()
+	r := state.Result{QuoteID: "q", RequestID: "r", Time: time.Now(), EndTime: time.Now(), Expected: 50, Delivered: 50}
 	for i := 0; i < 50; i++ {
-		r.Chunks = append(r.Chunks, chunkRec{inst: "INST", latencyMs: float32(i), seq: uint32(i + 1), bytes: 190})
+		r.Chunks = append(r.Chunks, state.Chunk{Inst: "INST", LatencyMs: float32(i), Seq: uint32(i + 1), Bytes: 190})
 	}
 	start := time.Now()
 	for b.Loop() {
-		_, _ = sp.export([]Result{r}, time.Now().Add(time.Second))
+		_, _ = sp.Export([]state.Result{r}, time.Now().Add(time.Second))
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/flush")
 }

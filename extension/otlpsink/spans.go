@@ -1,4 +1,6 @@
-package extension
+// Package otlpsink turns finished streams into OpenTelemetry spans and
+// exports them over OTLP/HTTP (protobuf) within a time budget.
+package otlpsink
 
 import (
 	"context"
@@ -14,24 +16,37 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/streamlens/streamlens/extension/emfsink"
+	"github.com/streamlens/streamlens/extension/state"
 	"github.com/streamlens/streamlens/internal/xray"
 )
 
-// spanner turns finished streams into OTel spans (the OTel SDK) and exports
-// them over OTLP/HTTP (otlp.go) within the end-of-invocation window.
-type spanner struct {
+// Config is what the exporter needs to know of the extension's
+// configuration.
+type Config struct {
+	Endpoint     string        // the collector's OTLP/HTTP base URL
+	Timeout      time.Duration // the most one export may take
+	FunctionName string
+	MaxEvents    int // chunk events per span
+}
+
+// Exporter turns finished streams into OTel spans (the OTel SDK) and exports
+// them over OTLP/HTTP (otlp.go).
+type Exporter struct {
 	tp        *sdktrace.TracerProvider
 	tracer    trace.Tracer
 	maxEvents int
 	timeout   time.Duration
 }
 
-func newSpanner(cfg Config, getenv func(string) string) (*spanner, error) {
-	u, err := url.Parse(strings.TrimSuffix(cfg.OTLPEndpoint, "/") + "/v1/traces")
+// New returns an exporter for cfg; getenv gives the resource's Lambda
+// attributes.
+func New(cfg Config, getenv func(string) string) (*Exporter, error) {
+	u, err := url.Parse(strings.TrimSuffix(cfg.Endpoint, "/") + "/v1/traces")
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("STREAMLENS_OTLP_ENDPOINT %q: want an http(s) URL", cfg.OTLPEndpoint)
+		return nil, fmt.Errorf("STREAMLENS_OTLP_ENDPOINT %q: want an http(s) URL", cfg.Endpoint)
 	}
-	exp := newOTLPExporter(u.String(), cfg.OTLPTimeout)
+	exp := newOTLPExporter(u.String(), cfg.Timeout)
 	res := resource.NewWithAttributes(semconv.SchemaURL,
 		semconv.ServiceName(cfg.FunctionName),
 		semconv.CloudProviderAWS, semconv.CloudPlatformAWSLambda,
@@ -40,7 +55,7 @@ func newSpanner(cfg Config, getenv func(string) string) (*spanner, error) {
 		semconv.FaaSVersion(getenv("AWS_LAMBDA_FUNCTION_VERSION")),
 	)
 	limits := sdktrace.NewSpanLimits()
-	limits.EventCountLimit = cfg.SpanMaxEvents + 1 // + first_useful_byte
+	limits.EventCountLimit = cfg.MaxEvents + 1 // + first_useful_byte
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithRawSpanLimits(limits),
@@ -49,22 +64,26 @@ func newSpanner(cfg Config, getenv func(string) string) (*spanner, error) {
 		// Exports happen only in ForceFlush, at the invocation boundary; the
 		// batch timer must never fire while the sandbox is about to freeze.
 		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(24*time.Hour), sdktrace.WithMaxExportBatchSize(512),
-			sdktrace.WithMaxQueueSize(4096), sdktrace.WithExportTimeout(cfg.OTLPTimeout)),
+			sdktrace.WithMaxQueueSize(4096), sdktrace.WithExportTimeout(cfg.Timeout)),
 	)
-	return &spanner{tp: tp, tracer: tp.Tracer("github.com/streamlens/streamlens/extension"),
-		maxEvents: cfg.SpanMaxEvents, timeout: cfg.OTLPTimeout}, nil
+	return &Exporter{tp: tp, tracer: tp.Tracer("github.com/streamlens/streamlens/extension"),
+		maxEvents: cfg.MaxEvents, timeout: cfg.Timeout}, nil
 }
 
 // spanBatch bounds how many spans exist in memory at once: a flush of many
 // streams is recorded and exported in batches, not built whole first.
 const spanBatch = 64
 
-// export records and sends the spans of a flush, all within one OTLP timeout
+// Export records and sends the spans of a flush, all within one OTLP timeout
 // and by until (the invocation's deadline comes first). Spans of batches that
 // no longer fit are not built; it returns how many streams got no span, and
 // the first export error.
-func (s *spanner) export(results []Result, until time.Time) (skipped int, err error) {
-	ctx, cancel := context.WithDeadline(context.Background(), earlier(until, time.Now().Add(s.timeout)))
+func (s *Exporter) Export(results []state.Result, until time.Time) (skipped int, err error) {
+	deadline := time.Now().Add(s.timeout)
+	if until.Before(deadline) {
+		deadline = until
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	for i := 0; i < len(results); i += spanBatch {
 		if ctx.Err() != nil {
@@ -80,7 +99,8 @@ func (s *spanner) export(results []Result, until time.Time) (skipped int, err er
 	return 0, err
 }
 
-func (s *spanner) shutdown() {
+// Shutdown stops the SDK, exporting what it still holds within the timeout.
+func (s *Exporter) Shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	_ = s.tp.Shutdown(ctx)
@@ -88,7 +108,7 @@ func (s *spanner) shutdown() {
 
 // parent is the stream's parent: the traceparent the function sent, else the
 // INVOKE event's X-Ray header, else none (a new root).
-func parent(r Result) (trace.SpanContext, string) {
+func parent(r state.Result) (trace.SpanContext, string) {
 	if sc, ok := parseTraceParent(r.TraceParent); ok {
 		return sc, "traceparent"
 	}
@@ -101,7 +121,7 @@ func parent(r Result) (trace.SpanContext, string) {
 	return trace.SpanContext{}, "root"
 }
 
-func (s *spanner) span(r Result) {
+func (s *Exporter) span(r state.Result) {
 	ctx := context.Background()
 	sc, source := parent(r)
 	if sc.IsValid() {
@@ -148,14 +168,14 @@ func (s *spanner) span(r Result) {
 	}
 	for _, c := range r.Chunks[:kept] {
 		at := r.Time
-		if c.latencyMs >= 0 {
-			at = r.Time.Add(msDuration(ms64(c.latencyMs)))
+		if c.LatencyMs >= 0 {
+			at = r.Time.Add(msDuration(emfsink.Ms(c.LatencyMs)))
 		}
 		sp.AddEvent("chunk", trace.WithTimestamp(at), trace.WithAttributes(
-			attribute.String("streamlens.instrument", c.inst),
-			attribute.Int64("streamlens.seq", int64(c.seq)),
-			attribute.Int64("streamlens.bytes", int64(c.bytes)),
-			attribute.Float64("streamlens.offset_ms", max(0, ms64(c.latencyMs)))))
+			attribute.String("streamlens.instrument", c.Inst),
+			attribute.Int64("streamlens.seq", int64(c.Seq)),
+			attribute.Int64("streamlens.bytes", int64(c.Bytes)),
+			attribute.Float64("streamlens.offset_ms", max(0, emfsink.Ms(c.LatencyMs)))))
 	}
 	if r.Truncated {
 		sp.SetStatus(codes.Error, "stream truncated: "+r.Reason)

@@ -1,9 +1,13 @@
-package extension
+// Package state is streamlens's stream state machine: it turns decoded events
+// from the function and platform events from the Telemetry API into finished
+// streams and invocations. It is pure: no I/O, no locks, no clock of its own
+// (every method that needs the time is given it), so the lifecycle, the
+// listeners and the sinks around it stay thin and it can be tested exactly.
+package state
 
 import (
 	"errors"
 	"math"
-	"sync"
 	"time"
 
 	"github.com/streamlens/streamlens/protocol"
@@ -19,14 +23,14 @@ const (
 	ReasonEvicted  = "evicted"
 )
 
-// chunkRec is one chunk as kept until the flush: 32 bytes, times in float32
+// Chunk is one chunk as kept until the flush: 32 bytes, times in float32
 // milliseconds (µs precision up to hours), the instrument name interned.
-type chunkRec struct {
-	inst       string
-	latencyMs  float32 // -1: unknown (no start)
-	intervalMs float32
-	seq        uint32
-	bytes      uint32
+type Chunk struct {
+	Inst       string
+	LatencyMs  float32 // -1: unknown (no start)
+	IntervalMs float32 // -1: unknown
+	Seq        uint32
+	Bytes      uint32
 }
 
 // stream is the state of one quote stream, keyed by request id and quote id
@@ -40,7 +44,7 @@ type stream struct {
 	expected           int64
 	traceParent        string
 	bundleID, clientID string
-	chunks             []chunkRec
+	chunks             []Chunk
 	payloadChunks      int64
 	payloadBytes       int64
 	chunkEventsOverCap int64
@@ -71,40 +75,17 @@ type invocation struct {
 	started     time.Time
 	deadline    time.Time
 	coldStart   bool
-	runtimeDone *runtimeDone
+	runtimeDone *RuntimeDone
 	doneAt      time.Time // when runtimeDone arrived (extension clock)
-	report      *report
+	report      *Report
 	boundaries  int // flush boundaries passed since it ended
 	ended       bool
 	missingDone bool // runtimeDone never came within the wait
 }
 
-type runtimeDone struct {
-	status             string
-	durationMs         float64
-	producedBytes      float64
-	responseLatencyMs  float64
-	responseDurationMs float64
-	hasLatency         bool
-	hasDuration        bool
-}
-
-type report struct {
-	durationMs       float64
-	billedDurationMs float64
-	maxMemoryUsedMB  float64
-	memorySizeMB     float64
-}
-
 type fifoEntry struct {
 	id  string
 	seq uint64
-}
-
-type initInfo struct {
-	initType   string
-	durationMs float64
-	known      bool
 }
 
 // Counters are extension-wide, reported as deltas at every flush.
@@ -127,11 +108,28 @@ type Counters struct {
 	Implausible          int64 // times or sequence numbers no real stream has (skewed clock, forged seq): ignored
 }
 
-// Table holds all stream and invocation state. One mutex guards it and the
-// socket reads that feed it (see ingest.go): a read and its application are one
-// step, so "socket empty" under the lock means "everything sent is applied".
+func (c *Counters) add(d Counters) {
+	c.Malformed += d.Malformed
+	c.Oversized += d.Oversized
+	c.LateEvents += d.LateEvents
+	c.DuplicateEnd += d.DuplicateEnd
+	c.Evicted += d.Evicted
+	c.BadTelemetry += d.BadTelemetry
+	c.NoRuntimeDone += d.NoRuntimeDone
+	c.SpanExportErr += d.SpanExportErr
+	c.Events += d.Events
+	c.DroppedEMF += d.DroppedEMF
+	c.TelemetryUnavailable += d.TelemetryUnavailable
+	c.DuplicateEvents += d.DuplicateEvents
+	c.MissingStart += d.MissingStart
+	c.Implausible += d.Implausible
+}
+
+// Table holds all stream and invocation state. It is not safe for concurrent
+// use: the lifecycle guards it with one lock, under which the socket reader
+// also reads (a read and its application are one step, so "socket empty"
+// under the lock means "everything sent is applied").
 type Table struct {
-	mu          sync.Mutex
 	streams     map[string]*stream
 	flushed     map[string]struct{} // recently flushed quote ids, to count late events
 	flushedFIFO []string
@@ -142,17 +140,18 @@ type Table struct {
 	names       map[string]string // interned instrument names
 	current     string            // request id of the invocation in progress
 	telemetry   bool              // subscribed: platform events are expected
-	init        initInfo
+	init        InitReport
+	initKnown   bool
 	invokes     int64
 	arrivals    uint64
 	counters    Counters
 	maxOpen     int
 	maxChunks   int
-	changed     chan struct{}
-	now         func() time.Time
 }
 
-func newTable(maxOpen, maxChunks int) *Table {
+// New returns an empty table that keeps at most maxOpen open streams per
+// invocation (4× that in all) and maxChunks chunk records per stream.
+func New(maxOpen, maxChunks int) *Table {
 	return &Table{
 		streams:     make(map[string]*stream),
 		flushed:     make(map[string]struct{}),
@@ -161,38 +160,39 @@ func newTable(maxOpen, maxChunks int) *Table {
 		names:       make(map[string]string),
 		maxOpen:     maxOpen,
 		maxChunks:   maxChunks,
-		changed:     make(chan struct{}, 1),
-		now:         time.Now,
 	}
 }
 
-// notify wakes a flush that is waiting for state to change.
-func (t *Table) notify() {
-	select {
-	case t.changed <- struct{}{}:
-	default:
-	}
-}
+// SetTelemetry says whether platform events are expected (the subscription
+// succeeded): without them an invocation record lacking runtimeDone is no
+// loss worth counting.
+func (t *Table) SetTelemetry(on bool) { t.telemetry = on }
 
-// applyDatagram decodes and applies one datagram; t.mu must be held. size is
+// Telemetry reports whether platform events are expected.
+func (t *Table) Telemetry() bool { return t.telemetry }
+
+// Count adds c to the counters of the next flush (problems seen outside the
+// table: telemetry the listener could not read, failed exports, …).
+func (t *Table) Count(c Counters) { t.counters.add(c) }
+
+// ApplyDatagram decodes and applies one datagram that arrived at now. size is
 // the datagram's real length, which may exceed len(b) when it was truncated on
 // read.
-func (t *Table) applyDatagram(b []byte, size int) {
+func (t *Table) ApplyDatagram(b []byte, size int, now time.Time) {
 	if size > protocol.MaxDatagram {
 		t.counters.Oversized++
 		t.counters.Malformed++
 		return
 	}
-	protocol.Decode(b, t.apply, func(err error) {
+	protocol.Decode(b, func(ev *protocol.Event) { t.apply(ev, now) }, func(err error) {
 		t.counters.Malformed++
 		if errors.Is(err, protocol.ErrOversized) {
 			t.counters.Oversized++
 		}
 	})
-	t.notify()
 }
 
-func (t *Table) apply(ev *protocol.Event) {
+func (t *Table) apply(ev *protocol.Event, now time.Time) {
 	t.counters.Events++
 	key := streamKey(ev.RequestID, ev.StreamID)
 	s := t.streams[key]
@@ -201,7 +201,7 @@ func (t *Table) apply(ev *protocol.Event) {
 			t.counters.LateEvents++
 			return
 		}
-		s = t.open(key, ev.StreamID, ev.RequestID)
+		s = t.open(key, ev.StreamID, ev.RequestID, now)
 	}
 	if s.end != nil && !reordered(s, ev) {
 		if ev.Kind == protocol.KindEnd {
@@ -216,7 +216,7 @@ func (t *Table) apply(ev *protocol.Event) {
 		return
 	}
 	s.events++
-	s.lastArrival = t.now()
+	s.lastArrival = now
 	switch ev.Kind {
 	case protocol.KindStart:
 		s.hasStart = true
@@ -243,12 +243,12 @@ func (t *Table) apply(ev *protocol.Event) {
 				s.firstUsefulNs = ev.TimeNs
 			}
 			if len(s.chunks) < t.maxChunks {
-				rec := chunkRec{inst: t.intern(c.Instrument), latencyMs: -1, intervalMs: -1, seq: ev.Seq, bytes: uint32(min(c.Bytes, math.MaxUint32))}
+				rec := Chunk{Inst: t.intern(c.Instrument), LatencyMs: -1, IntervalMs: -1, Seq: ev.Seq, Bytes: uint32(min(c.Bytes, math.MaxUint32))}
 				if s.hasStart {
-					rec.latencyMs = t.plausibleMs(s.startNs, ev.TimeNs)
+					rec.LatencyMs = t.plausibleMs(s.startNs, ev.TimeNs)
 				}
 				if s.lastNs != 0 {
-					rec.intervalMs = t.plausibleMs(s.lastNs, ev.TimeNs)
+					rec.IntervalMs = t.plausibleMs(s.lastNs, ev.TimeNs)
 				}
 				s.chunks = append(s.chunks, rec)
 			} else {
@@ -342,7 +342,7 @@ func msBetween(fromNs, toNs int64) float64 {
 // cap; its oldest stream is evicted first) and 4×maxOpen in all, where the
 // oldest stream of another request than the current invocation goes first, so
 // a flood under made-up request ids cannot push out a real stream.
-func (t *Table) open(key, id, requestID string) *stream {
+func (t *Table) open(key, id, requestID string, now time.Time) *stream {
 	if t.byReq[requestID] >= t.maxOpen {
 		t.evictOldest(func(s *stream) bool { return s.requestID == requestID })
 	}
@@ -352,7 +352,6 @@ func (t *Table) open(key, id, requestID string) *stream {
 		}
 	}
 	t.arrivals++
-	now := t.now()
 	s := &stream{key: key, id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
 	t.streams[key] = s
 	t.byReq[requestID]++

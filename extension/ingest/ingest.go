@@ -1,4 +1,6 @@
-package extension
+// Package ingest reads the function's event datagrams (UDP or unix datagram
+// socket) and hands each to an apply function, under the caller's lock.
+package ingest
 
 import (
 	"errors"
@@ -6,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -15,18 +18,24 @@ import (
 	"github.com/streamlens/streamlens/protocol"
 )
 
-// ingest reads datagrams from the function and applies them to the table.
-type ingest struct {
+// Socket reads datagrams from the function and applies them. Every read and
+// its application happen under mu, as one step: "the socket is empty" under
+// mu then means "everything sent before is applied".
+type Socket struct {
 	conn  net.PacketConn
 	rc    syscall.RawConn
 	fd    int
-	table *Table
+	mu    sync.Locker
+	apply func(b []byte, size int)
 	rbuf  []byte // reader goroutine's buffer
 	dbuf  []byte // drain's buffer (drain runs on another goroutine)
 	done  chan struct{}
 }
 
-func listenIngest(a protocol.Addr, t *Table) (*ingest, error) {
+// Listen binds a and starts the reader goroutine. apply gets each datagram
+// (b, valid until it returns) and its real size, which exceeds len(b) when
+// the datagram was longer than protocol.MaxDatagram; it runs with mu held.
+func Listen(a protocol.Addr, mu sync.Locker, apply func(b []byte, size int)) (*Socket, error) {
 	var pc net.PacketConn
 	var err error
 	switch a.Network {
@@ -59,7 +68,7 @@ func listenIngest(a protocol.Addr, t *Table) (*ingest, error) {
 		pc.Close()
 		return nil, err
 	}
-	in := &ingest{conn: pc, rc: rc, table: t, rbuf: make([]byte, protocol.MaxDatagram), dbuf: make([]byte, protocol.MaxDatagram), done: make(chan struct{})}
+	in := &Socket{conn: pc, rc: rc, mu: mu, apply: apply, rbuf: make([]byte, protocol.MaxDatagram), dbuf: make([]byte, protocol.MaxDatagram), done: make(chan struct{})}
 	_ = rc.Control(func(fd uintptr) {
 		in.fd = int(fd)
 		// A bigger receive buffer absorbs a burst while the extension is busy
@@ -71,7 +80,7 @@ func listenIngest(a protocol.Addr, t *Table) (*ingest, error) {
 }
 
 // LocalAddr is the bound address (useful with port 0).
-func (in *ingest) LocalAddr() net.Addr { return in.conn.LocalAddr() }
+func (in *Socket) LocalAddr() net.Addr { return in.conn.LocalAddr() }
 
 // recv reads one datagram without blocking. n is the datagram's real length
 // (MSG_TRUNC), which can exceed len(buf).
@@ -88,15 +97,14 @@ func recv(fd int, buf []byte) (int, error) {
 
 // run is the reader goroutine. It reads and applies under the table lock, one
 // datagram at a time, and waits in the runtime poller when the socket is empty.
-func (in *ingest) run() {
+func (in *Socket) run() {
 	defer close(in.done)
-	t := in.table
 	_ = in.rc.Read(func(fd uintptr) bool {
 		for {
-			t.mu.Lock()
+			in.mu.Lock()
 			n, err := recv(int(fd), in.rbuf)
 			if err != nil {
-				t.mu.Unlock()
+				in.mu.Unlock()
 				if err == unix.EINTR {
 					continue
 				}
@@ -104,37 +112,37 @@ func (in *ingest) run() {
 				// closed socket ends rc.Read itself.
 				return false
 			}
-			t.applyDatagram(in.rbuf[:min(n, len(in.rbuf))], n)
-			t.mu.Unlock()
+			in.apply(in.rbuf[:min(n, len(in.rbuf))], n)
+			in.mu.Unlock()
 		}
 	})
 }
 
-// drain applies the datagrams already in the socket, until it is empty or
+// Drain applies the datagrams already in the socket, until it is empty or
 // until passes. When it returns early the rest is read by the reader
 // goroutine; when it returns because the socket is empty, every event sent
 // before the call has been applied (loopback delivery completes inside the
 // sender's sendto). The lock is taken per datagram, so the telemetry listener
 // and the reader are never shut out by a flood.
-func (in *ingest) drain(until time.Time) {
-	t := in.table
+func (in *Socket) Drain(until time.Time) {
 	for i := 0; ; i++ {
 		if i%64 == 63 && !time.Now().Before(until) {
 			return
 		}
-		t.mu.Lock()
+		in.mu.Lock()
 		n, err := recv(in.fd, in.dbuf)
 		if err == nil {
-			t.applyDatagram(in.dbuf[:min(n, len(in.dbuf))], n)
+			in.apply(in.dbuf[:min(n, len(in.dbuf))], n)
 		}
-		t.mu.Unlock()
+		in.mu.Unlock()
 		if err != nil && err != unix.EINTR {
 			return
 		}
 	}
 }
 
-func (in *ingest) close() {
+// Close closes the socket and waits for the reader goroutine.
+func (in *Socket) Close() {
 	in.conn.Close()
 	<-in.done
 }

@@ -1,8 +1,9 @@
-package extension
+package state
 
 import (
+	"fmt"
+	"math"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,9 +22,7 @@ func newSender(t *Table, id, req string) *sender {
 }
 
 func (s *sender) send(b []byte) {
-	s.t.mu.Lock()
-	s.t.applyDatagram(b, len(b))
-	s.t.mu.Unlock()
+	s.t.ApplyDatagram(b, len(b), time.Now())
 }
 
 func (s *sender) start(exp int64) {
@@ -42,14 +41,12 @@ func (s *sender) end(delivered, exp int64, st protocol.Status) {
 }
 
 func finalize(t *Table, req, failure string) []Result {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	inv := t.invocationFor(req)
-	return t.finalize(inv, failure)
+	t.invocationFor(req)
+	return t.Finalize(req, failure)
 }
 
 func TestCompleteStreamMetrics(t *testing.T) {
-	tb := newTable(10, 100)
+	tb := New(10, 100)
 	s := newSender(tb, "q1", "r1")
 	s.start(3)
 	s.chunk("ERR", 2, protocol.FlagError)
@@ -68,15 +65,15 @@ func TestCompleteStreamMetrics(t *testing.T) {
 	}
 	var lat, intv []float64
 	for _, c := range r.Chunks {
-		lat, intv = append(lat, ms64(c.latencyMs)), append(intv, ms64(c.intervalMs))
+		lat, intv = append(lat, ms(c.LatencyMs)), append(intv, ms(c.IntervalMs))
 	}
-	if len(r.Chunks) != 3 || lat[1] != 5 || intv[1] != 3 || intv[2] != 4 || r.Chunks[1].inst != "AAPL" {
+	if len(r.Chunks) != 3 || lat[1] != 5 || intv[1] != 3 || intv[2] != 4 || r.Chunks[1].Inst != "AAPL" {
 		t.Errorf("chunks %+v", r.Chunks)
 	}
 }
 
 func TestTTFBFallsBackToFirstPayloadChunk(t *testing.T) {
-	tb := newTable(10, 100)
+	tb := New(10, 100)
 	s := newSender(tb, "q1", "r1")
 	s.start(-1)
 	s.chunk("X", 4, protocol.FlagError)
@@ -100,7 +97,7 @@ func TestTruncationReasons(t *testing.T) {
 		{"runtime timeout, no end", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, "runtime-timeout", "runtime-timeout"},
 	}
 	for _, c := range cases {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		c.run(newSender(tb, "q", "r"))
 		rs := finalize(tb, "r", c.failure)
 		if len(rs) != 1 || !rs[0].Truncated || rs[0].Reason != c.reason {
@@ -112,7 +109,7 @@ func TestTruncationReasons(t *testing.T) {
 // A stream of a successful invocation with no end yet is carried one boundary:
 // its end may still be in flight and is attributed by request id.
 func TestOpenStreamCarriedThenAttributedByRequestID(t *testing.T) {
-	tb := newTable(10, 100)
+	tb := New(10, 100)
 	s := newSender(tb, "q1", "r1")
 	s.start(2)
 	s.chunk("A", 1, 0)
@@ -137,7 +134,7 @@ func TestOpenStreamCarriedThenAttributedByRequestID(t *testing.T) {
 }
 
 func TestLateDuplicateAndForgedEvents(t *testing.T) {
-	tb := newTable(10, 100)
+	tb := New(10, 100)
 	s := newSender(tb, "q1", "r1")
 	s.start(1)
 	s.chunk("A", 1, 0)
@@ -149,14 +146,14 @@ func TestLateDuplicateAndForgedEvents(t *testing.T) {
 		t.Fatalf("%+v", rs)
 	}
 	s.chunk("A", 3, 0) // after flush: late
-	c := tb.takeCounters()
+	c := tb.TakeCounters()
 	if c.DuplicateEnd != 1 || c.LateEvents != 1 {
 		t.Errorf("counters %+v", c)
 	}
 }
 
 func TestSequenceGapCountsAsDropped(t *testing.T) {
-	tb := newTable(10, 100)
+	tb := New(10, 100)
 	s := newSender(tb, "q1", "r1")
 	s.start(4)
 	s.chunk("A", 1, 0)
@@ -170,7 +167,7 @@ func TestSequenceGapCountsAsDropped(t *testing.T) {
 }
 
 func TestOpenStreamCapEvictsOldest(t *testing.T) {
-	tb := newTable(3, 100)
+	tb := New(3, 100)
 	for i := 0; i < 10; i++ {
 		newSender(tb, "q"+string(rune('0'+i)), "r1").start(1)
 	}
@@ -182,18 +179,18 @@ func TestOpenStreamCapEvictsOldest(t *testing.T) {
 			t.Errorf("newest stream %s evicted", id)
 		}
 	}
-	if c := tb.takeCounters(); c.Evicted != 7 {
+	if c := tb.TakeCounters(); c.Evicted != 7 {
 		t.Errorf("evicted %d", c.Evicted)
 	}
 	// Events of an evicted stream are late, not a resurrection.
 	newSender(tb, "q0", "r1").chunk("A", 1, 0)
-	if tb.streams[streamKey("r1", "q0")] != nil || tb.takeCounters().LateEvents != 1 {
+	if tb.streams[streamKey("r1", "q0")] != nil || tb.TakeCounters().LateEvents != 1 {
 		t.Error("evicted stream came back")
 	}
 }
 
 func TestChunkCapKeepsCountsExact(t *testing.T) {
-	tb := newTable(10, 5)
+	tb := New(10, 5)
 	s := newSender(tb, "q1", "r1")
 	s.start(20)
 	for i := int64(0); i < 20; i++ {
@@ -207,99 +204,61 @@ func TestChunkCapKeepsCountsExact(t *testing.T) {
 }
 
 func TestMalformedAndOversizedCounted(t *testing.T) {
-	tb := newTable(10, 100)
+	tb := New(10, 100)
 	s := newSender(tb, "q1", "r1")
 	s.send([]byte("garbage\nsl1 chunk q1 r1 1 5 bytes=1\n"))
-	tb.mu.Lock()
-	tb.applyDatagram(make([]byte, 100), protocol.MaxDatagram+1)
-	tb.mu.Unlock()
-	c := tb.takeCounters()
+	tb.ApplyDatagram(make([]byte, 100), protocol.MaxDatagram+1, time.Now())
+	c := tb.TakeCounters()
 	if c.Malformed != 3 || c.Oversized != 1 || len(tb.streams) != 0 {
 		t.Errorf("counters %+v streams %d", c, len(tb.streams))
 	}
 }
 
 func TestIntegrity(t *testing.T) {
-	tb := newTable(10, 100)
+	tb := New(10, 100)
 	h := protocol.Header{StreamID: "q", RequestID: "r", TimeNs: t0}
 	e := protocol.End{Delivered: 0, Status: protocol.StatusComplete, HasSHA256: true, HasDeclared: true}
 	e.Declared[0] = 1
-	tb.mu.Lock()
 	b := protocol.AppendStart(nil, h, protocol.Start{Expected: -1})
 	h.Seq = 1
 	b = protocol.AppendEnd(b, h, e)
-	tb.applyDatagram(b, len(b))
-	tb.mu.Unlock()
+	tb.ApplyDatagram(b, len(b), time.Now())
 	if r := finalize(tb, "r", "")[0]; r.Integrity != 1 {
 		t.Errorf("integrity %d, want mismatch", r.Integrity)
 	}
 }
 
 func TestReadyInvocationsWaitForReport(t *testing.T) {
-	tb := newTable(10, 100)
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	inv := tb.beginInvocation("r1", time.Now(), "")
-	tb.finalize(inv, "")
-	if got := tb.readyInvocations(false); len(got) != 0 {
+	tb := New(10, 100)
+	tb.BeginInvocation("r1", time.Now(), "", time.Now())
+	tb.Finalize("r1", "")
+	if got := tb.ReadyInvocations(false); len(got) != 0 {
 		t.Fatalf("emitted before its report: %+v", got)
 	}
-	tb.invocationFor("r1").report = &report{billedDurationMs: 12}
-	got := tb.readyInvocations(false)
+	tb.invocationFor("r1").report = &Report{BilledDurationMs: 12}
+	got := tb.ReadyInvocations(false)
 	if len(got) != 1 || !got[0].ColdStart || got[0].Report == nil {
 		t.Fatalf("%+v", got)
 	}
-	inv2 := tb.beginInvocation("r2", time.Now(), "")
-	tb.finalize(inv2, "")
+	tb.BeginInvocation("r2", time.Now(), "", time.Now())
+	tb.Finalize("r2", "")
 	tb.telemetry = true
 	for i := 0; i < reportBoundaries; i++ {
-		if got := tb.readyInvocations(false); len(got) != 0 {
+		if got := tb.ReadyInvocations(false); len(got) != 0 {
 			t.Fatalf("boundary %d: emitted while its report may still come: %+v", i, got)
 		}
 	}
-	got = tb.readyInvocations(false) // the boundaries are up: emitted without report
+	got = tb.ReadyInvocations(false) // the boundaries are up: emitted without report
 	if len(got) != 1 || got[0].ColdStart || got[0].Report != nil || !got[0].MissingDone || tb.counters.NoRuntimeDone != 1 {
 		t.Fatalf("%+v", got)
-	}
-}
-
-func TestConfigErrorsNameTheVariable(t *testing.T) {
-	env := map[string]string{
-		"AWS_LAMBDA_RUNTIME_API":       "127.0.0.1:9001",
-		"STREAMLENS_ADDR":              "nonsense",
-		"STREAMLENS_TTFB_THRESHOLD_MS": "-3",
-		"STREAMLENS_TELEMETRY":         "maybe",
-	}
-	_, err := ConfigFromEnv(func(k string) string { return env[k] }, "/opt/extensions/streamlens")
-	if err == nil {
-		t.Fatal("accepted")
-	}
-	for _, v := range []string{"STREAMLENS_ADDR", "STREAMLENS_TTFB_THRESHOLD_MS", "STREAMLENS_TELEMETRY"} {
-		if !strings.Contains(err.Error(), v) {
-			t.Errorf("error %q does not name %s", err, v)
-		}
-	}
-	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_ADDR": "10.0.0.5:8126"}
-	if _, err := ConfigFromEnv(func(k string) string { return env[k] }, "streamlens"); err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Errorf("non-loopback address: %v", err)
-	}
-	env["STREAMLENS_ALLOW_NON_LOOPBACK"] = "on"
-	if _, err := ConfigFromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil {
-		t.Errorf("explicit override refused: %v", err)
-	}
-	c, err := ConfigFromEnv(func(k string) string { return map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1"}[k] }, "/opt/extensions/streamlens")
-	if err != nil || c.Name != "streamlens" || c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry {
-		t.Errorf("defaults %+v %v", c, err)
 	}
 }
 
 // A flood of starts under made-up request ids never evicts the real
 // invocation's stream, and memory stays within the caps.
 func TestFloodUnderOtherRequestIDsSparesTheRealStream(t *testing.T) {
-	tb := newTable(16, 100)
-	tb.mu.Lock()
-	tb.beginInvocation("real", time.Now(), "")
-	tb.mu.Unlock()
+	tb := New(16, 100)
+	tb.BeginInvocation("real", time.Now(), "", time.Now())
 	real := newSender(tb, "q-real", "real")
 	real.start(2)
 	real.chunk("A", 1, 0)
@@ -321,7 +280,7 @@ func TestFloodUnderOtherRequestIDsSparesTheRealStream(t *testing.T) {
 	if got == nil || got.Truncated || got.Delivered != 2 {
 		t.Fatalf("real stream lost or damaged: %+v", got)
 	}
-	if c := tb.takeCounters(); c.Evicted < 5000-4*16 {
+	if c := tb.TakeCounters(); c.Evicted < 5000-4*16 {
 		t.Errorf("evicted %d", c.Evicted)
 	}
 }
@@ -330,7 +289,7 @@ func TestFloodUnderOtherRequestIDsSparesTheRealStream(t *testing.T) {
 // case counted.
 func TestProtocolEdgeCases(t *testing.T) {
 	t.Run("end before start", func(t *testing.T) {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		s := newSender(tb, "q1", "r1")
 		s.h.Seq = 2
 		s.h.TimeNs = t0 + 9e6
@@ -345,7 +304,7 @@ func TestProtocolEdgeCases(t *testing.T) {
 		}
 	})
 	t.Run("duplicate chunk cannot hide a lost one", func(t *testing.T) {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		s := newSender(tb, "q1", "r1")
 		s.start(3)
 		s.chunk("A", 1, 0)
@@ -354,26 +313,25 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.chunk("C", 3, 0)
 		s.end(3, 3, protocol.StatusComplete)
 		r := finalize(tb, "r1", "")[0]
-		if r.Dropped != 1 || len(r.Chunks) != 2 || tb.takeCounters().DuplicateEvents != 1 {
+		if r.Dropped != 1 || len(r.Chunks) != 2 || tb.TakeCounters().DuplicateEvents != 1 {
 			t.Errorf("dropped %d, %d chunks kept: %+v", r.Dropped, len(r.Chunks), r)
 		}
 	})
 	t.Run("stream id first seen under another request id", func(t *testing.T) {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		newSender(tb, "q1", "r-forged").chunk("X", 1, 0) // arrives first
 		s := newSender(tb, "q1", "r1")
 		s.start(1)
 		s.chunk("A", 1, 0)
 		s.end(1, 1, protocol.StatusComplete)
-		tb.mu.Lock()
-		rs := tb.finalize(tb.beginInvocation("r1", time.Now().Add(time.Second), ""), "")
-		tb.mu.Unlock()
+		tb.BeginInvocation("r1", time.Now().Add(time.Second), "", time.Now())
+		rs := tb.Finalize("r1", "")
 		if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Truncated {
 			t.Errorf("the real stream: %+v", rs)
 		}
 	})
 	t.Run("quote id reused in a later invocation", func(t *testing.T) {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		for _, req := range []string{"r1", "r2"} {
 			s := newSender(tb, "q-same", req)
 			s.start(1)
@@ -383,43 +341,56 @@ func TestProtocolEdgeCases(t *testing.T) {
 				t.Errorf("%s: %+v", req, rs)
 			}
 		}
-		if c := tb.takeCounters(); c.LateEvents != 0 {
+		if c := tb.TakeCounters(); c.LateEvents != 0 {
 			t.Errorf("the second invocation's stream was taken for late events: %+v", c)
 		}
 	})
 	t.Run("forged seq 2^32-1", func(t *testing.T) {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		s := newSender(tb, "q1", "r1")
 		s.start(1)
 		s.chunk("A", 1, 0)
 		s.h.Seq = 1<<32 - 2
 		s.end(1, 1, protocol.StatusComplete)
 		r := finalize(tb, "r1", "")[0]
-		if r.Dropped != 0 || r.Truncated || tb.takeCounters().Implausible != 1 {
+		if r.Dropped != 0 || r.Truncated || tb.TakeCounters().Implausible != 1 {
 			t.Errorf("dropped %d: %+v", r.Dropped, r)
 		}
 	})
 	t.Run("start skewed by years", func(t *testing.T) {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		s := newSender(tb, "q1", "r1")
 		s.h.TimeNs = t0 - 20*365*24*int64(time.Hour) // within the wire format's 2000–2100
 		s.start(1)
 		s.chunk("A", 1, 0)
 		s.end(1, 1, protocol.StatusComplete)
 		r := finalize(tb, "r1", "")[0]
-		if r.HasTTFB || r.Truncated || r.Chunks[0].latencyMs != -1 || tb.takeCounters().Implausible == 0 {
-			t.Errorf("TTFB %v (has %v), latency %v: %+v", r.TTFBMs, r.HasTTFB, r.Chunks[0].latencyMs, r)
+		if r.HasTTFB || r.Truncated || r.Chunks[0].LatencyMs != -1 || tb.TakeCounters().Implausible == 0 {
+			t.Errorf("TTFB %v (has %v), latency %v: %+v", r.TTFBMs, r.HasTTFB, r.Chunks[0].LatencyMs, r)
 		}
 	})
 	t.Run("lost start", func(t *testing.T) {
-		tb := newTable(10, 100)
+		tb := New(10, 100)
 		s := newSender(tb, "q1", "r1") // start never sent
 		s.chunk("A", 1, 0)
 		s.chunk("B", 2, 0)
 		s.end(2, 2, protocol.StatusComplete)
 		r := finalize(tb, "r1", "")[0]
-		if r.Truncated || r.HasTTFB || r.Delivered != 2 || r.Expected != 2 || r.Dropped != 1 || tb.takeCounters().MissingStart != 1 {
+		if r.Truncated || r.HasTTFB || r.Delivered != 2 || r.Expected != 2 || r.Dropped != 1 || tb.TakeCounters().MissingStart != 1 {
 			t.Errorf("%+v", r)
 		}
 	})
+}
+
+// ms widens a kept chunk time as the sinks do, rounded to the microsecond.
+func ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
+
+func TestTelemetryFloodIsBounded(t *testing.T) {
+	tb := New(10, 10)
+	for i := 0; i < 10000; i++ {
+		tb.ApplyRuntimeDone(RuntimeDone{RequestID: fmt.Sprintf("fake-%d", i), Status: "success"}, time.Now())
+	}
+	if n := len(tb.invocations); n > maxTelemetryOnly+8 {
+		t.Errorf("%d invocations held after a flood of made-up runtimeDone", n)
+	}
 }

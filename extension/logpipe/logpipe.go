@@ -1,4 +1,6 @@
-package extension
+// Package logpipe writes to Lambda's log pipe (stdout, stderr) without ever
+// blocking the caller: bounded in memory, drained by its own goroutine.
+package logpipe
 
 import (
 	"io"
@@ -6,14 +8,14 @@ import (
 	"time"
 )
 
-// logWriter writes EMF lines to stdout from its own goroutine. Lambda's
+// Writer writes EMF lines to stdout from its own goroutine. Lambda's
 // stdout is a pipe to the log agent; when the agent is slow the pipe fills and
 // a write blocks. The flush hands its lines over and waits at most
 // STREAMLENS_STDOUT_WAIT_MS for them to be written, so a blocked stdout delays
 // /event/next by that bound at worst. Lines wait in memory up to
 // STREAMLENS_STDOUT_BUFFER_KB; a flush that does not fit is dropped whole and
 // counted (DroppedEMFLines).
-type logWriter struct {
+type Writer struct {
 	out     io.Writer
 	max     int
 	mu      sync.Mutex
@@ -27,8 +29,9 @@ type logWriter struct {
 	done    chan struct{}
 }
 
-func newLogWriter(out io.Writer, maxBytes int) *logWriter {
-	w := &logWriter{out: out, max: maxBytes, wake: make(chan struct{}, 1), idle: make(chan struct{}),
+// New starts a writer to out that holds at most maxBytes not yet written.
+func New(out io.Writer, maxBytes int) *Writer {
+	w := &Writer{out: out, max: maxBytes, wake: make(chan struct{}, 1), idle: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	close(w.idle)
 	go w.run()
@@ -36,13 +39,13 @@ func newLogWriter(out io.Writer, maxBytes int) *logWriter {
 }
 
 // Write queues a copy of p (a whole flush) without blocking.
-func (w *logWriter) Write(p []byte) (int, error) {
-	return w.give(append([]byte(nil), p...)), nil
+func (w *Writer) Write(p []byte) (int, error) {
+	return w.Give(append([]byte(nil), p...)), nil
 }
 
-// give queues p itself, which the caller must not touch again: the flusher
+// Give queues p itself, which the caller must not touch again: the flusher
 // hands over each flush's buffer instead of having it copied.
-func (w *logWriter) give(p []byte) int {
+func (w *Writer) Give(p []byte) int {
 	w.mu.Lock()
 	if w.queued+len(p) > w.max {
 		w.dropped += int64(countLines(p))
@@ -72,8 +75,8 @@ func countLines(p []byte) int {
 	return n
 }
 
-// takeDropped returns the lines dropped since the last call.
-func (w *logWriter) takeDropped() int64 {
+// TakeDropped returns the lines dropped since the last call.
+func (w *Writer) TakeDropped() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	d := w.dropped
@@ -81,9 +84,9 @@ func (w *logWriter) takeDropped() int64 {
 	return d
 }
 
-// wait blocks until everything queued is written or d has passed; it reports
+// Wait blocks until everything queued is written or d has passed; it reports
 // whether the queue drained.
-func (w *logWriter) wait(d time.Duration) bool {
+func (w *Writer) Wait(d time.Duration) bool {
 	w.mu.Lock()
 	idle := w.idle
 	w.mu.Unlock()
@@ -97,7 +100,7 @@ func (w *logWriter) wait(d time.Duration) bool {
 	}
 }
 
-func (w *logWriter) run() {
+func (w *Writer) run() {
 	defer close(w.done)
 	for {
 		w.mu.Lock()
@@ -127,8 +130,8 @@ func (w *logWriter) run() {
 	}
 }
 
-// close stops the writer after what is queued, waiting at most d.
-func (w *logWriter) close(d time.Duration) {
-	w.wait(d)
+// Close stops the writer after what is queued, waiting at most d.
+func (w *Writer) Close(d time.Duration) {
+	w.Wait(d)
 	close(w.stop)
 }

@@ -1,4 +1,6 @@
-package extension
+// Package config reads the extension's configuration from STREAMLENS_*
+// environment variables.
+package config
 
 import (
 	"errors"
@@ -42,9 +44,9 @@ type Config struct {
 	StdoutBuffer       int           // STREAMLENS_STDOUT_BUFFER_KB, in bytes
 }
 
-// ConfigFromEnv reads the configuration. It returns every bad variable at once,
+// FromEnv reads the configuration. It returns every bad variable at once,
 // each error naming its variable, so one failed start shows all that is wrong.
-func ConfigFromEnv(getenv func(string) string, executable string) (Config, error) {
+func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c := Config{
 		RuntimeAPI:   getenv("AWS_LAMBDA_RUNTIME_API"),
 		Name:         filepath.Base(executable),
@@ -125,7 +127,7 @@ func ConfigFromEnv(getenv func(string) string, executable string) (Config, error
 	c.TTFBThreshold = ms("STREAMLENS_TTFB_THRESHOLD_MS", 100, 1, 900_000)
 	c.Telemetry = flag("STREAMLENS_TELEMETRY", true)
 	c.TelemetryAddr = str("STREAMLENS_TELEMETRY_ADDR", "sandbox.localdomain:4243")
-	if _, _, err := splitHostPort(c.TelemetryAddr); err != nil {
+	if _, _, err := SplitHostPort(c.TelemetryAddr); err != nil {
 		bad("STREAMLENS_TELEMETRY_ADDR", c.TelemetryAddr, "want host:port")
 	}
 	c.TelemetryBuffer = ms("STREAMLENS_TELEMETRY_BUFFER_MS", 25, 25, 30_000) // the API's minimum is 25
@@ -148,8 +150,8 @@ func ConfigFromEnv(getenv func(string) string, executable string) (Config, error
 	return c, errors.Join(errs...)
 }
 
-// splitHostPort is net.SplitHostPort with the port checked as a number.
-func splitHostPort(s string) (string, int, error) {
+// SplitHostPort is net.SplitHostPort with the port checked as a number.
+func SplitHostPort(s string) (string, int, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return "", 0, err

@@ -1,8 +1,8 @@
-// Package extension is the streamlens Lambda extension: it registers with the
-// Extensions API, subscribes to the Telemetry API, reads stream events from the
-// function, and flushes EMF metrics at every invocation boundary and at
-// SHUTDOWN.
-package extension
+// Package lifecycle is the streamlens extension's life: it registers with the
+// Extensions API, subscribes to the Telemetry API, feeds the function's
+// events and the platform's into the state machine (package state), decides
+// when to let each invocation go, and hands what is final to the sinks.
+package lifecycle
 
 import (
 	"context"
@@ -10,23 +10,31 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/streamlens/streamlens/extension/config"
+	"github.com/streamlens/streamlens/extension/emfsink"
 	"github.com/streamlens/streamlens/extension/extapi"
+	"github.com/streamlens/streamlens/extension/ingest"
+	"github.com/streamlens/streamlens/extension/logpipe"
+	"github.com/streamlens/streamlens/extension/otlpsink"
+	"github.com/streamlens/streamlens/extension/state"
+	"github.com/streamlens/streamlens/extension/telemetry"
 )
 
-// Run is the extension's whole life. cfgErr is the result of ConfigFromEnv: the
+// Run is the extension's whole life. cfgErr is the result of config.FromEnv: the
 // extension registers first so that a bad configuration can be reported through
 // /init/error (the function's init then fails with a message naming the
 // variable) instead of disappearing in a log line.
-func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(string) string, stdout, stderr io.Writer) error {
 	if cfg.RuntimeAPI == "" {
 		return cfgErr
 	}
 	// stderr is the same log pipe as stdout: bounded the same way, so a
 	// blocked log agent cannot stall the lifecycle through a warning.
-	ew := newLogWriter(stderr, 64<<10)
-	defer ew.close(cfg.StdoutWait)
+	ew := logpipe.New(stderr, 64<<10)
+	defer ew.Close(cfg.StdoutWait)
 	stderr = ew
 	api := extapi.New(cfg.RuntimeAPI)
 	managed := false
@@ -51,24 +59,29 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 		return fail("Extension.ConfigError", fmt.Errorf("streamlens configuration: %w", cfgErr))
 	}
 
-	table := newTable(cfg.MaxOpenStreams, cfg.MaxChunksPerStream)
-	in, err := listenIngest(cfg.Addr, table)
+	lw := logpipe.New(stdout, cfg.StdoutBuffer)
+	defer lw.Close(cfg.StdoutWait)
+	r := &runner{cfg: cfg, api: api, table: state.New(cfg.MaxOpenStreams, cfg.MaxChunksPerStream), changed: make(chan struct{}, 1),
+		stderr: stderr, log: lw, managed: managed,
+		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold,
+			InstrumentMetrics: cfg.InstrumentMetrics})}
+	in, err := ingest.Listen(cfg.Addr, &r.mu, func(b []byte, size int) {
+		r.table.ApplyDatagram(b, size, time.Now())
+		r.notify()
+	})
 	if err != nil {
 		return fail("Extension.ListenError", fmt.Errorf("streamlens: STREAMLENS_ADDR: %w", err))
 	}
-	defer in.close()
-
-	lw := newLogWriter(stdout, cfg.StdoutBuffer)
-	defer lw.close(cfg.StdoutWait)
-	r := &runner{cfg: cfg, api: api, table: table, in: in, stderr: stderr, log: lw, managed: managed,
-		fl: &flusher{cfg: cfg, out: lw, now: time.Now}}
+	defer in.Close()
+	r.in = in
 	if cfg.OTLP {
-		sp, err := newSpanner(cfg, getenv)
+		sp, err := otlpsink.New(otlpsink.Config{Endpoint: cfg.OTLPEndpoint, Timeout: cfg.OTLPTimeout, FunctionName: cfg.FunctionName,
+			MaxEvents: cfg.SpanMaxEvents}, getenv)
 		if err != nil {
 			return fail("Extension.ConfigError", err)
 		}
 		r.spans = sp
-		defer sp.shutdown()
+		defer sp.Shutdown()
 	}
 	if cfg.Telemetry {
 		if err := r.subscribe(ctx); err != nil {
@@ -76,9 +89,9 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 			// TTFB, no init metrics, and a stream's end (or the deadline) marks
 			// the end of an invocation. Worth a warning, not a failed init.
 			fmt.Fprintf(stderr, "streamlens: telemetry disabled: %v\n", err)
-			table.counters.TelemetryUnavailable = 1
+			r.table.Count(state.Counters{TelemetryUnavailable: 1})
 		} else {
-			table.telemetry = true
+			r.table.SetTelemetry(true)
 			defer r.tl.Close(context.Background())
 		}
 	}
@@ -86,18 +99,36 @@ func Run(ctx context.Context, cfg Config, cfgErr error, getenv func(string) stri
 }
 
 type runner struct {
-	cfg     Config
-	api     *extapi.Client
-	table   *Table
-	in      *ingest
-	tl      *telemetryListener
-	fl      *flusher
-	spans   *spanner // nil when STREAMLENS_OTLP=off
-	managed bool     // Lambda Managed Instances: SHUTDOWN only, flushed by flushLoop
+	cfg config.Config
+	api *extapi.Client
+	// mu guards table; the socket reader reads under it too (see ingest).
+	mu      sync.Mutex
+	table   *state.Table
+	changed chan struct{} // signalled when the table changed
+	in      *ingest.Socket
+	tl      *telemetry.Listener
+	enc     *emfsink.Encoder
+	spans   *otlpsink.Exporter // nil when STREAMLENS_OTLP=off
+	managed bool               // Lambda Managed Instances: SHUTDOWN only, flushed by flushLoop
 	// stopFlushLoop stops flushLoop and waits for it (nil when not managed).
 	stopFlushLoop func()
-	log           *logWriter
+	log           *logpipe.Writer
 	stderr        io.Writer
+}
+
+// notify wakes a wait for the table to change.
+func (r *runner) notify() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// locked runs f with the table locked.
+func (r *runner) locked(f func(t *state.Table)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r.table)
 }
 
 // subscribe listens for Telemetry API batches and subscribes to them. The
@@ -107,12 +138,18 @@ type runner struct {
 // loopback, which is what sandbox.localdomain is inside Lambda, and still
 // subscribes with the name.
 func (r *runner) subscribe(ctx context.Context) error {
-	host, port, _ := splitHostPort(r.cfg.TelemetryAddr)
+	host, port, _ := config.SplitHostPort(r.cfg.TelemetryAddr)
 	addr := r.cfg.TelemetryAddr
 	if host == destinationHost && !resolves(ctx, host) {
 		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
-	tl, err := listenTelemetry(addr, r.table)
+	tl, err := telemetry.Listen(addr, func(evs []telemetry.Event, bad int) {
+		r.locked(func(t *state.Table) {
+			bad += telemetry.Apply(t, evs, time.Now())
+			t.Count(state.Counters{BadTelemetry: int64(bad)})
+		})
+		r.notify()
+	})
 	if err != nil {
 		return fmt.Errorf("STREAMLENS_TELEMETRY_ADDR: %w", err)
 	}
@@ -170,7 +207,7 @@ func (r *runner) loop(ctx context.Context) error {
 			return err
 		}
 		// Whatever the function sent while we were frozen is in the socket now.
-		r.in.drain(time.Now().Add(maxDrain))
+		r.in.Drain(time.Now().Add(maxDrain))
 		switch ev.EventType {
 		case extapi.Invoke:
 			r.invocation(ctx, ev)
@@ -186,21 +223,18 @@ func (r *runner) loop(ctx context.Context) error {
 // before the deadline: on Lambda the function timeout covers extensions, and a
 // late next turns a good invocation into a timeout and a reset.
 func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
-	t := r.table
-	t.mu.Lock()
-	inv := t.beginInvocation(ev.RequestID, time.UnixMilli(ev.DeadlineMs), ev.Tracing.Value)
-	t.mu.Unlock()
+	started, deadline := time.Now(), time.UnixMilli(ev.DeadlineMs)
+	r.locked(func(t *state.Table) { t.BeginInvocation(ev.RequestID, deadline, ev.Tracing.Value, started) })
 
 	// Everything below, flush included, ends by half the margin before the
 	// deadline.
-	limit := inv.deadline.Add(-r.cfg.DeadlineMargin / 2)
-	failure := r.wait(ctx, inv)
-	r.in.drain(earlier(limit, time.Now().Add(maxDrain)))
-	t.mu.Lock()
-	b := batch{streams: t.finalize(inv, failure)}
-	b.invocations = t.readyInvocations(false)
-	b.counters = t.takeCounters()
-	t.mu.Unlock()
+	limit := deadline.Add(-r.cfg.DeadlineMargin / 2)
+	failure := r.wait(ctx, ev.RequestID, started, deadline)
+	r.in.Drain(earlier(limit, time.Now().Add(maxDrain)))
+	var b emfsink.Batch
+	r.locked(func(t *state.Table) {
+		b = emfsink.Batch{Streams: t.Finalize(ev.RequestID, failure), Invocations: t.ReadyInvocations(false), Counters: t.TakeCounters()}
+	})
 	r.write(b, limit)
 }
 
@@ -210,21 +244,25 @@ const maxDrain = 20 * time.Millisecond
 
 // write flushes one batch by until: EMF first (it is what alarms read), then
 // the spans.
-func (r *runner) write(b batch, until time.Time) {
-	b.counters.DroppedEMF += r.log.takeDropped()
-	if err := r.fl.write(b); err != nil {
-		fmt.Fprintf(r.stderr, "streamlens: flush: %v\n", err)
+func (r *runner) write(b emfsink.Batch, until time.Time) {
+	b.Counters.DroppedEMF += r.log.TakeDropped()
+	// One piece, so the lines of one flush are not interleaved with the
+	// function's own output.
+	out, errs := r.enc.Encode(b, time.Now())
+	if len(out) > 0 {
+		r.log.Give(out)
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(r.stderr, "streamlens: flush: emf: %d documents skipped, first: %v\n", len(errs), errs[0])
 	}
 	// Bounded: a blocked stdout costs at most StdoutWait here; the lines stay
 	// queued and are written when it moves.
-	r.log.wait(min(r.cfg.StdoutWait, time.Until(until)))
-	if r.spans == nil || len(b.streams) == 0 {
+	r.log.Wait(min(r.cfg.StdoutWait, time.Until(until)))
+	if r.spans == nil || len(b.Streams) == 0 {
 		return
 	}
-	if _, err := r.spans.export(b.streams, until); err != nil {
-		r.table.mu.Lock()
-		r.table.counters.SpanExportErr++
-		r.table.mu.Unlock()
+	if _, err := r.spans.Export(b.Streams, until); err != nil {
+		r.locked(func(t *state.Table) { t.Count(state.Counters{SpanExportErr: 1}) })
 	}
 }
 
@@ -244,35 +282,32 @@ func (r *runner) write(b batch, until time.Time) {
 //
 // Streams still open are carried to the next boundary (or SHUTDOWN), where
 // runtimeDone, a late end or the lack of both decides them.
-func (r *runner) wait(ctx context.Context, inv *invocation) string {
-	t := r.table
-	limit := inv.deadline.Add(-r.cfg.DeadlineMargin)
-	startBy := inv.started.Add(r.cfg.StartWait)
+func (r *runner) wait(ctx context.Context, requestID string, started, deadline time.Time) string {
+	limit := deadline.Add(-r.cfg.DeadlineMargin)
+	startBy := started.Add(r.cfg.StartWait)
 	quiet := 5 * r.cfg.StartWait
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		now := time.Now()
-		t.mu.Lock()
-		rd := inv.runtimeDone
-		seen, open, last := t.streamsOf(inv.requestID)
-		t.mu.Unlock()
+		var p state.Progress
+		r.locked(func(t *state.Table) { p = t.Progress(requestID) })
 		switch {
-		case rd != nil && rd.status != "success":
-			return ReasonRuntime + rd.status
-		case rd != nil, seen > 0 && open == 0, seen == 0 && !now.Before(startBy),
-			open > 0 && now.Sub(last) >= quiet, !now.Before(limit):
+		case p.RuntimeStatus != "" && p.RuntimeStatus != "success":
+			return state.ReasonRuntime + p.RuntimeStatus
+		case p.RuntimeStatus != "", p.Seen > 0 && p.Open == 0, p.Seen == 0 && !now.Before(startBy),
+			p.Open > 0 && now.Sub(p.LastArrival) >= quiet, !now.Before(limit):
 			return ""
 		}
 		wake := limit
-		if seen == 0 {
+		if p.Seen == 0 {
 			wake = earlier(wake, startBy)
 		} else {
-			wake = earlier(wake, last.Add(quiet))
+			wake = earlier(wake, p.LastArrival.Add(quiet))
 		}
 		timer.Reset(time.Until(wake))
 		select {
-		case <-t.changed:
+		case <-r.changed:
 		case <-timer.C:
 		case <-ctx.Done():
 			return "cancelled"
@@ -284,21 +319,19 @@ func (r *runner) wait(ctx context.Context, inv *invocation) string {
 func (r *runner) shutdown(ev extapi.Event) {
 	if r.stopFlushLoop != nil {
 		r.stopFlushLoop()
-		r.table.mu.Lock()
-		r.table.endReported()
-		r.table.mu.Unlock()
+		r.locked(func(t *state.Table) { t.EndReported() })
 	}
 	budget := time.UnixMilli(ev.DeadlineMs).Add(-r.cfg.ShutdownMargin)
-	if r.table.telemetry {
+	if r.table.Telemetry() {
 		// The last invocation's platform.report arrives after we finished it;
 		// give it a moment, within the budget.
 		waitUntil := earlier(budget, time.Now().Add(r.cfg.RuntimeDoneWait))
 		r.waitReports(waitUntil)
 	}
-	r.in.drain(earlier(budget, time.Now().Add(maxDrain)))
-	r.flushAll(ReasonShutdown+ev.ShutdownReason, budget)
+	r.in.Drain(earlier(budget, time.Now().Add(maxDrain)))
+	r.flushAll(state.ReasonShutdown+ev.ShutdownReason, budget)
 	// What is queued for stdout gets the rest of the budget.
-	r.log.wait(time.Until(budget))
+	r.log.Wait(time.Until(budget))
 }
 
 func earlier(a, b time.Time) time.Time {
@@ -309,23 +342,16 @@ func earlier(a, b time.Time) time.Time {
 }
 
 func (r *runner) waitReports(until time.Time) {
-	t := r.table
 	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
 	for {
-		t.mu.Lock()
-		pending := false
-		for _, inv := range t.invocations {
-			if inv.ended && inv.report == nil {
-				pending = true
-			}
-		}
-		t.mu.Unlock()
+		var pending bool
+		r.locked(func(t *state.Table) { pending = t.PendingReports() })
 		if !pending || !time.Now().Before(until) {
 			return
 		}
 		select {
-		case <-t.changed:
+		case <-r.changed:
 		case <-timer.C:
 			return
 		}
@@ -333,16 +359,15 @@ func (r *runner) waitReports(until time.Time) {
 }
 
 func (r *runner) flushAll(reason string, until time.Time) {
-	t := r.table
-	t.mu.Lock()
-	b := batch{streams: t.finalizeAll(reason), invocations: t.readyInvocations(true), counters: t.takeCounters()}
-	t.mu.Unlock()
+	var b emfsink.Batch
+	r.locked(func(t *state.Table) {
+		b = emfsink.Batch{Streams: t.FinalizeAll(reason), Invocations: t.ReadyInvocations(true), Counters: t.TakeCounters()}
+	})
 	r.write(b, until)
 	// Counters that the last write itself produced (a failed span export).
-	t.mu.Lock()
-	last := batch{counters: t.takeCounters()}
-	t.mu.Unlock()
-	if last.counters != (Counters{}) {
+	var last emfsink.Batch
+	r.locked(func(t *state.Table) { last.Counters = t.TakeCounters() })
+	if last.Counters != (state.Counters{}) {
 		r.write(last, until)
 	}
 }
@@ -353,7 +378,6 @@ func (r *runner) flushAll(reason string, until time.Time) {
 // stayed open a grace after a successful runtimeDone; invocation records when
 // their report arrives. Events are attributed by request id throughout.
 func (r *runner) flushLoop(ctx context.Context) {
-	t := r.table
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -361,20 +385,21 @@ func (r *runner) flushLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.changed:
+		case <-r.changed:
 		case <-tick.C:
 			ticked = true
 		}
-		t.mu.Lock()
-		b := batch{streams: t.finalizeEnded(t.now(), managedEndGrace)}
-		if ticked {
-			// Records wait on the tick: the report follows runtimeDone by a
-			// batch, and a record without it is kept for a few ticks.
-			b.invocations = t.readyInvocations(false)
-		}
-		b.counters = t.takeCounters()
-		t.mu.Unlock()
-		if len(b.streams) > 0 || len(b.invocations) > 0 || b.counters != (Counters{}) {
+		var b emfsink.Batch
+		r.locked(func(t *state.Table) {
+			b.Streams = t.FinalizeEnded(time.Now(), managedEndGrace)
+			if ticked {
+				// Records wait on the tick: the report follows runtimeDone by a
+				// batch, and a record without it is kept for a few ticks.
+				b.Invocations = t.ReadyInvocations(false)
+			}
+			b.Counters = t.TakeCounters()
+		})
+		if len(b.Streams) > 0 || len(b.Invocations) > 0 || b.Counters != (state.Counters{}) {
 			r.write(b, time.Now().Add(r.cfg.StdoutWait+r.cfg.OTLPTimeout))
 		}
 	}

@@ -1,33 +1,45 @@
-package extension
+// Package emfsink writes finished streams, invocations and counters as
+// CloudWatch Embedded Metric Format lines.
+package emfsink
 
 import (
-	"fmt"
 	"math"
 	"sort"
 	"time"
 
 	"github.com/streamlens/streamlens/emf"
+	"github.com/streamlens/streamlens/extension/state"
 	m "github.com/streamlens/streamlens/metrics"
 )
 
-// flusher turns finished streams and invocations into EMF lines.
-type flusher struct {
+// Config is what the documents need to know of the extension's
+// configuration.
+type Config struct {
+	Namespace         string
+	FunctionName      string
+	TTFBThreshold     time.Duration
+	InstrumentMetrics bool // also per-instrument documents (Instrument dimension)
+}
+
+// Batch is everything one flush writes.
+type Batch struct {
+	Streams     []state.Result
+	Invocations []state.InvocationResult
+	Counters    state.Counters
+}
+
+// Encoder turns batches into EMF lines.
+type Encoder struct {
 	cfg Config
-	out *logWriter
-	now func() time.Time
 }
 
-// batch is everything one flush writes.
-type batch struct {
-	streams     []Result
-	invocations []InvocationResult
-	counters    Counters
-}
+// New returns an encoder for cfg.
+func New(cfg Config) *Encoder { return &Encoder{cfg: cfg} }
 
-// encode builds the EMF lines of b. Documents that break the spec are skipped
-// and reported; they never take the other documents down with them.
+// Encode builds the EMF lines of b at now. Documents that break the spec are
+// skipped and reported; they never take the other documents down with them.
 // Each flush gets a new buffer: it is handed to the log writer, not reused.
-func (f *flusher) encode(b batch) ([]byte, []error) {
+func (f *Encoder) Encode(b Batch, now time.Time) ([]byte, []error) {
 	var buf []byte
 	var errs []error
 	add := func(d *emf.Document) {
@@ -38,11 +50,10 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 	}
 	fn := emf.Property{Key: m.DimFunctionName, Value: f.cfg.FunctionName}
 	dims := [][]string{{m.DimFunctionName}}
-	now := f.now()
 
 	type instVals struct{ lat, intv []float64 }
 	perInst := map[string]*instVals{}
-	for _, r := range b.streams {
+	for _, r := range b.Streams {
 		d := &emf.Document{Namespace: f.cfg.Namespace, Timestamp: f.clamp(r.Time, now), Dimensions: dims}
 		d.Properties = append(d.Properties, fn,
 			emf.Property{Key: m.PropQuoteID, Value: r.QuoteID},
@@ -67,23 +78,23 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 		}
 		var lat, intv []float64
 		for _, c := range r.Chunks {
-			if c.latencyMs >= 0 {
-				lat = append(lat, ms64(c.latencyMs))
+			if c.LatencyMs >= 0 {
+				lat = append(lat, Ms(c.LatencyMs))
 			}
-			if c.intervalMs >= 0 {
-				intv = append(intv, ms64(c.intervalMs))
+			if c.IntervalMs >= 0 {
+				intv = append(intv, Ms(c.IntervalMs))
 			}
-			if f.cfg.InstrumentMetrics && c.inst != "" {
-				iv := perInst[c.inst]
+			if f.cfg.InstrumentMetrics && c.Inst != "" {
+				iv := perInst[c.Inst]
 				if iv == nil {
 					iv = &instVals{}
-					perInst[c.inst] = iv
+					perInst[c.Inst] = iv
 				}
-				if c.latencyMs >= 0 {
-					iv.lat = append(iv.lat, ms64(c.latencyMs))
+				if c.LatencyMs >= 0 {
+					iv.lat = append(iv.lat, Ms(c.LatencyMs))
 				}
-				if c.intervalMs >= 0 {
-					iv.intv = append(iv.intv, ms64(c.intervalMs))
+				if c.IntervalMs >= 0 {
+					iv.intv = append(iv.intv, Ms(c.IntervalMs))
 				}
 			}
 		}
@@ -121,28 +132,28 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 			}})
 	}
 
-	for _, inv := range b.invocations {
+	for _, inv := range b.Invocations {
 		d := &emf.Document{Namespace: f.cfg.Namespace, Timestamp: f.clamp(inv.Time, now), Dimensions: dims,
 			Properties: []emf.Property{fn, {Key: m.PropRequestID, Value: inv.RequestID}}}
-		if inv.Init.known && inv.Init.initType != "" {
+		if inv.InitKnown && inv.Init.InitType != "" {
 			// InitType (on-demand, provisioned-concurrency, snap-start) is also a
 			// dimension here: three values, and the only way to alarm on an
 			// on-demand init where provisioned concurrency should serve.
 			d.Dimensions = [][]string{{m.DimFunctionName}, {m.DimFunctionName, m.DimInitType}}
-			d.Properties = append(d.Properties, emf.Property{Key: m.DimInitType, Value: inv.Init.initType})
+			d.Properties = append(d.Properties, emf.Property{Key: m.DimInitType, Value: inv.Init.InitType})
 		}
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ColdStart, Unit: emf.Count, Values: []float64{boolf(inv.ColdStart)}})
-		if inv.ColdStart && inv.Init.known {
-			d.Metrics = append(d.Metrics, emf.Metric{Name: m.InitDuration, Unit: emf.Milliseconds, Values: []float64{inv.Init.durationMs}})
+		if inv.ColdStart && inv.InitKnown {
+			d.Metrics = append(d.Metrics, emf.Metric{Name: m.InitDuration, Unit: emf.Milliseconds, Values: []float64{inv.Init.DurationMs}})
 		}
 		if rd := inv.Done; rd != nil {
-			d.Properties = append(d.Properties, emf.Property{Key: "InvocationStatus", Value: rd.status})
-			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ProducedBytes, Unit: emf.Bytes, Values: []float64{rd.producedBytes}})
-			if rd.hasLatency {
-				d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseLatency, Unit: emf.Milliseconds, Values: []float64{rd.responseLatencyMs}})
+			d.Properties = append(d.Properties, emf.Property{Key: "InvocationStatus", Value: rd.Status})
+			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ProducedBytes, Unit: emf.Bytes, Values: []float64{rd.ProducedBytes}})
+			if rd.HasLatency {
+				d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseLatency, Unit: emf.Milliseconds, Values: []float64{rd.ResponseLatencyMs}})
 			}
-			if rd.hasDuration {
-				d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseDuration, Unit: emf.Milliseconds, Values: []float64{rd.responseDurationMs}})
+			if rd.HasDuration {
+				d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseDuration, Unit: emf.Milliseconds, Values: []float64{rd.ResponseDurationMs}})
 			}
 		}
 		if inv.MissingDone {
@@ -152,22 +163,22 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 			// What this extension (and any other) cost the invocation after
 			// the runtime finished: billed to the user, so measured.
 			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionOverhead, Unit: emf.Milliseconds,
-				Values: []float64{max(0, math.Round((rp.durationMs-rd.durationMs)*1000)/1000)}})
+				Values: []float64{max(0, math.Round((rp.DurationMs-rd.DurationMs)*1000)/1000)}})
 		}
 		if rp := inv.Report; rp != nil {
 			d.Properties = append(d.Properties,
-				emf.Property{Key: "DurationMs", Value: rp.durationMs},
-				emf.Property{Key: "BilledDurationMs", Value: rp.billedDurationMs},
-				emf.Property{Key: "MaxMemoryUsedMB", Value: rp.maxMemoryUsedMB},
-				emf.Property{Key: "MemorySizeMB", Value: rp.memorySizeMB})
+				emf.Property{Key: "DurationMs", Value: rp.DurationMs},
+				emf.Property{Key: "BilledDurationMs", Value: rp.BilledDurationMs},
+				emf.Property{Key: "MaxMemoryUsedMB", Value: rp.MaxMemoryUsedMB},
+				emf.Property{Key: "MemorySizeMB", Value: rp.MemorySizeMB})
 		}
 		add(d)
 	}
 
-	c := b.counters
+	c := b.Counters
 	c.Events = 0 // not a problem worth a document of its own
-	if c != (Counters{}) {
-		c = b.counters
+	if c != (state.Counters{}) {
+		c = b.Counters
 		add(&emf.Document{Namespace: f.cfg.Namespace, Timestamp: now, Dimensions: dims,
 			Properties: []emf.Property{fn,
 				{Key: m.PropLateEvents, Value: c.LateEvents}, {Key: "DuplicateEnds", Value: c.DuplicateEnd},
@@ -182,32 +193,19 @@ func (f *flusher) encode(b batch) ([]byte, []error) {
 	return buf, errs
 }
 
-// write encodes b and hands it to stdout in one piece, so the lines of one
-// flush are not interleaved with the function's own output.
-func (f *flusher) write(b batch) error {
-	out, errs := f.encode(b)
-	if len(out) > 0 {
-		f.out.give(out)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("emf: %d documents skipped, first: %w", len(errs), errs[0])
-	}
-	return nil
-}
-
 // clamp keeps a client timestamp CloudWatch will accept: EMF drops metrics more
 // than two weeks old or two hours ahead, so a skewed or forged clock must not
 // cost the metrics.
-func (f *flusher) clamp(t, now time.Time) time.Time {
+func (f *Encoder) clamp(t, now time.Time) time.Time {
 	if t.Before(now.Add(-14*24*time.Hour+time.Hour)) || t.After(now.Add(time.Hour)) {
 		return now
 	}
 	return t
 }
 
-// ms64 widens a kept chunk time for output, rounded to the microsecond so
+// Ms widens a kept chunk time for output, rounded to the microsecond so
 // float32 noise (1.4114969968795776) does not reach the log.
-func ms64(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
+func Ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
 
 func boolf(b bool) float64 {
 	if b {

@@ -1,0 +1,38 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	env := map[string]string{
+		"AWS_LAMBDA_RUNTIME_API":       "127.0.0.1:9001",
+		"STREAMLENS_ADDR":              "nonsense",
+		"STREAMLENS_TTFB_THRESHOLD_MS": "-3",
+		"STREAMLENS_TELEMETRY":         "maybe",
+	}
+	_, err := FromEnv(func(k string) string { return env[k] }, "/opt/extensions/streamlens")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, v := range []string{"STREAMLENS_ADDR", "STREAMLENS_TTFB_THRESHOLD_MS", "STREAMLENS_TELEMETRY"} {
+		if !strings.Contains(err.Error(), v) {
+			t.Errorf("error %q does not name %s", err, v)
+		}
+	}
+	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_ADDR": "10.0.0.5:8126"}
+	if _, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("non-loopback address: %v", err)
+	}
+	env["STREAMLENS_ALLOW_NON_LOOPBACK"] = "on"
+	if _, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil {
+		t.Errorf("explicit override refused: %v", err)
+	}
+	c, err := FromEnv(func(k string) string { return map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1"}[k] }, "/opt/extensions/streamlens")
+	if err != nil || c.Name != "streamlens" || c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry {
+		t.Errorf("defaults %+v %v", c, err)
+	}
+}
+

@@ -1,0 +1,28 @@
+package state
+
+import (
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/internal/streamtest"
+)
+
+// BenchmarkIngest is decode + apply per event, on one goroutine, with a
+// finalize after every 100 streams as invocation boundaries would do.
+func BenchmarkIngest(b *testing.B) {
+	dgs := streamtest.Datagrams(100)
+	tb := New(1024, 2000)
+	b.ReportAllocs()
+	i := 0
+	now := time.Now()
+	start := time.Now()
+	for b.Loop() {
+		tb.ApplyDatagram(dgs[i], len(dgs[i]), now)
+		if i++; i == len(dgs) {
+			i = 0
+			tb.Finalize(streamtest.RequestID, "")
+			tb.flushed, tb.flushedFIFO = map[string]struct{}{}, nil // the same ids come again
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
