@@ -35,4 +35,3 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		t.Errorf("defaults %+v %v", c, err)
 	}
 }
-
