@@ -43,6 +43,11 @@ const (
 	// TelemetryUnavailable is 1 when the Telemetry API could not be
 	// subscribed to (for instance 202 Telemetry.NotSupported under sam local).
 	TelemetryUnavailable = "TelemetryUnavailable"
+	// InstrumentOverflow counts chunks whose instrument name was past the cap
+	// of distinct names (STREAMLENS_MAX_INSTRUMENTS) and went under "other".
+	InstrumentOverflow = "InstrumentOverflow"
+	// ExtensionCPU is the CPU time the extension used per invocation, in ms.
+	ExtensionCPU = "ExtensionCPU"
 )
 
 // Property keys written next to the metrics (searchable in Logs Insights).

@@ -35,6 +35,7 @@ type Config struct {
 	MaxOpenStreams     int           // STREAMLENS_MAX_OPEN_STREAMS
 	MaxChunksPerStream int           // STREAMLENS_MAX_CHUNKS_PER_STREAM
 	InstrumentMetrics  bool          // STREAMLENS_INSTRUMENT_METRICS
+	MaxInstruments     int           // STREAMLENS_MAX_INSTRUMENTS
 	ShutdownMargin     time.Duration // STREAMLENS_SHUTDOWN_MARGIN_MS
 	OTLP               bool          // STREAMLENS_OTLP
 	OTLPEndpoint       string        // STREAMLENS_OTLP_ENDPOINT
@@ -137,6 +138,7 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c.MaxOpenStreams = num("STREAMLENS_MAX_OPEN_STREAMS", 1024, 1, 1_000_000)
 	c.MaxChunksPerStream = num("STREAMLENS_MAX_CHUNKS_PER_STREAM", 2000, 1, 1_000_000)
 	c.InstrumentMetrics = flag("STREAMLENS_INSTRUMENT_METRICS", true)
+	c.MaxInstruments = num("STREAMLENS_MAX_INSTRUMENTS", 100, 1, 10_000)
 	c.ShutdownMargin = ms("STREAMLENS_SHUTDOWN_MARGIN_MS", 200, 0, 2000)
 	c.OTLP = flag("STREAMLENS_OTLP", true)
 	c.OTLPEndpoint = str("STREAMLENS_OTLP_ENDPOINT", "http://localhost:4318")

@@ -12,7 +12,7 @@ import (
 // one 50-instrument bundle: finalize and EMF encode.
 func BenchmarkFlush50(b *testing.B) {
 	dgs := streamtest.Datagrams(1)
-	enc := New(Config{FunctionName: "pricing", Namespace: "Streamlens", TTFBThreshold: 100 * time.Millisecond, InstrumentMetrics: true})
+	enc := New(Config{FunctionName: "pricing", Namespace: "Streamlens", TTFBThreshold: 100 * time.Millisecond})
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()

@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/streamlens/streamlens/extension/config"
@@ -63,11 +64,11 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	defer lw.Close(cfg.StdoutWait)
 	r := &runner{cfg: cfg, api: api, table: state.New(cfg.MaxOpenStreams, cfg.MaxChunksPerStream), changed: make(chan struct{}, 1),
 		stderr: stderr, log: lw, managed: managed,
-		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold,
-			InstrumentMetrics: cfg.InstrumentMetrics})}
+		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold})}
 	in, err := ingest.Listen(cfg.Addr, &r.mu, func(b []byte, size int) {
-		r.table.ApplyDatagram(b, size, time.Now())
-		r.notify()
+		if r.table.ApplyDatagram(b, size, time.Now()) {
+			r.notify()
+		}
 	})
 	if err != nil {
 		return fail("Extension.ListenError", fmt.Errorf("streamlens: STREAMLENS_ADDR: %w", err))
@@ -75,7 +76,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	defer in.Close()
 	r.in = in
 	if cfg.OTLP {
-		sp, err := otlpsink.New(otlpsink.Config{Endpoint: cfg.OTLPEndpoint, Timeout: cfg.OTLPTimeout, FunctionName: cfg.FunctionName,
+		sp, err := otlpsink.New(otlpsink.Config{Endpoint: cfg.OTLPEndpoint, FunctionName: cfg.FunctionName,
 			MaxEvents: cfg.SpanMaxEvents}, getenv)
 		if err != nil {
 			return fail("Extension.ConfigError", err)
@@ -83,6 +84,12 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 		r.spans = sp
 		defer sp.Shutdown()
 	}
+	r.bg = newBackground(r.enc, r.spans, lw, func(c state.Counters) { r.locked(func(t *state.Table) { t.Count(c) }) },
+		cfg.OTLPTimeout, cfg.MaxInstruments, cfg.InstrumentMetrics)
+	bctx, stopBackground := context.WithCancel(ctx)
+	bdone := make(chan struct{})
+	go func() { defer close(bdone); r.bg.run(bctx) }()
+	defer func() { stopBackground(); <-bdone }()
 	if cfg.Telemetry {
 		if err := r.subscribe(ctx); err != nil {
 			// Without telemetry streamlens still works, with less: no platform
@@ -109,7 +116,9 @@ type runner struct {
 	tl      *telemetry.Listener
 	enc     *emfsink.Encoder
 	spans   *otlpsink.Exporter // nil when STREAMLENS_OTLP=off
+	bg      *background        // span export and per-instrument documents, off the path to next
 	managed bool               // Lambda Managed Instances: SHUTDOWN only, flushed by flushLoop
+	cpu     time.Duration      // process CPU time at the last boundary
 	// stopFlushLoop stops flushLoop and waits for it (nil when not managed).
 	stopFlushLoop func()
 	log           *logpipe.Writer
@@ -191,7 +200,11 @@ func resolves(ctx context.Context, host string) bool {
 const destinationHost = "sandbox.localdomain"
 
 func (r *runner) loop(ctx context.Context) error {
+	r.cpu = processCPU()
 	if r.managed {
+		// No freeze between invocations and no boundary to keep clear: the
+		// background work runs whenever there is some.
+		r.bg.open()
 		fctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); r.flushLoop(fctx) }()
@@ -203,7 +216,9 @@ func (r *runner) loop(ctx context.Context) error {
 		ev, err := r.api.Next(ctx)
 		if err != nil {
 			// The sandbox is gone or broken: flush what we have, then stop.
-			r.flushAll("api-error", time.Now().Add(r.cfg.ShutdownMargin))
+			until := time.Now().Add(r.cfg.ShutdownMargin)
+			r.flushAll("api-error", until)
+			r.bg.finish(until)
 			return err
 		}
 		// Whatever the function sent while we were frozen is in the socket now.
@@ -230,11 +245,18 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	// deadline.
 	limit := deadline.Add(-r.cfg.DeadlineMargin / 2)
 	failure := r.wait(ctx, ev.RequestID, started, deadline)
+	r.bg.close()
 	r.in.Drain(earlier(limit, time.Now().Add(maxDrain)))
+	// What the extension cost this invocation in CPU: everything since the
+	// last boundary (ingest, this flush's share, the background work done
+	// while it ran), reported on its invocation record.
+	cpu := processCPU()
 	var b emfsink.Batch
 	r.locked(func(t *state.Table) {
+		t.SetCPU(ev.RequestID, cpu-r.cpu)
 		b = emfsink.Batch{Streams: t.Finalize(ev.RequestID, failure), Invocations: t.ReadyInvocations(false), Counters: t.TakeCounters()}
 	})
+	r.cpu = cpu
 	r.write(b, limit)
 }
 
@@ -242,29 +264,63 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 // invocation (what is left is read by the reader goroutine).
 const maxDrain = 20 * time.Millisecond
 
-// write flushes one batch by until: EMF first (it is what alarms read), then
-// the spans.
+// write flushes one batch: the EMF documents of its streams, invocations and
+// counters go to stdout before next (the environment may freeze, or never
+// thaw again, right after); the streams' spans and per-instrument values go
+// to the background, which works while the environment is thawed anyway.
+//
+// The flush is bounded: every stream's own document is written (their
+// number is capped by STREAMLENS_MAX_OPEN_STREAMS), but past flushDetailBytes
+// or past until, streams are written without their per-chunk values, which
+// are shed and counted (ShedChunkDetail); lines are handed to stdout in
+// pieces of about flushPiece bytes, never as one buffer the size of the
+// flush.
 func (r *runner) write(b emfsink.Batch, until time.Time) {
 	b.Counters.DroppedEMF += r.log.TakeDropped()
-	// One piece, so the lines of one flush are not interleaved with the
-	// function's own output.
-	out, errs := r.enc.Encode(b, time.Now())
+	now := time.Now()
+	var out []byte
+	var errs []error
+	written := 0
+	keep := func(dst []byte, err error) {
+		out = dst
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(out) >= flushPiece {
+			written += len(out)
+			r.log.Give(out)
+			out = nil
+		}
+	}
+	for i := range b.Streams {
+		detail := written+len(out) < flushDetailBytes && (i%16 != 15 || time.Now().Before(until))
+		if !detail && len(b.Streams[i].Chunks) > 0 {
+			b.Counters.ShedDetail++
+		}
+		keep(r.enc.AppendStream(out, &b.Streams[i], now, detail))
+	}
+	for i := range b.Invocations {
+		keep(r.enc.AppendInvocation(out, &b.Invocations[i], now))
+	}
+	keep(r.enc.AppendCounters(out, b.Counters, now))
 	if len(out) > 0 {
 		r.log.Give(out)
 	}
 	if len(errs) > 0 {
 		fmt.Fprintf(r.stderr, "streamlens: flush: emf: %d documents skipped, first: %v\n", len(errs), errs[0])
 	}
+	r.bg.add(b.Streams, r.cfg.SpanMaxEvents, now)
 	// Bounded: a blocked stdout costs at most StdoutWait here; the lines stay
 	// queued and are written when it moves.
 	r.log.Wait(min(r.cfg.StdoutWait, time.Until(until)))
-	if r.spans == nil || len(b.Streams) == 0 {
-		return
-	}
-	if _, err := r.spans.Export(b.Streams, until); err != nil {
-		r.locked(func(t *state.Table) { t.Count(state.Counters{SpanExportErr: 1}) })
-	}
 }
+
+// A boundary's flush writes per-chunk values for at most flushDetailBytes of
+// documents, and hands stdout pieces of about flushPiece bytes.
+const (
+	flushDetailBytes = 256 << 10
+	flushPiece       = 64 << 10
+)
 
 // wait decides when the extension lets invocation inv go, and returns why inv
 // failed ("" if it did not, or is not known to have). Waiting costs the
@@ -299,6 +355,11 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 			p.Open > 0 && now.Sub(p.LastArrival) >= quiet, !now.Before(limit):
 			return ""
 		}
+		if p.FirstChunk || !now.Before(startBy) {
+			// The first byte is out (or no stream is coming): background work
+			// no longer competes with what the caller waits for.
+			r.bg.open()
+		}
 		wake := limit
 		if p.Seen == 0 {
 			wake = earlier(wake, startBy)
@@ -330,6 +391,14 @@ func (r *runner) shutdown(ev extapi.Event) {
 	}
 	r.in.Drain(earlier(budget, time.Now().Add(maxDrain)))
 	r.flushAll(state.ReasonShutdown+ev.ShutdownReason, budget)
+	// The last spans and per-instrument documents, within the budget.
+	r.bg.finish(budget)
+	// Counters the background produced (failed exports).
+	var last emfsink.Batch
+	r.locked(func(t *state.Table) { last.Counters = t.TakeCounters() })
+	if last.Counters != (state.Counters{}) {
+		r.write(last, budget)
+	}
 	// What is queued for stdout gets the rest of the budget.
 	r.log.Wait(time.Until(budget))
 }
@@ -364,12 +433,6 @@ func (r *runner) flushAll(reason string, until time.Time) {
 		b = emfsink.Batch{Streams: t.FinalizeAll(reason), Invocations: t.ReadyInvocations(true), Counters: t.TakeCounters()}
 	})
 	r.write(b, until)
-	// Counters that the last write itself produced (a failed span export).
-	var last emfsink.Batch
-	r.locked(func(t *state.Table) { last.Counters = t.TakeCounters() })
-	if last.Counters != (state.Counters{}) {
-		r.write(last, until)
-	}
 }
 
 // flushLoop flushes without invocation boundaries (Lambda Managed Instances,
@@ -400,7 +463,7 @@ func (r *runner) flushLoop(ctx context.Context) {
 			b.Counters = t.TakeCounters()
 		})
 		if len(b.Streams) > 0 || len(b.Invocations) > 0 || b.Counters != (state.Counters{}) {
-			r.write(b, time.Now().Add(r.cfg.StdoutWait+r.cfg.OTLPTimeout))
+			r.write(b, time.Now().Add(r.cfg.StdoutWait))
 		}
 	}
 }
@@ -409,3 +472,12 @@ func (r *runner) flushLoop(ctx context.Context) {
 // successful runtimeDone before it counts as truncated (no-end), where there
 // is no next boundary to wait for.
 const managedEndGrace = time.Second
+
+// processCPU is the CPU time this process used so far (user + system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -28,13 +28,14 @@ type otlpExporter struct {
 	buf    pb // reused: the SDK never calls ExportSpans concurrently
 }
 
-func newOTLPExporter(url string, timeout time.Duration) *otlpExporter {
-	// No retries anywhere: a failed export is counted and dropped, so a dead
-	// collector costs at most the timeout.
-	return &otlpExporter{url: url, client: &http.Client{Timeout: timeout}}
+func newOTLPExporter(url string) *otlpExporter {
+	// No timeout of its own and no retries: the caller's context is the
+	// budget (paused over freezes), and a failed export is counted and
+	// dropped.
+	return &otlpExporter{url: url, client: &http.Client{}}
 }
 
-// ExportSpans implements sdktrace.SpanExporter.
+// ExportSpans sends spans in one request bounded by ctx.
 func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	if len(spans) == 0 {
 		return nil
@@ -56,9 +57,6 @@ func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	}
 	return nil
 }
-
-// Shutdown implements sdktrace.SpanExporter.
-func (e *otlpExporter) Shutdown(context.Context) error { return nil }
 
 // pb is a minimal protobuf writer.
 type pb []byte

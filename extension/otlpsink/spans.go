@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,20 +25,25 @@ import (
 // Config is what the exporter needs to know of the extension's
 // configuration.
 type Config struct {
-	Endpoint     string        // the collector's OTLP/HTTP base URL
-	Timeout      time.Duration // the most one export may take
+	Endpoint     string // the collector's OTLP/HTTP base URL
 	FunctionName string
 	MaxEvents    int // chunk events per span
 }
 
-// Exporter turns finished streams into OTel spans (the OTel SDK) and exports
-// them over OTLP/HTTP (otlp.go).
+// Exporter turns finished streams into OTel spans (the OTel SDK builds them)
+// and exports them over OTLP/HTTP (otlp.go). It is used by one goroutine at
+// a time.
 type Exporter struct {
 	tp        *sdktrace.TracerProvider
 	tracer    trace.Tracer
+	ended     *collector
+	otlp      *otlpExporter
 	maxEvents int
-	timeout   time.Duration
 }
+
+// Batch is how many streams one export carries at most: it bounds the spans
+// that exist in memory at once and the size of one request.
+const Batch = 64
 
 // New returns an exporter for cfg; getenv gives the resource's Lambda
 // attributes.
@@ -46,7 +52,6 @@ func New(cfg Config, getenv func(string) string) (*Exporter, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("STREAMLENS_OTLP_ENDPOINT %q: want an http(s) URL", cfg.Endpoint)
 	}
-	exp := newOTLPExporter(u.String(), cfg.Timeout)
 	res := resource.NewWithAttributes(semconv.SchemaURL,
 		semconv.ServiceName(cfg.FunctionName),
 		semconv.CloudProviderAWS, semconv.CloudPlatformAWSLambda,
@@ -56,55 +61,58 @@ func New(cfg Config, getenv func(string) string) (*Exporter, error) {
 	)
 	limits := sdktrace.NewSpanLimits()
 	limits.EventCountLimit = cfg.MaxEvents + 1 // + first_useful_byte
+	ended := &collector{}
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithRawSpanLimits(limits),
 		// The function's sampling decision (traceparent flags) is respected.
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
-		// Exports happen only in ForceFlush, at the invocation boundary; the
-		// batch timer must never fire while the sandbox is about to freeze.
-		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(24*time.Hour), sdktrace.WithMaxExportBatchSize(512),
-			sdktrace.WithMaxQueueSize(4096), sdktrace.WithExportTimeout(cfg.Timeout)),
+		// No batch processor: its goroutine and timers would export on their
+		// own schedule, across freezes; the lifecycle decides when to export
+		// and with what budget.
+		sdktrace.WithSpanProcessor(ended),
 	)
-	return &Exporter{tp: tp, tracer: tp.Tracer("github.com/streamlens/streamlens/extension"),
-		maxEvents: cfg.MaxEvents, timeout: cfg.Timeout}, nil
+	return &Exporter{tp: tp, tracer: tp.Tracer("github.com/streamlens/streamlens/extension"), ended: ended,
+		otlp: newOTLPExporter(u.String()), maxEvents: cfg.MaxEvents}, nil
 }
 
-// spanBatch bounds how many spans exist in memory at once: a flush of many
-// streams is recorded and exported in batches, not built whole first.
-const spanBatch = 64
-
-// Export records and sends the spans of a flush, all within one OTLP timeout
-// and by until (the invocation's deadline comes first). Spans of batches that
-// no longer fit are not built; it returns how many streams got no span, and
-// the first export error.
-func (s *Exporter) Export(results []state.Result, until time.Time) (skipped int, err error) {
-	deadline := time.Now().Add(s.timeout)
-	if until.Before(deadline) {
-		deadline = until
+// Export builds the spans of up to Batch streams and sends them in one
+// request, which ctx bounds (the caller's budget).
+func (s *Exporter) Export(ctx context.Context, results []state.Result) error {
+	for _, r := range results[:min(len(results), Batch)] {
+		s.span(r)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	for i := 0; i < len(results); i += spanBatch {
-		if ctx.Err() != nil {
-			return len(results) - i, ctx.Err()
-		}
-		for _, r := range results[i:min(len(results), i+spanBatch)] {
-			s.span(r)
-		}
-		if ferr := s.tp.ForceFlush(ctx); ferr != nil && err == nil {
-			err = ferr
-		}
-	}
-	return 0, err
+	spans := s.ended.take()
+	return s.otlp.ExportSpans(ctx, spans)
 }
 
-// Shutdown stops the SDK, exporting what it still holds within the timeout.
-func (s *Exporter) Shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	_ = s.tp.Shutdown(ctx)
+// Shutdown stops the SDK.
+func (s *Exporter) Shutdown() { _ = s.tp.Shutdown(context.Background()) }
+
+// collector is a span processor that keeps ended spans for the next export.
+type collector struct {
+	mu    sync.Mutex
+	spans []sdktrace.ReadOnlySpan
 }
+
+func (c *collector) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+func (c *collector) OnEnd(s sdktrace.ReadOnlySpan) {
+	c.mu.Lock()
+	c.spans = append(c.spans, s)
+	c.mu.Unlock()
+}
+
+func (c *collector) take() []sdktrace.ReadOnlySpan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.spans
+	c.spans = nil
+	return out
+}
+
+func (c *collector) Shutdown(context.Context) error   { return nil }
+func (c *collector) ForceFlush(context.Context) error { return nil }
 
 // parent is the stream's parent: the traceparent the function sent, else the
 // INVOKE event's X-Ray header, else none (a new root).

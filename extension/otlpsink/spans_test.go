@@ -1,6 +1,7 @@
 package otlpsink
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -42,7 +43,7 @@ func TestParseXRay(t *testing.T) {
 }
 
 func benchSpanner(b *testing.B, endpoint string) {
-	sp, err := New(Config{Endpoint: endpoint, Timeout: 25 * time.Millisecond, MaxEvents: 128, FunctionName: "pricing"},
+	sp, err := New(Config{Endpoint: endpoint, MaxEvents: 128, FunctionName: "pricing"},
 		func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +55,10 @@ func benchSpanner(b *testing.B, endpoint string) {
 	}
 	start := time.Now()
 	for b.Loop() {
-		_, _ = sp.Export([]state.Result{r}, time.Now().Add(time.Second))
+		// The lifecycle gives each export STREAMLENS_OTLP_TIMEOUT_MS (25).
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Millisecond)
+		_ = sp.Export(ctx, []state.Result{r})
+		cancel()
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/flush")
 }

@@ -42,6 +42,14 @@ type InvocationResult struct {
 	Done        *RuntimeDone
 	Report      *Report
 	MissingDone bool
+	CPU         time.Duration // the extension's CPU time for it; 0 unknown
+}
+
+// SetCPU records the extension's CPU time for the invocation of requestID.
+func (t *Table) SetCPU(requestID string, cpu time.Duration) {
+	if inv := t.invocations[requestID]; inv != nil {
+		inv.cpu = cpu
+	}
 }
 
 // BeginInvocation records an INVOKE that arrived at now.
@@ -218,7 +226,7 @@ func (t *Table) ReadyInvocations(all bool) []InvocationResult {
 				t.counters.NoRuntimeDone++
 			}
 			r := InvocationResult{RequestID: id, Time: inv.started, ColdStart: inv.coldStart, Done: inv.runtimeDone,
-				Report: inv.report, MissingDone: inv.missingDone}
+				Report: inv.report, MissingDone: inv.missingDone, CPU: inv.cpu}
 			// Every invocation carries the init type of its sandbox (a
 			// dimension of its metrics); only the cold one its duration.
 			r.Init, r.InitKnown = t.init, t.initKnown

@@ -80,7 +80,8 @@ type invocation struct {
 	report      *Report
 	boundaries  int // flush boundaries passed since it ended
 	ended       bool
-	missingDone bool // runtimeDone never came within the wait
+	missingDone bool          // runtimeDone never came within the wait
+	cpu         time.Duration // the extension's CPU time for it
 }
 
 type fifoEntry struct {
@@ -97,7 +98,7 @@ type Counters struct {
 	Evicted       int64
 	BadTelemetry  int64 // telemetry batches or items that could not be decoded
 	NoRuntimeDone int64 // invocations flushed without their platform.runtimeDone
-	SpanExportErr int64 // OTLP exports that failed or hit their deadline
+	SpanExportErr int64 // spans whose OTLP export failed or hit its budget
 	Events        int64 // events applied
 	DroppedEMF    int64 // EMF lines dropped because stdout was blocked and the buffer full
 	// TelemetryUnavailable is 1 in the first flush after the Telemetry API
@@ -106,6 +107,8 @@ type Counters struct {
 	DuplicateEvents      int64 // a start or chunk seen twice: ignored, so it cannot hide a lost one
 	MissingStart         int64 // streams flushed without their start (no TTFB, no latencies)
 	Implausible          int64 // times or sequence numbers no real stream has (skewed clock, forged seq): ignored
+	ShedDetail           int64 // streams written without their per-chunk values: the flush was over its budget
+	SpansDropped         int64 // finished streams that got no span: the export queue was full
 }
 
 func (c *Counters) add(d Counters) {
@@ -123,6 +126,8 @@ func (c *Counters) add(d Counters) {
 	c.DuplicateEvents += d.DuplicateEvents
 	c.MissingStart += d.MissingStart
 	c.Implausible += d.Implausible
+	c.ShedDetail += d.ShedDetail
+	c.SpansDropped += d.SpansDropped
 }
 
 // Table holds all stream and invocation state. It is not safe for concurrent
@@ -177,31 +182,39 @@ func (t *Table) Count(c Counters) { t.counters.add(c) }
 
 // ApplyDatagram decodes and applies one datagram that arrived at now. size is
 // the datagram's real length, which may exceed len(b) when it was truncated on
-// read.
-func (t *Table) ApplyDatagram(b []byte, size int, now time.Time) {
+// read. It reports whether an invocation's Progress may have changed (a
+// stream opened, delivered its first chunk or ended): a chunk in the middle
+// of a stream changes nothing a waiting lifecycle needs to wake for.
+func (t *Table) ApplyDatagram(b []byte, size int, now time.Time) (progress bool) {
 	if size > protocol.MaxDatagram {
 		t.counters.Oversized++
 		t.counters.Malformed++
-		return
+		return false
 	}
-	protocol.Decode(b, func(ev *protocol.Event) { t.apply(ev, now) }, func(err error) {
+	protocol.Decode(b, func(ev *protocol.Event) {
+		if t.apply(ev, now) {
+			progress = true
+		}
+	}, func(err error) {
 		t.counters.Malformed++
 		if errors.Is(err, protocol.ErrOversized) {
 			t.counters.Oversized++
 		}
 	})
+	return progress
 }
 
-func (t *Table) apply(ev *protocol.Event, now time.Time) {
+func (t *Table) apply(ev *protocol.Event, now time.Time) (progress bool) {
 	t.counters.Events++
 	key := streamKey(ev.RequestID, ev.StreamID)
 	s := t.streams[key]
 	if s == nil {
 		if _, done := t.flushed[key]; done {
 			t.counters.LateEvents++
-			return
+			return false
 		}
 		s = t.open(key, ev.StreamID, ev.RequestID, now)
+		progress = true
 	}
 	if s.end != nil && !reordered(s, ev) {
 		if ev.Kind == protocol.KindEnd {
@@ -209,12 +222,13 @@ func (t *Table) apply(ev *protocol.Event, now time.Time) {
 		} else {
 			t.counters.LateEvents++
 		}
-		return
+		return progress
 	}
 	if (ev.Kind == protocol.KindStart && s.hasStart) || (ev.Kind == protocol.KindChunk && s.seen(ev.Seq)) {
 		t.counters.DuplicateEvents++
-		return
+		return progress
 	}
+	progress = progress || ev.Kind == protocol.KindEnd || (ev.Kind == protocol.KindChunk && s.payloadChunks == 0)
 	s.events++
 	s.lastArrival = now
 	switch ev.Kind {
@@ -262,6 +276,7 @@ func (t *Table) apply(ev *protocol.Event, now time.Time) {
 		s.endSeq = ev.Seq
 		s.lastNs = ev.TimeNs
 	}
+	return progress
 }
 
 // reordered reports whether ev, arriving after its stream's end, belongs

@@ -394,3 +394,30 @@ func TestTelemetryFloodIsBounded(t *testing.T) {
 		t.Errorf("%d invocations held after a flood of made-up runtimeDone", n)
 	}
 }
+
+// Only what changes an invocation's Progress wakes the lifecycle: a new
+// stream, its first payload chunk, its end; not every chunk.
+func TestApplyReportsProgressOnlyWhenItChanges(t *testing.T) {
+	tb := New(10, 100)
+	h := protocol.Header{StreamID: "q1", RequestID: "r1", TimeNs: t0}
+	apply := func(b []byte) bool { return tb.ApplyDatagram(b, len(b), time.Now()) }
+	if !apply(protocol.AppendStart(nil, h, protocol.Start{Expected: 3})) {
+		t.Error("a new stream is progress")
+	}
+	for i, want := range []bool{true, false, false} {
+		h.Seq++
+		if got := apply(protocol.AppendChunk(nil, h, protocol.Chunk{Instrument: "A", Bytes: 1})); got != want {
+			t.Errorf("chunk %d: progress %v, want %v", i+1, got, want)
+		}
+	}
+	h.Seq++
+	if !apply(protocol.AppendEnd(nil, h, protocol.End{Delivered: 3, Expected: 3, Status: protocol.StatusComplete})) {
+		t.Error("an end is progress")
+	}
+	if apply(protocol.AppendEnd(nil, h, protocol.End{Delivered: 3, Expected: 3, Status: protocol.StatusComplete})) {
+		t.Error("a duplicate end is not progress")
+	}
+	if p := tb.Progress("r1"); p.Seen != 1 || p.Open != 0 || !p.FirstChunk {
+		t.Errorf("progress %+v", p)
+	}
+}

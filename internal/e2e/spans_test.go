@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -84,14 +85,31 @@ func (r *otlpReceiver) add(td ptrace.Traces) {
 	}
 }
 
-// one returns the single span exported, failing the test otherwise.
-func (r *otlpReceiver) one(t *testing.T) span {
+// one returns the single span of the one invocation e made. None may leave
+// before the invocation ends (span export is off the path to /event/next);
+// the SHUTDOWN that follows sends it.
+func (r *otlpReceiver) one(t *testing.T, e *env) span {
 	t.Helper()
-	all := r.all()
+	if n := len(r.all()); n != 0 {
+		t.Fatalf("%d spans exported on the path to next, want 0", n)
+	}
+	e.sb.Close()
+	all := r.wait(t, 1)
 	if len(all) != 1 {
-		t.Fatalf("%d spans exported before the invocation ended, want 1", len(all))
+		t.Fatalf("%d spans exported, want 1", len(all))
 	}
 	return all[0]
+}
+
+// wait returns the spans received once there are at least n, or after 5 s.
+func (r *otlpReceiver) wait(t *testing.T, n int) []span {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if all := r.all(); len(all) >= n {
+			return all
+		}
+	}
+	return r.all()
 }
 
 func (r *otlpReceiver) all() []span {
@@ -121,15 +139,11 @@ func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
 	e := start(t, withOTLP(rcv.url))
 	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	res, _ := e.invokeWith(t, "instruments=50&bundle=EQ-EU-50", map[string]string{"traceparent": "00-" + tid + "-" + sid + "-01"})
-	spans := rcv.all()
-	if len(spans) != 1 {
-		t.Fatalf("%d spans exported before the invocation ended", len(spans))
-	}
-	s := spans[0]
+	emf := e.onlyStream(t)
+	s := rcv.one(t, e)
 	if s.traceID != tid || s.parentID != sid || s.name != "stream EQ-EU-50" {
 		t.Errorf("span %s trace %s parent %s", s.name, s.traceID, s.parentID)
 	}
-	emf := e.onlyStream(t)
 	for k, want := range map[string]any{
 		"faas.invocation_id": res.RequestID, "streamlens.quote_id": emf.str("QuoteId"), "streamlens.bundle_id": "EQ-EU-50",
 		"streamlens.chunks.delivered": int64(50), "streamlens.chunks.expected": int64(50), "streamlens.truncated": false,
@@ -138,12 +152,6 @@ func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
 		if s.attrs[k] != want {
 			t.Errorf("attribute %s = %v (%T), want %v", k, s.attrs[k], s.attrs[k], want)
 		}
-	}
-	// The span goes out when the stream ends, before the platform's
-	// runtimeDone exists (waiting for it would bill ~25 ms per invocation):
-	// the platform's response latency is on the invocation's EMF record.
-	if lat, ok := s.attrs["aws.lambda.response_latency_ms"]; ok {
-		t.Errorf("platform response latency %v on a span exported before runtimeDone", lat)
 	}
 	for k, want := range map[string]any{"cloud.provider": "aws", "cloud.platform": "aws_lambda", "faas.name": "pricing", "service.name": "pricing"} {
 		if s.resource[k] != want {
@@ -166,11 +174,27 @@ func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
 	}
 }
 
+// The spans of one invocation are exported while the environment is thawed
+// for the next one (after its first chunk), not on the path to next.
+func TestSpansGoOutDuringTheNextInvocation(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, withOTLP(rcv.url))
+	first, _ := e.invoke(t, "instruments=5")
+	if n := len(rcv.all()); n != 0 {
+		t.Fatalf("%d spans exported on the path to next, want 0", n)
+	}
+	e.invoke(t, "instruments=50&delay_ms=1") // ~50 ms thawed, its first chunk at once
+	spans := rcv.all()
+	if len(spans) != 1 || spans[0].attrs["faas.invocation_id"] != first.RequestID {
+		t.Fatalf("after the second invocation: %d spans, want the first invocation's one", len(spans))
+	}
+}
+
 func TestSpanParentFromXRayWithoutTraceparent(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, withOTLP(rcv.url))
 	res, _ := e.invoke(t, "instruments=3")
-	s := rcv.one(t)
+	s := rcv.one(t, e)
 	// Root=1-<8 hex>-<24 hex>;Parent=<16 hex>
 	root := strings.TrimPrefix(strings.Split(res.TraceHeader, ";")[0], "Root=1-")
 	parent := strings.TrimPrefix(strings.Split(res.TraceHeader, ";")[1], "Parent=")
@@ -183,7 +207,7 @@ func TestTruncatedSpanIsAnError(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, withOTLP(rcv.url))
 	e.invoke(t, "instruments=50&fail_after=20")
-	s := rcv.one(t)
+	s := rcv.one(t, e)
 	if s.status != ptrace.StatusCodeError || !strings.Contains(s.message, "status-error") || s.attrs["streamlens.truncated"] != true {
 		t.Errorf("status %v %q truncated %v", s.status, s.message, s.attrs["streamlens.truncated"])
 	}
@@ -196,7 +220,7 @@ func TestSpanEventLimit(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, withOTLP(rcv.url, "STREAMLENS_SPAN_MAX_EVENTS=100", "STREAMLENS_OTLP_TIMEOUT_MS=3000"))
 	e.invoke(t, "instruments=300&delay_ms=0")
-	s := rcv.one(t)
+	s := rcv.one(t, e)
 	if countEvents(s, "chunk") != 100 || s.attrs["streamlens.chunk_events_dropped"] != int64(200) {
 		t.Errorf("%d chunk events, %v dropped", countEvents(s, "chunk"), s.attrs["streamlens.chunk_events_dropped"])
 	}

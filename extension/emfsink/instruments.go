@@ -1,0 +1,160 @@
+package emfsink
+
+import (
+	"sort"
+	"time"
+
+	"github.com/streamlens/streamlens/emf"
+	"github.com/streamlens/streamlens/extension/state"
+	m "github.com/streamlens/streamlens/metrics"
+)
+
+// OtherInstrument is the Instrument value that stands for every instrument
+// past the cap: each distinct value of a dimension is a billed custom metric,
+// so the names a function (or its callers) make up must not grow the bill.
+const OtherInstrument = "other"
+
+// Per-instrument documents carry up to maxInstrumentValues values per metric
+// (the EMF limit per metric) and wait at most maxInstrumentAge: one document
+// per instrument per 100 chunks, not one per invocation, is what keeps the
+// per-instrument latency visible at a small share of the log bytes and of
+// the flush's CPU.
+const (
+	maxInstrumentValues = 100
+	maxInstrumentAge    = 60 * time.Second
+	// instrumentWindow is how long the set of admitted names lasts: the cap
+	// is "distinct names per environment per hour".
+	instrumentWindow = time.Hour
+)
+
+// Instruments aggregates per-instrument chunk latencies and intervals across
+// streams and invocations. It is pure and not safe for concurrent use.
+type Instruments struct {
+	max      int // distinct names per window; more go under OtherInstrument
+	byName   map[string]*instrument
+	admitted map[string]struct{}
+	since    time.Time // start of the admission window
+	overflow int64     // chunks put under OtherInstrument since the last Take
+}
+
+type instrument struct {
+	lat, intv []float64
+	oldest    time.Time // when the oldest value not yet written arrived
+}
+
+// NewInstruments returns an aggregator that admits at most max distinct
+// instrument names per hour.
+func NewInstruments(max int) *Instruments {
+	return &Instruments{max: max, byName: map[string]*instrument{}, admitted: map[string]struct{}{}}
+}
+
+// Add takes the chunk values of finished streams, received at now.
+func (a *Instruments) Add(results []state.Result, now time.Time) {
+	if now.Sub(a.since) >= instrumentWindow {
+		a.since, a.admitted = now, map[string]struct{}{}
+	}
+	for _, r := range results {
+		for _, c := range r.Chunks {
+			if c.Inst == "" || (c.LatencyMs < 0 && c.IntervalMs < 0) {
+				continue
+			}
+			name := c.Inst
+			if _, ok := a.admitted[name]; !ok {
+				if len(a.admitted) < a.max {
+					a.admitted[name] = struct{}{}
+				} else {
+					name = OtherInstrument
+					a.overflow++
+				}
+			}
+			in := a.byName[name]
+			if in == nil {
+				in = &instrument{}
+				a.byName[name] = in
+			}
+			if len(in.lat) == 0 && len(in.intv) == 0 {
+				in.oldest = now
+			}
+			if c.LatencyMs >= 0 {
+				in.lat = append(in.lat, Ms(c.LatencyMs))
+			}
+			if c.IntervalMs >= 0 {
+				in.intv = append(in.intv, Ms(c.IntervalMs))
+			}
+		}
+	}
+}
+
+// Due reports whether Take(now, false) would write something.
+func (a *Instruments) Due(now time.Time) bool {
+	for _, in := range a.byName {
+		if in.due(now) {
+			return true
+		}
+	}
+	return a.overflow > 0
+}
+
+func (in *instrument) due(now time.Time) bool {
+	n := max(len(in.lat), len(in.intv))
+	return n >= maxInstrumentValues || (n > 0 && now.Sub(in.oldest) >= maxInstrumentAge)
+}
+
+// Take appends the documents of the instruments that are due (all that hold
+// values when all is set, at SHUTDOWN) to dst, in name order. A document
+// carries at most 100 values per metric; the rest wait for the next one.
+func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]byte, []error) {
+	var names []string
+	for name, in := range a.byName {
+		if all && (len(in.lat) > 0 || len(in.intv) > 0) || in.due(now) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var errs []error
+	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
+	for _, name := range names {
+		in := a.byName[name]
+		for len(in.lat) > 0 || len(in.intv) > 0 {
+			nl, ni := min(len(in.lat), maxInstrumentValues), min(len(in.intv), maxInstrumentValues)
+			d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: now,
+				Dimensions: [][]string{{m.DimFunctionName, m.DimInstrument}},
+				Properties: []emf.Property{fn, {Key: m.DimInstrument, Value: name}},
+				Metrics: []emf.Metric{
+					{Name: m.ChunkLatency, Unit: emf.Milliseconds, Values: in.lat[:nl]},
+					{Name: m.ChunkInterval, Unit: emf.Milliseconds, Values: in.intv[:ni]},
+				}}
+			var err error
+			if dst, err = emf.Append(dst, d); err != nil {
+				errs = append(errs, err)
+			}
+			in.lat, in.intv = in.lat[nl:], in.intv[ni:]
+			if !all {
+				break
+			}
+		}
+		if len(in.lat) == 0 && len(in.intv) == 0 {
+			delete(a.byName, name) // its arrays are not reused: a fresh one is smaller than the peak
+		} else {
+			in.oldest = now
+		}
+	}
+	if a.overflow > 0 {
+		dst = e.appendCount(dst, m.InstrumentOverflow, a.overflow, now, &errs)
+		a.overflow = 0
+	}
+	return dst, errs
+}
+
+// appendCount appends a document with one count metric.
+func (e *Encoder) appendCount(dst []byte, name string, v int64, now time.Time, errs *[]error) []byte {
+	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: now, Dimensions: [][]string{{m.DimFunctionName}},
+		Properties: []emf.Property{{Key: m.DimFunctionName, Value: e.cfg.FunctionName}},
+		Metrics:    []emf.Metric{{Name: name, Unit: emf.Count, Values: []float64{float64(v)}}}}
+	out, err := emf.Append(dst, d)
+	if err != nil {
+		*errs = append(*errs, err)
+		return dst
+	}
+	return out
+}
