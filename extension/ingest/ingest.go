@@ -27,8 +27,8 @@ type Socket struct {
 	fd    int
 	mu    sync.Locker
 	apply func(b []byte, size int)
-	rbuf  []byte // reader goroutine's buffer
-	dbuf  []byte // drain's buffer (drain runs on another goroutine)
+	rbuf  *batch // reader goroutine's buffers
+	dbuf  *batch // drain's buffers (drain runs on another goroutine)
 	done  chan struct{}
 }
 
@@ -68,7 +68,7 @@ func Listen(a protocol.Addr, mu sync.Locker, apply func(b []byte, size int)) (*S
 		pc.Close()
 		return nil, err
 	}
-	in := &Socket{conn: pc, rc: rc, mu: mu, apply: apply, rbuf: make([]byte, protocol.MaxDatagram), dbuf: make([]byte, protocol.MaxDatagram), done: make(chan struct{})}
+	in := &Socket{conn: pc, rc: rc, mu: mu, apply: apply, rbuf: newBatch(), dbuf: newBatch(), done: make(chan struct{})}
 	_ = rc.Control(func(fd uintptr) {
 		in.fd = int(fd)
 		// A bigger receive buffer absorbs a burst while the extension is busy
@@ -82,12 +82,39 @@ func Listen(a protocol.Addr, mu sync.Locker, apply func(b []byte, size int)) (*S
 // LocalAddr is the bound address (useful with port 0).
 func (in *Socket) LocalAddr() net.Addr { return in.conn.LocalAddr() }
 
-// recv reads one datagram without blocking. n is the datagram's real length
-// (MSG_TRUNC), which can exceed len(buf).
-func recv(fd int, buf []byte) (int, error) {
-	// The raw syscall, not unix.Recvfrom: that one allocates a sockaddr for the
-	// sender on every call, and we do not need to know the sender.
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+// batchSize is how many datagrams one read takes at most: a burst of chunk
+// events is read with one system call instead of one per datagram.
+const batchSize = 16
+
+// batch holds the buffers of one recvmmsg call.
+type batch struct {
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
+	bufs [][]byte
+}
+
+func newBatch() *batch {
+	b := &batch{hdrs: make([]unix.Mmsghdr, batchSize), iovs: make([]unix.Iovec, batchSize), bufs: make([][]byte, batchSize)}
+	for i := range b.hdrs {
+		b.bufs[i] = make([]byte, protocol.MaxDatagram)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(protocol.MaxDatagram)
+		b.hdrs[i].Hdr.Iov = &b.iovs[i]
+		b.hdrs[i].Hdr.SetIovlen(1)
+	}
+	return b
+}
+
+// recv reads the datagrams waiting on fd, up to batchSize, without blocking.
+// With MSG_TRUNC each message's length is the datagram's real length, which
+// can exceed its buffer.
+func (b *batch) recv(fd int) (int, error) {
+	for i := range b.hdrs {
+		b.hdrs[i].Len, b.hdrs[i].Hdr.Flags = 0, 0
+	}
+	// The raw syscall: the sender's address is not needed, so no sockaddr is
+	// allocated or copied.
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)),
 		uintptr(unix.MSG_DONTWAIT|unix.MSG_TRUNC), 0, 0)
 	if errno != 0 {
 		return 0, errno
@@ -95,14 +122,22 @@ func recv(fd int, buf []byte) (int, error) {
 	return int(n), nil
 }
 
-// run is the reader goroutine. It reads and applies under the table lock, one
-// datagram at a time, and waits in the runtime poller when the socket is empty.
+// apply applies the n datagrams the last recv read.
+func (b *batch) apply(n int, apply func([]byte, int)) {
+	for i := 0; i < n; i++ {
+		size := int(b.hdrs[i].Len)
+		apply(b.bufs[i][:min(size, len(b.bufs[i]))], size)
+	}
+}
+
+// run is the reader goroutine. It reads and applies under the lock, a batch
+// at a time, and waits in the runtime poller when the socket is empty.
 func (in *Socket) run() {
 	defer close(in.done)
 	_ = in.rc.Read(func(fd uintptr) bool {
 		for {
 			in.mu.Lock()
-			n, err := recv(int(fd), in.rbuf)
+			n, err := in.rbuf.recv(int(fd))
 			if err != nil {
 				in.mu.Unlock()
 				if err == unix.EINTR {
@@ -112,7 +147,7 @@ func (in *Socket) run() {
 				// closed socket ends rc.Read itself.
 				return false
 			}
-			in.apply(in.rbuf[:min(n, len(in.rbuf))], n)
+			in.rbuf.apply(n, in.apply)
 			in.mu.Unlock()
 		}
 	})
@@ -122,17 +157,17 @@ func (in *Socket) run() {
 // until passes. When it returns early the rest is read by the reader
 // goroutine; when it returns because the socket is empty, every event sent
 // before the call has been applied (loopback delivery completes inside the
-// sender's sendto). The lock is taken per datagram, so the telemetry listener
+// sender's sendto). The lock is taken per batch, so the telemetry listener
 // and the reader are never shut out by a flood.
 func (in *Socket) Drain(until time.Time) {
 	for i := 0; ; i++ {
-		if i%64 == 63 && !time.Now().Before(until) {
+		if i%4 == 3 && !time.Now().Before(until) {
 			return
 		}
 		in.mu.Lock()
-		n, err := recv(in.fd, in.dbuf)
+		n, err := in.dbuf.recv(in.fd)
 		if err == nil {
-			in.apply(in.dbuf[:min(n, len(in.dbuf))], n)
+			in.dbuf.apply(n, in.apply)
 		}
 		in.mu.Unlock()
 		if err != nil && err != unix.EINTR {

@@ -1,12 +1,15 @@
 package ingest
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamlens/streamlens/protocol"
 )
@@ -43,5 +46,46 @@ func TestUDPListenerIsLoopback(t *testing.T) {
 	defer in.Close()
 	if ip := netip.MustParseAddrPort(in.LocalAddr().String()).Addr(); !ip.IsLoopback() {
 		t.Errorf("bound to %v", ip)
+	}
+}
+
+// A burst is read in batches; every datagram reaches apply once, in order,
+// with its real size even when it is longer than the buffer.
+func TestBatchedReadKeepsEveryDatagramAndItsSize(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	in, err := Listen(protocol.Addr{Network: "udp", UDP: netip.MustParseAddrPort("127.0.0.1:0")}, &mu, func(b []byte, size int) {
+		if len(b) != min(size, protocol.MaxDatagram) {
+			t.Errorf("buffer %d for a datagram of %d", len(b), size)
+		}
+		sizes = append(sizes, size)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	conn, err := net.Dial("udp", in.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var want []int
+	mu.Lock() // hold the reader off so that the burst queues up
+	for i := 0; i < 3*batchSize+5; i++ {
+		n := 10 + i
+		if i == batchSize+2 {
+			n = protocol.MaxDatagram + 100 // oversized: its real size must be seen
+		}
+		if _, err := conn.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, n)
+	}
+	mu.Unlock()
+	in.Drain(time.Now().Add(time.Second))
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(sizes) != fmt.Sprint(want) {
+		t.Errorf("sizes %v, want %v", sizes, want)
 	}
 }

@@ -1,0 +1,126 @@
+package emfsink
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/extension/state"
+)
+
+func streamOf(insts ...string) state.Result {
+	var r state.Result
+	for i, in := range insts {
+		r.Chunks = append(r.Chunks, state.Chunk{Inst: in, LatencyMs: float32(i + 1), IntervalMs: 1})
+	}
+	return r
+}
+
+// docs decodes EMF lines into maps.
+func docs(t *testing.T, b []byte) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var d map[string]any
+		if err := json.Unmarshal(line, &d); err != nil {
+			t.Fatalf("invalid line %q: %v", line, err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func count(v any) int {
+	if a, ok := v.([]any); ok {
+		return len(a)
+	}
+	if v == nil {
+		return 0
+	}
+	return 1
+}
+
+func TestInstrumentsAreWrittenBy100ValuesByAgeAndAtShutdown(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(10)
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := 0; i < 99; i++ {
+		a.Add([]state.Result{streamOf("SPY", "QQQ")}, t0)
+	}
+	if a.Due(t0.Add(59 * time.Second)) {
+		t.Fatal("due with 99 values after 59 s")
+	}
+	a.Add([]state.Result{streamOf("SPY")}, t0)
+	if !a.Due(t0) {
+		t.Fatal("not due with 100 values")
+	}
+	out, errs := enc.Take(nil, a, t0, false)
+	ds := docs(t, out)
+	if len(errs) != 0 || len(ds) != 1 || ds[0]["Instrument"] != "SPY" || count(ds[0]["ChunkLatency"]) != 100 {
+		t.Fatalf("by count: %d docs %v %v", len(ds), ds, errs)
+	}
+	// QQQ (99 values) is written once its oldest value is 60 s old.
+	if a.Due(t0.Add(59 * time.Second)) {
+		t.Fatal("due again too early")
+	}
+	out, _ = enc.Take(nil, a, t0.Add(60*time.Second), false)
+	if ds = docs(t, out); len(ds) != 1 || ds[0]["Instrument"] != "QQQ" || count(ds[0]["ChunkInterval"]) != 99 {
+		t.Fatalf("by age: %v", ds)
+	}
+	// At SHUTDOWN everything goes, 100 values a document at most.
+	for i := 0; i < 250; i++ {
+		a.Add([]state.Result{streamOf("IWM")}, t0)
+	}
+	a.Add([]state.Result{streamOf("DIA")}, t0)
+	out, _ = enc.Take(nil, a, t0, true)
+	ds = docs(t, out)
+	var got []string
+	for _, d := range ds {
+		got = append(got, fmt.Sprintf("%s:%d", d["Instrument"], count(d["ChunkLatency"])))
+	}
+	if fmt.Sprint(got) != "[DIA:1 IWM:100 IWM:100 IWM:50]" {
+		t.Errorf("shutdown: %v", got)
+	}
+	if a.Due(t0.Add(time.Hour)) {
+		t.Error("values left after SHUTDOWN")
+	}
+}
+
+// Past the cap of distinct names, chunks go under "other" and are counted:
+// each distinct Instrument value is a billed custom metric.
+func TestInstrumentCapPutsTheRestUnderOther(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(3)
+	t0 := time.Unix(1_800_000_000, 0)
+	var names []string
+	for i := 0; i < 6001; i++ {
+		names = append(names, fmt.Sprintf("made-up-%d", i))
+	}
+	a.Add([]state.Result{streamOf(names...)}, t0)
+	a.Add([]state.Result{streamOf("made-up-1")}, t0) // admitted before the cap: stays itself
+	out, _ := enc.Take(nil, a, t0, true)
+	seen := map[string]int{}
+	overflow := 0.0
+	for _, d := range docs(t, out) {
+		if in, ok := d["Instrument"].(string); ok {
+			seen[in] += count(d["ChunkLatency"])
+		}
+		if v, ok := d["InstrumentOverflow"].(float64); ok {
+			overflow += v
+		}
+	}
+	if len(seen) != 4 || seen[OtherInstrument] != 5998 || seen["made-up-1"] != 2 || overflow != 5998 {
+		t.Errorf("names %d (%v), overflow %v", len(seen), seen["other"], overflow)
+	}
+	// A new hour admits new names.
+	a.Add([]state.Result{streamOf("fresh")}, t0.Add(time.Hour))
+	out, _ = enc.Take(nil, a, t0.Add(time.Hour), true)
+	if ds := docs(t, out); len(ds) != 1 || ds[0]["Instrument"] != "fresh" {
+		t.Errorf("after an hour: %v", ds)
+	}
+}

@@ -1,0 +1,109 @@
+package lifecycle
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/extension/config"
+	"github.com/streamlens/streamlens/extension/emfsink"
+	"github.com/streamlens/streamlens/extension/logpipe"
+	"github.com/streamlens/streamlens/extension/state"
+)
+
+// pieces records each write to stdout.
+type pieces struct {
+	mu     sync.Mutex
+	sizes  []int
+	output bytes.Buffer
+}
+
+func (p *pieces) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sizes = append(p.sizes, len(b))
+	return p.output.Write(b)
+}
+
+func testRunner(out io.Writer) *runner {
+	r := &runner{cfg: config.Config{SpanMaxEvents: 128, StdoutWait: 5 * time.Second}, stderr: io.Discard,
+		enc: emfsink.New(emfsink.Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond}),
+		log: logpipe.New(out, 64<<20), table: state.New(16, 16)}
+	r.bg = newBackground(r.enc, nil, r.log, func(c state.Counters) { r.locked(func(t *state.Table) { t.Count(c) }) }, time.Second, 100, true)
+	return r
+}
+
+// A flush of 300 streams × 2,000 chunks with unique instrument names (the
+// worst a function can send under the default caps): every stream's own
+// document is written, per-chunk detail is shed past the budget and counted,
+// stdout gets pieces, not one buffer of the whole flush.
+func TestFlushIsBoundedAndShedsDetailFirst(t *testing.T) {
+	var out pieces
+	r := testRunner(&out)
+	var b emfsink.Batch
+	for i := 0; i < 300; i++ {
+		res := state.Result{QuoteID: fmt.Sprintf("q%d", i), RequestID: "r1", Time: time.Now(), Expected: 2000, Delivered: 2000, Status: "complete", Integrity: -1}
+		for c := 0; c < 2000; c++ {
+			res.Chunks = append(res.Chunks, state.Chunk{Inst: fmt.Sprintf("I%d-%d", i, c), LatencyMs: float32(c), IntervalMs: 1})
+		}
+		b.Streams = append(b.Streams, res)
+	}
+	r.write(b, time.Now().Add(time.Hour))
+	r.log.Close(5 * time.Second)
+
+	streams, shed := 0, 0.0
+	for _, line := range bytes.Split(bytes.TrimSpace(out.output.Bytes()), []byte("\n")) {
+		var d map[string]any
+		if err := json.Unmarshal(line, &d); err != nil {
+			t.Fatalf("invalid line: %v", err)
+		}
+		if _, ok := d["QuoteId"]; ok {
+			if _, ok := d["StreamTruncated"]; ok {
+				streams++
+			}
+		}
+		if v, ok := d["ShedChunkDetail"].(float64); ok {
+			shed += v
+		}
+	}
+	if streams != 300 {
+		t.Errorf("%d stream documents, want all 300", streams)
+	}
+	if detail := countStreamsWithDetail(out.output.Bytes()); detail == 0 || detail >= 300 || shed != float64(300-detail) {
+		t.Errorf("streams with per-chunk detail: %d, shed counted %v", detail, shed)
+	}
+	total, largest := 0, 0
+	for _, n := range out.sizes {
+		total += n
+		largest = max(largest, n)
+	}
+	// The detail budget plus the streams' own documents, not 300 × 2,000
+	// values (~25 MB).
+	if total > flushDetailBytes+300*1024+flushPiece {
+		t.Errorf("flush wrote %d bytes", total)
+	}
+	if largest > 2*flushPiece {
+		t.Errorf("a piece of %d bytes handed to stdout", largest)
+	}
+}
+
+// countStreamsWithDetail counts the streams (by quote id) that have at least
+// one document with per-chunk values: a stream's 2,000 values span several
+// documents of 100 each.
+func countStreamsWithDetail(b []byte) int {
+	ids := map[string]bool{}
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var d map[string]any
+		_ = json.Unmarshal(line, &d)
+		if _, ok := d["ChunkLatency"]; ok {
+			if q, ok := d["QuoteId"].(string); ok {
+				ids[q] = true
+			}
+		}
+	}
+	return len(ids)
+}
