@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +32,7 @@ func TestNextComesBeforeTheDeadline(t *testing.T) {
 		{"runtimeDone missing, lost end", func(c *sandbox.Config) { c.Suppress = []string{"platform.runtimeDone"} }, "instruments=5&skip_end=1", false},
 		{"no stream", func(c *sandbox.Config) { c.Function = bins.plain }, "", false},
 		{"datagram flood", nil, "instruments=50", true},
+		{"1,100 slow connections on the telemetry listener", nil, "instruments=50", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := start(t, func(c *sandbox.Config) {
@@ -42,6 +45,11 @@ func TestNextComesBeforeTheDeadline(t *testing.T) {
 			if tc.flood {
 				stop = flood(t, e.addr)
 			}
+			slow := strings.HasPrefix(tc.name, "1,100 slow")
+			if slow {
+				e.invoke(t, tc.query) // init: the listener exists from here on
+				stop = slowConnections(t, telemetryPort, 1100)
+			}
 			for i := 0; i < 3; i++ {
 				res, _ := e.invoke(t, tc.query)
 				if res.Status != "success" {
@@ -51,8 +59,49 @@ func TestNextComesBeforeTheDeadline(t *testing.T) {
 					t.Errorf("invocation %d: held %v after the runtime finished, toward its %v deadline", i, res.PostRuntime(), timeout)
 				}
 			}
+			if slow {
+				// The listener holds a bounded number of them; the rest wait
+				// in the kernel's backlog, not in the extension's fds.
+				fds, _ := os.ReadDir("/proc/" + strconv.Itoa(e.sb.Extensions()[0].PID) + "/fd")
+				t.Logf("figure: 1,100 slow connections → the extension holds %d fds, 3/3 invocations succeed", len(fds))
+				if len(fds) > 100 {
+					t.Errorf("the extension holds %d fds under 1,100 slow connections", len(fds))
+				}
+			}
 			stop()
 		})
+	}
+}
+
+// telemetryPort is where the extension's telemetry listener binds in these
+// tests (the production default, sandbox.localdomain:4243, which binds
+// loopback where the name does not resolve).
+const telemetryPort = 4243
+
+// slowConnections opens n connections to the TCP port that send half a
+// request header and stall, as a slow or hostile client would, and holds
+// them until stopped.
+func slowConnections(t *testing.T, port, n int) (stop func()) {
+	t.Helper()
+	var conns []net.Conn
+	d := net.Dialer{Timeout: time.Second}
+	for i := 0; i < n; i++ {
+		c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Logf("dial %d: %v", i, err)
+			break // the backlog is full: that is the listener's bound at work
+		}
+		_, _ = c.Write([]byte("POST / HTTP/1.1\r\nHost: sandbox.localdomain\r\nContent-Le"))
+		conns = append(conns, c)
+	}
+	t.Logf("%d slow connections open", len(conns))
+	if len(conns) < n/2 {
+		t.Errorf("only %d of %d connections could be opened: the test did not load the listener", len(conns), n)
+	}
+	return func() {
+		for _, c := range conns {
+			c.Close()
+		}
 	}
 }
 
