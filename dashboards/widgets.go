@@ -90,6 +90,13 @@ func Widgets(specs []slo.Spec) []Widget {
 			Searches: []Search{{Metric: m.InitDuration, Dim: m.DimInitType, Stat: "Maximum"}}},
 		{Title: "Cold starts by initialization type", Unit: "count",
 			Searches: []Search{{Metric: m.ColdStart, Dim: m.DimInitType, Stat: "Sum"}}},
+		{Title: "What streamlens costs each invocation", Unit: "ms",
+			Series: []Series{
+				{ID: "ovh50", Metric: m.ExtensionOverhead, Stat: "p50", Label: "after the runtime finished, p50 (billed: report − runtimeDone)"},
+				{ID: "ovh99", Metric: m.ExtensionOverhead, Stat: "p99", Label: "after the runtime finished, p99"},
+				{ID: "cpu50", Metric: m.ExtensionCPU, Stat: "p50", Label: "extension CPU, p50"},
+				{ID: "cpu99", Metric: m.ExtensionCPU, Stat: "p99", Label: "extension CPU, p99"},
+			}},
 		{Title: "Dropped and malformed events", Unit: "events",
 			Series: []Series{
 				{ID: "dropped", Metric: m.DroppedEvents, Stat: "Sum", Label: "dropped (client + in transit)"},

@@ -91,5 +91,8 @@ func Defs() []Def {
 		{ColdStart, emf.Count, false, "1 on the first invocation after an init"},
 		{DroppedEvents, emf.Count, false, "events lost between client and extension (client drops + sequence gaps)"},
 		{MalformedEvents, emf.Count, false, "datagram lines the extension rejected"},
+		{ExtensionOverhead, emf.Milliseconds, false, "time extensions added after the runtime finished (platform.report − runtimeDone): billed"},
+		{ExtensionCPU, emf.Milliseconds, false, "CPU time the streamlens extension used for the invocation"},
+		{InstrumentOverflow, emf.Count, false, "chunks whose instrument name was past STREAMLENS_MAX_INSTRUMENTS and went under \"other\""},
 	}
 }
