@@ -46,6 +46,9 @@ const (
 	// InstrumentOverflow counts chunks whose instrument name was past the cap
 	// of distinct names (STREAMLENS_MAX_INSTRUMENTS) and went under "other".
 	InstrumentOverflow = "InstrumentOverflow"
+	// ConfigErrors counts bad STREAMLENS_* values that fell back to their
+	// defaults (reported once, at the first flush).
+	ConfigErrors = "ConfigErrors"
 	// ExtensionCPU is the CPU time the extension used per invocation, in ms.
 	ExtensionCPU = "ExtensionCPU"
 )
@@ -93,6 +96,7 @@ func Defs() []Def {
 		{MalformedEvents, emf.Count, false, "datagram lines the extension rejected"},
 		{ExtensionOverhead, emf.Milliseconds, false, "time extensions added after the runtime finished (platform.report − runtimeDone): billed"},
 		{ExtensionCPU, emf.Milliseconds, false, "CPU time the streamlens extension used for the invocation"},
+		{ConfigErrors, emf.Count, false, "bad STREAMLENS_* values that fell back to their defaults"},
 		{InstrumentOverflow, emf.Count, false, "chunks whose instrument name was past STREAMLENS_MAX_INSTRUMENTS and went under \"other\""},
 	}
 }

@@ -43,10 +43,15 @@ type Config struct {
 	SpanMaxEvents      int           // STREAMLENS_SPAN_MAX_EVENTS
 	StdoutWait         time.Duration // STREAMLENS_STDOUT_WAIT_MS
 	StdoutBuffer       int           // STREAMLENS_STDOUT_BUFFER_KB, in bytes
+	Strict             bool          // STREAMLENS_STRICT: a bad value fails init instead of falling back
 }
 
-// FromEnv reads the configuration. It returns every bad variable at once,
-// each error naming its variable, so one failed start shows all that is wrong.
+// FromEnv reads the configuration. A bad STREAMLENS_* value falls back to
+// its default in the returned Config, and the error lists every bad variable
+// at once, each naming its variable: the caller reports them and goes on
+// (the function must not fail for its observability), or fails init when
+// STREAMLENS_STRICT=on (Config.Strict), for CI and staging. Only a missing
+// AWS_LAMBDA_RUNTIME_API (not in a Lambda sandbox) leaves nothing to run.
 func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c := Config{
 		RuntimeAPI:   getenv("AWS_LAMBDA_RUNTIME_API"),
@@ -111,25 +116,30 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	if c.RuntimeAPI == "" {
 		errs = append(errs, errors.New("AWS_LAMBDA_RUNTIME_API is not set: not running in a Lambda sandbox"))
 	}
+	c.Strict = flag("STREAMLENS_STRICT", false)
+	c.Addr, _ = protocol.ParseAddr(protocol.DefaultAddr)
 	addr := str("STREAMLENS_ADDR", protocol.DefaultAddr)
-	a, err := protocol.ParseAddr(addr)
-	if err != nil {
-		bad("STREAMLENS_ADDR", addr, err.Error())
-	}
-	c.Addr = a
 	c.AllowNonLoopback = flag("STREAMLENS_ALLOW_NON_LOOPBACK", false)
-	if err == nil && a.Network == "udp" && !a.UDP.Addr().IsLoopback() && !c.AllowNonLoopback {
+	if a, err := protocol.ParseAddr(addr); err != nil {
+		bad("STREAMLENS_ADDR", addr, err.Error())
+	} else if a.Network == "udp" && !a.UDP.Addr().IsLoopback() && !c.AllowNonLoopback {
 		bad("STREAMLENS_ADDR", addr, "not a loopback address: events would be accepted from the network (set STREAMLENS_ALLOW_NON_LOOPBACK=on to insist)")
+	} else {
+		c.Addr = a
 	}
-	c.Namespace = str("STREAMLENS_NAMESPACE", metrics.DefaultNamespace)
-	if len(c.Namespace) > 255 || strings.TrimSpace(c.Namespace) == "" {
-		bad("STREAMLENS_NAMESPACE", c.Namespace, "want 1 to 255 characters")
+	if ns := str("STREAMLENS_NAMESPACE", metrics.DefaultNamespace); validNamespace(ns) {
+		c.Namespace = ns
+	} else {
+		// CloudWatch drops every metric of an invalid namespace without a
+		// word: refused here, where it can be said.
+		bad("STREAMLENS_NAMESPACE", ns, "want 1 to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/")
 	}
 	c.TTFBThreshold = ms("STREAMLENS_TTFB_THRESHOLD_MS", 100, 1, 900_000)
 	c.Telemetry = flag("STREAMLENS_TELEMETRY", true)
-	c.TelemetryAddr = str("STREAMLENS_TELEMETRY_ADDR", "sandbox.localdomain:4243")
+	c.TelemetryAddr = str("STREAMLENS_TELEMETRY_ADDR", defaultTelemetryAddr)
 	if _, _, err := SplitHostPort(c.TelemetryAddr); err != nil {
 		bad("STREAMLENS_TELEMETRY_ADDR", c.TelemetryAddr, "want host:port")
+		c.TelemetryAddr = defaultTelemetryAddr
 	}
 	c.TelemetryBuffer = ms("STREAMLENS_TELEMETRY_BUFFER_MS", 25, 25, 30_000) // the API's minimum is 25
 	c.RuntimeDoneWait = ms("STREAMLENS_RUNTIME_DONE_WAIT_MS", 500, 0, 60_000)
@@ -141,15 +151,37 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c.MaxInstruments = num("STREAMLENS_MAX_INSTRUMENTS", 100, 1, 10_000)
 	c.ShutdownMargin = ms("STREAMLENS_SHUTDOWN_MARGIN_MS", 200, 0, 2000)
 	c.OTLP = flag("STREAMLENS_OTLP", true)
-	c.OTLPEndpoint = str("STREAMLENS_OTLP_ENDPOINT", "http://localhost:4318")
+	c.OTLPEndpoint = str("STREAMLENS_OTLP_ENDPOINT", defaultOTLPEndpoint)
 	if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("STREAMLENS_OTLP_ENDPOINT", c.OTLPEndpoint, "want an http:// or https:// URL (the collector's OTLP/HTTP base)")
+		c.OTLPEndpoint = defaultOTLPEndpoint
 	}
 	c.OTLPTimeout = ms("STREAMLENS_OTLP_TIMEOUT_MS", 25, 1, 10_000)
 	c.SpanMaxEvents = num("STREAMLENS_SPAN_MAX_EVENTS", 128, 0, 10_000)
 	c.StdoutWait = ms("STREAMLENS_STDOUT_WAIT_MS", 50, 0, 10_000)
 	c.StdoutBuffer = num("STREAMLENS_STDOUT_BUFFER_KB", 4096, 64, 1<<20) << 10
 	return c, errors.Join(errs...)
+}
+
+const (
+	defaultTelemetryAddr = "sandbox.localdomain:4243"
+	defaultOTLPEndpoint  = "http://localhost:4318"
+)
+
+// validNamespace applies CloudWatch's namespace rules, which are stricter
+// than the EMF specification's: printable ASCII of a few kinds, at least
+// one non-space, at most 255, and not AWS/ (reserved for AWS services).
+func validNamespace(ns string) bool {
+	if len(ns) == 0 || len(ns) > 255 || strings.TrimSpace(ns) == "" || strings.HasPrefix(ns, "AWS/") {
+		return false
+	}
+	for _, r := range ns {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_/#: ", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // SplitHostPort is net.SplitHostPort with the port checked as a number.

@@ -35,3 +35,35 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		t.Errorf("defaults %+v %v", c, err)
 	}
 }
+
+// A bad value falls back to its default (the caller reports it and goes
+// on); only STREAMLENS_STRICT=on makes the caller fail instead.
+func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
+	env := map[string]string{
+		"AWS_LAMBDA_RUNTIME_API":       "127.0.0.1:9001",
+		"STREAMLENS_ADDR":              "10.0.0.5:8126",
+		"STREAMLENS_TTFB_THRESHOLD_MS": "fast",
+		"STREAMLENS_TELEMETRY":         "maybe",
+		"STREAMLENS_OTLP_ENDPOINT":     "collector:4318",
+		"STREAMLENS_TELEMETRY_ADDR":    "nowhere",
+	}
+	c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
+	if err == nil || c.Strict {
+		t.Fatalf("err %v strict %v", err, c.Strict)
+	}
+	if c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry ||
+		c.OTLPEndpoint != "http://localhost:4318" || c.TelemetryAddr != "sandbox.localdomain:4243" {
+		t.Errorf("not the defaults: %+v", c)
+	}
+	for _, ns := range []string{"AWS/Lambda", "Streamélens", "   ", "tab\there", strings.Repeat("n", 256)} {
+		env := map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_NAMESPACE": ns}
+		c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
+		if err == nil || !strings.Contains(err.Error(), "STREAMLENS_NAMESPACE") || c.Namespace != "Streamlens" {
+			t.Errorf("namespace %q: %v, kept %q", ns, err, c.Namespace)
+		}
+	}
+	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_NAMESPACE": "Pricing/Streams #1: eu-west", "STREAMLENS_STRICT": "on"}
+	if c, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil || c.Namespace != env["STREAMLENS_NAMESPACE"] || !c.Strict {
+		t.Errorf("a valid namespace refused: %v %+v", err, c)
+	}
+}

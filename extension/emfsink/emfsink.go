@@ -195,7 +195,8 @@ func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time) ([
 			{Key: "MissingStart", Value: c.MissingStart}, {Key: "ImplausibleEvents", Value: c.Implausible},
 			{Key: "ShedChunkDetail", Value: c.ShedDetail}, {Key: "SpansDropped", Value: c.SpansDropped}},
 		Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}},
-			{Name: m.TelemetryUnavailable, Unit: emf.Count, Values: []float64{float64(c.TelemetryUnavailable)}}}})
+			{Name: m.TelemetryUnavailable, Unit: emf.Count, Values: []float64{float64(c.TelemetryUnavailable)}},
+			{Name: m.ConfigErrors, Unit: emf.Count, Values: []float64{float64(c.ConfigErrors)}}}})
 }
 
 // clamp keeps a client timestamp CloudWatch will accept: EMF drops metrics more

@@ -24,10 +24,11 @@ import (
 	"github.com/streamlens/streamlens/extension/telemetry"
 )
 
-// Run is the extension's whole life. cfgErr is the result of config.FromEnv: the
-// extension registers first so that a bad configuration can be reported through
-// /init/error (the function's init then fails with a message naming the
-// variable) instead of disappearing in a log line.
+// Run is the extension's whole life. cfgErr is the result of config.FromEnv:
+// its bad values have fallen back to their defaults, and are said on stderr
+// and counted (ConfigErrors). With STREAMLENS_STRICT=on the extension
+// registers, then reports them through /init/error instead, so that the
+// function's init fails with a message naming the variables (CI, staging).
 func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(string) string, stdout, stderr io.Writer) error {
 	if cfg.RuntimeAPI == "" {
 		return cfgErr
@@ -56,8 +57,17 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 		}
 		return err
 	}
+	var configErrors int64
 	if cfgErr != nil {
-		return fail("Extension.ConfigError", fmt.Errorf("streamlens configuration: %w", cfgErr))
+		if cfg.Strict {
+			return fail("Extension.ConfigError", fmt.Errorf("streamlens configuration: %w", cfgErr))
+		}
+		// Degrade, never break the function: each bad value has fallen back
+		// to its default; say which, here and as a metric.
+		for _, e := range unjoin(cfgErr) {
+			fmt.Fprintf(stderr, "streamlens: configuration: %v: using the default (STREAMLENS_STRICT=on fails init instead)\n", e)
+			configErrors++
+		}
 	}
 
 	lw := logpipe.New(stdout, cfg.StdoutBuffer)
@@ -75,6 +85,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	}
 	defer in.Close()
 	r.in = in
+	r.table.Count(state.Counters{ConfigErrors: configErrors})
 	if cfg.OTLP {
 		sp, err := otlpsink.New(otlpsink.Config{Endpoint: cfg.OTLPEndpoint, FunctionName: cfg.FunctionName,
 			MaxEvents: cfg.SpanMaxEvents}, getenv)
@@ -472,6 +483,14 @@ func (r *runner) flushLoop(ctx context.Context) {
 // successful runtimeDone before it counts as truncated (no-end), where there
 // is no next boundary to wait for.
 const managedEndGrace = time.Second
+
+// unjoin lists the errors errors.Join put together.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
 
 // processCPU is the CPU time this process used so far (user + system).
 func processCPU() time.Duration {

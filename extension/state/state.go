@@ -109,6 +109,7 @@ type Counters struct {
 	Implausible          int64 // times or sequence numbers no real stream has (skewed clock, forged seq): ignored
 	ShedDetail           int64 // streams written without their per-chunk values: the flush was over its budget
 	SpansDropped         int64 // finished streams that got no span: the export queue was full
+	ConfigErrors         int64 // bad STREAMLENS_* values that fell back to their defaults
 }
 
 func (c *Counters) add(d Counters) {
@@ -128,6 +129,7 @@ func (c *Counters) add(d Counters) {
 	c.Implausible += d.Implausible
 	c.ShedDetail += d.ShedDetail
 	c.SpansDropped += d.SpansDropped
+	c.ConfigErrors += d.ConfigErrors
 }
 
 // Table holds all stream and invocation state. It is not safe for concurrent

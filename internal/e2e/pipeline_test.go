@@ -113,8 +113,33 @@ func TestTimeoutWithoutEnd(t *testing.T) {
 	}
 }
 
-func TestBadConfigFailsInit(t *testing.T) {
-	e := start(t, func(c *sandbox.Config) { c.Env = append(c.Env, "STREAMLENS_ADDR=nonsense") })
+// A bad value falls back to its default: the function works, the value is
+// named on stderr and counted. STREAMLENS_STRICT=on fails init instead.
+func TestBadConfigDegradesUnlessStrict(t *testing.T) {
+	e := start(t, func(c *sandbox.Config) {
+		c.Env = append(c.Env, "STREAMLENS_TTFB_THRESHOLD_MS=fast", "STREAMLENS_NAMESPACE=AWS/Lambda")
+	})
+	if res, _ := e.invoke(t, "instruments=5"); res.Status != "success" {
+		t.Fatalf("%+v", res)
+	}
+	ds := e.log.waitDocs(t, "the ConfigErrors count", func(ds []doc) bool {
+		for _, d := range ds {
+			if d.num("ConfigErrors") == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	if s := streamDocs(ds); len(s) != 1 || s[0]["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)["Namespace"] != "Streamlens" {
+		t.Errorf("stream documents %v: want one, in the default namespace", s)
+	}
+	for _, v := range []string{"STREAMLENS_TTFB_THRESHOLD_MS", "STREAMLENS_NAMESPACE"} {
+		if !strings.Contains(e.log.String(), v) {
+			t.Errorf("stderr does not name %s", v)
+		}
+	}
+
+	e = start(t, func(c *sandbox.Config) { c.Env = append(c.Env, "STREAMLENS_ADDR=nonsense", "STREAMLENS_STRICT=on") })
 	_, err := e.sb.Invoke(t.Context(), []byte(`{}`), &strings.Builder{})
 	if err == nil || !strings.Contains(err.Error(), "STREAMLENS_ADDR") || !strings.Contains(err.Error(), "Extension.ConfigError") {
 		t.Fatalf("init error %v: want Extension.ConfigError naming STREAMLENS_ADDR", err)
