@@ -1,7 +1,9 @@
 // Package client records a Lambda response stream for the streamlens extension.
 //
 // A function wraps its response writer in a Stream; every chunk written through
-// it is sent to the extension as a datagram. Sending never blocks and never
+// it becomes an event sent to the extension over a datagram socket. Chunk
+// events share datagrams, up to STREAMLENS_COALESCE (8) at a time: the
+// start, the first chunk and the end are sent at once. Sending never blocks and never
 // fails the stream: a datagram the kernel will not take at once (extension
 // absent, socket buffer full) is dropped and counted, and the count travels in
 // the stream's end event.
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -22,14 +25,38 @@ import (
 // EnvAddr names the variable holding the extension's address.
 const EnvAddr = "STREAMLENS_ADDR"
 
+// EnvCoalesce names the variable holding how many chunk events may share a
+// datagram (1: one datagram per event).
+const EnvCoalesce = "STREAMLENS_COALESCE"
+
+// DefaultCoalesce is how many chunk events share a datagram unless
+// STREAMLENS_COALESCE says otherwise.
+const DefaultCoalesce = 8
+
 // Client owns the datagram socket. It is safe for concurrent use; create one per
 // process (at init, outside the handler) and share it.
 type Client struct {
 	fd      int
 	to      unix.Sockaddr // nil for a connected socket
-	sent    atomic.Int64
-	dropped atomic.Int64
-	closed  atomic.Bool
+	sent     atomic.Int64
+	dropped  atomic.Int64
+	closed   atomic.Bool
+	coalesce int // chunk events per datagram at most; 0 means DefaultCoalesce
+}
+
+// SetCoalesce sets how many chunk events may share a datagram (1 to 32; 1
+// sends every event on its own). Call it before the client is shared.
+func (c *Client) SetCoalesce(n int) {
+	if c != nil {
+		c.coalesce = min(max(n, 1), 32)
+	}
+}
+
+func (c *Client) coalesceN() int {
+	if c == nil || c.coalesce == 0 {
+		return DefaultCoalesce
+	}
+	return c.coalesce
 }
 
 // New opens a non-blocking datagram socket towards addr (see protocol.ParseAddr).
@@ -78,6 +105,13 @@ func FromEnv() (*Client, error) {
 	c, err := New(addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvAddr, err)
+	}
+	if v := os.Getenv(EnvCoalesce); v != "" {
+		// A bad value keeps the default: the client never fails a function
+		// for its observability.
+		if n, err := strconv.Atoi(v); err == nil {
+			c.SetCoalesce(n)
+		}
 	}
 	return c, nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -159,8 +161,8 @@ func TestNoListenerNeverFailsTheStream(t *testing.T) {
 		t.Errorf("stream not completed: %d bytes, %+v", out.Len(), sum)
 	}
 	st := c.Stats()
-	if st.Dropped == 0 || st.Sent+st.Dropped != 202 {
-		t.Errorf("stats %+v: want refused sends counted, 202 in all", st)
+	if want := datagrams(200, DefaultCoalesce); st.Dropped == 0 || st.Sent+st.Dropped != want {
+		t.Errorf("stats %+v: want refused sends counted, %d in all", st, want)
 	}
 }
 
@@ -219,8 +221,70 @@ func TestFullSocketBufferDropsInsteadOfBlocking(t *testing.T) {
 	}
 	s.End(EndOptions{})
 	st := c.Stats()
-	if st.Dropped == 0 || st.Sent+st.Dropped != n+2 {
-		t.Errorf("stats %+v: want drops counted and %d in all", st, n+2)
+	if want := datagrams(n, DefaultCoalesce); st.Dropped == 0 || st.Sent+st.Dropped != want {
+		t.Errorf("stats %+v: want drops counted and %d in all", st, want)
+	}
+}
+
+// datagrams is how many datagrams a stream of n payload chunks takes with k
+// chunk events per datagram: the start, the first chunk on its own, full
+// groups of k, and the end with the rest.
+func datagrams(n, k int) int64 { return int64(3 + (n-1)/k) }
+
+// Chunk events share datagrams, in order and each with its own time; the
+// first chunk and the end are sent at once; what the extension decodes is
+// the same stream as with one datagram per event.
+func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
+	for _, k := range []int{1, 8} {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(pc.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetCoalesce(k)
+		s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 50})
+		var perDatagram []int
+		var evs []protocol.Event
+		read := func() {
+			buf := make([]byte, protocol.MaxDatagram)
+			for {
+				_ = pc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				n, _, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				got := 0
+				protocol.Decode(buf[:n], func(ev *protocol.Event) { evs = append(evs, *ev); got++ }, func(err error) { t.Errorf("decode: %v", err) })
+				perDatagram = append(perDatagram, got)
+			}
+		}
+		for i := 0; i < 50; i++ {
+			s.WriteChunk([]byte("quote"), ChunkOptions{Instrument: fmt.Sprintf("I%d", i)})
+			if i == 0 {
+				read()
+				if len(evs) != 2 || evs[1].Kind != protocol.KindChunk {
+					t.Fatalf("k=%d: the first chunk was not sent at once: %d events", k, len(evs))
+				}
+			}
+		}
+		s.End(EndOptions{})
+		read()
+		pc.Close()
+		c.Close()
+		if int64(len(perDatagram)) != datagrams(50, k) {
+			t.Errorf("k=%d: %d datagrams %v, want %d", k, len(perDatagram), perDatagram, datagrams(50, k))
+		}
+		if len(evs) != 52 || evs[0].Kind != protocol.KindStart || evs[51].Kind != protocol.KindEnd || evs[51].End.Delivered != 50 {
+			t.Fatalf("k=%d: %d events", k, len(evs))
+		}
+		for i, ev := range evs[1:51] {
+			if ev.Seq != uint32(i+1) || ev.Chunk.Instrument != fmt.Sprintf("I%d", i) || (i > 0 && ev.TimeNs < evs[i].TimeNs) {
+				t.Errorf("k=%d: event %d: seq %d inst %s", k, i+1, ev.Seq, ev.Chunk.Instrument)
+			}
+		}
 	}
 }
 

@@ -91,6 +91,8 @@ type Stream struct {
 	chunkPrefix   []byte
 	wall0         int64     // wall clock at Start, Unix ns
 	mono0         time.Time // the same instant, for monotonic offsets
+	n             int       // bytes of buf holding chunk events not sent yet
+	pending       int64     // how many events those are
 	buf           [protocol.MaxDatagram]byte
 }
 
@@ -173,9 +175,34 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	}
 	s.h.Seq++
 	s.h.TimeNs = s.now()
-	s.emit(protocol.AppendChunkPrefixed(s.buf[:0], s.chunkPrefix, s.h.Seq, s.h.TimeNs,
-		protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags}))
+	b := protocol.AppendChunkPrefixed(s.buf[:s.n], s.chunkPrefix, s.h.Seq, s.h.TimeNs,
+		protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags})
+	s.pending++
+	// Chunk events share datagrams (each keeps its own time): the first
+	// payload chunk goes at once (business TTFB, and what tells the extension
+	// the first byte is out), the rest when coalesce events or
+	// coalesceBytes are waiting. A crash can lose at most the events waiting,
+	// never the verdict: a stream without its end is truncated.
+	if flags&protocol.FlagFirstUseful != 0 || s.delivered == 1 || s.pending >= int64(s.c.coalesceN()) ||
+		len(b) >= coalesceBytes || &b[0] != &s.buf[0] {
+		s.flush(b, 0)
+	} else {
+		s.n = len(b)
+	}
 	return n, nil
+}
+
+// coalesceBytes is where a datagram of coalesced chunk events is sent
+// whatever their number: well inside loopback's limits and the extension's
+// protocol.MaxDatagram.
+const coalesceBytes = 1024
+
+// flush sends b, the events waiting plus the newest one.
+func (s *Stream) flush(b []byte, yields int) {
+	if !s.c.send(b, yields) {
+		s.dropped += s.pending
+	}
+	s.n, s.pending = 0, 0
 }
 
 // End sends the end event and returns what it reported. Calling it again does
@@ -202,9 +229,10 @@ func (s *Stream) End(o EndOptions) Summary {
 	}
 	s.h.Seq++
 	s.h.TimeNs = s.now()
-	if !s.c.send(protocol.AppendEnd(s.buf[:0], s.h, e), endYields) {
-		s.dropped++
-	}
+	// The end goes at once, after the chunk events still waiting, in the
+	// same datagram.
+	s.pending++
+	s.flush(protocol.AppendEnd(s.buf[:s.n], s.h, e), endYields)
 	return sum
 }
 
