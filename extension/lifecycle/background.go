@@ -43,6 +43,9 @@ type background struct {
 	job       *jobTime // the running export's budget
 }
 
+// jobPause separates background jobs.
+const jobPause = 200 * time.Microsecond
+
 // logSink is where EMF lines go (logpipe.Writer).
 type logSink interface{ Give(p []byte) int }
 
@@ -138,6 +141,14 @@ func (b *background) run(ctx context.Context) {
 			return
 		}
 		if b.step(ctx) {
+			// Let the socket reader have the CPU between jobs: with one P, a
+			// run of CPU-bound jobs (spans built for a collector that refuses
+			// at once) would otherwise hold it while datagrams pile up.
+			select {
+			case <-time.After(jobPause):
+			case <-ctx.Done():
+				return
+			}
 			continue
 		}
 		signal(b.idle)
