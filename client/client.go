@@ -36,8 +36,8 @@ const DefaultCoalesce = 8
 // Client owns the datagram socket. It is safe for concurrent use; create one per
 // process (at init, outside the handler) and share it.
 type Client struct {
-	fd      int
-	to      unix.Sockaddr // nil for a connected socket
+	fd       int
+	to       unix.Sockaddr // nil for a connected socket
 	sent     atomic.Int64
 	dropped  atomic.Int64
 	closed   atomic.Bool

@@ -374,3 +374,40 @@ func TestTraceParentFromContext(t *testing.T) {
 		t.Errorf("traceparent without a span context: %q", ev[1].Start.TraceParent)
 	}
 }
+
+// A function that hangs after a few chunks still has them counted: events
+// waiting to share a datagram are sent within coalesceWait.
+func TestWaitingEventsAreSentWhenTheFunctionStalls(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := New(pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 10})
+	for i := 0; i < 3; i++ {
+		s.WriteChunk([]byte("quote"), ChunkOptions{Instrument: "X"})
+	}
+	// No End: the function hangs here.
+	chunks := 0
+	buf := make([]byte, protocol.MaxDatagram)
+	for deadline := time.Now().Add(time.Second); chunks < 3 && time.Now().Before(deadline); {
+		_ = pc.SetReadDeadline(deadline)
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		protocol.Decode(buf[:n], func(ev *protocol.Event) {
+			if ev.Kind == protocol.KindChunk {
+				chunks++
+			}
+		}, func(error) {})
+	}
+	if chunks != 3 {
+		t.Errorf("%d of 3 chunk events reached the extension while the function stalled", chunks)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"hash"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -76,6 +77,10 @@ type Summary struct {
 // Stream wraps a response writer. It is used by one goroutine at a time, like
 // the writer it wraps.
 type Stream struct {
+	// mu guards the events waiting in buf, which the coalescing timer may
+	// send from its own goroutine.
+	mu            sync.Mutex
+	timer         *time.Timer // sends waiting events after coalesceWait; nil until needed
 	c             *Client
 	w             io.Writer
 	h             protocol.Header
@@ -175,29 +180,51 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	}
 	s.h.Seq++
 	s.h.TimeNs = s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	b := protocol.AppendChunkPrefixed(s.buf[:s.n], s.chunkPrefix, s.h.Seq, s.h.TimeNs,
 		protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags})
 	s.pending++
 	// Chunk events share datagrams (each keeps its own time): the first
 	// payload chunk goes at once (business TTFB, and what tells the extension
-	// the first byte is out), the rest when coalesce events or
-	// coalesceBytes are waiting. A crash can lose at most the events waiting,
-	// never the verdict: a stream without its end is truncated.
+	// the first byte is out), the rest when coalesce events or coalesceBytes
+	// are waiting, or coalesceWait after the first of them: a function that
+	// hangs after a chunk has it counted. A crash can lose at most the events
+	// waiting, never the verdict: a stream without its end is truncated.
 	if flags&protocol.FlagFirstUseful != 0 || s.delivered == 1 || s.pending >= int64(s.c.coalesceN()) ||
 		len(b) >= coalesceBytes || &b[0] != &s.buf[0] {
 		s.flush(b, 0)
-	} else {
-		s.n = len(b)
+		return n, nil
 	}
+	if s.n == 0 {
+		if s.timer == nil {
+			s.timer = time.AfterFunc(coalesceWait, s.flushWaiting)
+		} else {
+			s.timer.Reset(coalesceWait)
+		}
+	}
+	s.n = len(b)
 	return n, nil
 }
 
-// coalesceBytes is where a datagram of coalesced chunk events is sent
-// whatever their number: well inside loopback's limits and the extension's
-// protocol.MaxDatagram.
-const coalesceBytes = 1024
+// Coalesced chunk events are sent when coalesceBytes wait, whatever their
+// number (well inside loopback's limits and protocol.MaxDatagram), and at
+// most coalesceWait after the first of them.
+const (
+	coalesceBytes = 1024
+	coalesceWait  = 2 * time.Millisecond
+)
 
-// flush sends b, the events waiting plus the newest one.
+// flushWaiting sends the events waiting, if any (the timer's goroutine).
+func (s *Stream) flushWaiting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n > 0 {
+		s.flush(s.buf[:s.n], 0)
+	}
+}
+
+// flush sends b, the events waiting plus the newest one; s.mu is held.
 func (s *Stream) flush(b []byte, yields int) {
 	if !s.c.send(b, yields) {
 		s.dropped += s.pending
@@ -231,6 +258,11 @@ func (s *Stream) End(o EndOptions) Summary {
 	s.h.TimeNs = s.now()
 	// The end goes at once, after the chunk events still waiting, in the
 	// same datagram.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	s.pending++
 	s.flush(protocol.AppendEnd(s.buf[:s.n], s.h, e), endYields)
 	return sum

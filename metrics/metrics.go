@@ -46,6 +46,9 @@ const (
 	// InstrumentOverflow counts chunks whose instrument name was past the cap
 	// of distinct names (STREAMLENS_MAX_INSTRUMENTS) and went under "other".
 	InstrumentOverflow = "InstrumentOverflow"
+	// InstrumentValuesDropped counts per-instrument values dropped because
+	// the background had no time to write them (1,000 held per instrument).
+	InstrumentValuesDropped = "InstrumentValuesDropped"
 	// ConfigErrors counts bad STREAMLENS_* values that fell back to their
 	// defaults (reported once, at the first flush).
 	ConfigErrors = "ConfigErrors"
@@ -96,6 +99,7 @@ func Defs() []Def {
 		{MalformedEvents, emf.Count, false, "datagram lines the extension rejected"},
 		{ExtensionOverhead, emf.Milliseconds, false, "time extensions added after the runtime finished (platform.report − runtimeDone): billed"},
 		{ExtensionCPU, emf.Milliseconds, false, "CPU time the streamlens extension used for the invocation"},
+		{InstrumentValuesDropped, emf.Count, false, "per-instrument values dropped: more than 1,000 waited for the background"},
 		{ConfigErrors, emf.Count, false, "bad STREAMLENS_* values that fell back to their defaults"},
 		{InstrumentOverflow, emf.Count, false, "chunks whose instrument name was past STREAMLENS_MAX_INSTRUMENTS and went under \"other\""},
 	}

@@ -25,6 +25,10 @@ const (
 	// instrumentWindow is how long the set of admitted names lasts: the cap
 	// is "distinct names per environment per hour".
 	instrumentWindow = time.Hour
+	// maxHeldValues bounds what one instrument holds when the background has
+	// had no time to write it (back-to-back short invocations): past it the
+	// oldest values are dropped and counted.
+	maxHeldValues = 10 * maxInstrumentValues
 )
 
 // Instruments aggregates per-instrument chunk latencies and intervals across
@@ -35,6 +39,7 @@ type Instruments struct {
 	admitted map[string]struct{}
 	since    time.Time // start of the admission window
 	overflow int64     // chunks put under OtherInstrument since the last Take
+	dropped  int64     // values dropped past maxHeldValues since the last Take
 }
 
 type instrument struct {
@@ -76,13 +81,22 @@ func (a *Instruments) Add(results []state.Result, now time.Time) {
 				in.oldest = now
 			}
 			if c.LatencyMs >= 0 {
-				in.lat = append(in.lat, Ms(c.LatencyMs))
+				in.lat = a.hold(in.lat, Ms(c.LatencyMs))
 			}
 			if c.IntervalMs >= 0 {
-				in.intv = append(in.intv, Ms(c.IntervalMs))
+				in.intv = a.hold(in.intv, Ms(c.IntervalMs))
 			}
 		}
 	}
+}
+
+// hold appends v to vals, dropping the oldest value past maxHeldValues.
+func (a *Instruments) hold(vals []float64, v float64) []float64 {
+	if len(vals) >= maxHeldValues {
+		a.dropped++
+		vals = append(vals[:0], vals[len(vals)-maxHeldValues+1:]...)
+	}
+	return append(vals, v)
 }
 
 // Due reports whether Take(now, false) would write something.
@@ -92,7 +106,7 @@ func (a *Instruments) Due(now time.Time) bool {
 			return true
 		}
 	}
-	return a.overflow > 0
+	return a.overflow > 0 || a.dropped > 0
 }
 
 func (in *instrument) due(now time.Time) bool {
@@ -100,9 +114,9 @@ func (in *instrument) due(now time.Time) bool {
 	return n >= maxInstrumentValues || (n > 0 && now.Sub(in.oldest) >= maxInstrumentAge)
 }
 
-// Take appends the documents of the instruments that are due (all that hold
-// values when all is set, at SHUTDOWN) to dst, in name order. A document
-// carries at most 100 values per metric; the rest wait for the next one.
+// Take appends the documents of the instruments that are due to dst, in name
+// order: every full document (100 values per metric), and the rest when it
+// is 60 s old; all that is held when all is set (SHUTDOWN).
 func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]byte, []error) {
 	var names []string
 	for name, in := range a.byName {
@@ -129,8 +143,8 @@ func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]b
 				errs = append(errs, err)
 			}
 			in.lat, in.intv = in.lat[nl:], in.intv[ni:]
-			if !all {
-				break
+			if !all && max(len(in.lat), len(in.intv)) < maxInstrumentValues && !in.due(now) {
+				break // a partial document waits until it is old enough
 			}
 		}
 		if len(in.lat) == 0 && len(in.intv) == 0 {
@@ -142,6 +156,10 @@ func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]b
 	if a.overflow > 0 {
 		dst = e.appendCount(dst, m.InstrumentOverflow, a.overflow, now, &errs)
 		a.overflow = 0
+	}
+	if a.dropped > 0 {
+		dst = e.appendCount(dst, m.InstrumentValuesDropped, a.dropped, now, &errs)
+		a.dropped = 0
 	}
 	return dst, errs
 }

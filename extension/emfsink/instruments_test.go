@@ -105,7 +105,7 @@ func TestInstrumentCapPutsTheRestUnderOther(t *testing.T) {
 	a.Add([]state.Result{streamOf("made-up-1")}, t0) // admitted before the cap: stays itself
 	out, _ := enc.Take(nil, a, t0, true)
 	seen := map[string]int{}
-	overflow := 0.0
+	overflow, dropped := 0.0, 0.0
 	for _, d := range docs(t, out) {
 		if in, ok := d["Instrument"].(string); ok {
 			seen[in] += count(d["ChunkLatency"])
@@ -113,14 +113,37 @@ func TestInstrumentCapPutsTheRestUnderOther(t *testing.T) {
 		if v, ok := d["InstrumentOverflow"].(float64); ok {
 			overflow += v
 		}
+		if v, ok := d["InstrumentValuesDropped"].(float64); ok {
+			dropped += v
+		}
 	}
-	if len(seen) != 4 || seen[OtherInstrument] != 5998 || seen["made-up-1"] != 2 || overflow != 5998 {
-		t.Errorf("names %d (%v), overflow %v", len(seen), seen["other"], overflow)
+	// "other" holds at most 1,000 values (each of latency and interval);
+	// the oldest beyond are dropped and counted.
+	if len(seen) != 4 || seen[OtherInstrument] != maxHeldValues || seen["made-up-1"] != 2 || overflow != 5998 || dropped != 2*(5998-maxHeldValues) {
+		t.Errorf("names %d (other %v), overflow %v, dropped %v", len(seen), seen["other"], overflow, dropped)
 	}
 	// A new hour admits new names.
 	a.Add([]state.Result{streamOf("fresh")}, t0.Add(time.Hour))
 	out, _ = enc.Take(nil, a, t0.Add(time.Hour), true)
 	if ds := docs(t, out); len(ds) != 1 || ds[0]["Instrument"] != "fresh" {
 		t.Errorf("after an hour: %v", ds)
+	}
+}
+
+// When the background falls behind, one Take writes every full document,
+// not one per instrument, so the backlog cannot grow.
+func TestTakeWritesTheWholeBacklog(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(10)
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := 0; i < 350; i++ {
+		a.Add([]state.Result{streamOf("SPY")}, t0)
+	}
+	out, _ := enc.Take(nil, a, t0.Add(time.Second), false)
+	if ds := docs(t, out); len(ds) != 3 {
+		t.Errorf("%d documents for 350 young values, want the 3 full ones", len(ds))
+	}
+	if a.Due(t0.Add(59*time.Second)) || !a.Due(t0.Add(61*time.Second)) {
+		t.Error("the 50 left should wait for their age")
 	}
 }
