@@ -92,11 +92,14 @@ func (b *background) add(results []state.Result, maxEvents int, now time.Time) {
 			b.pending = append(b.pending[:0], b.pending[n:]...)
 		}
 	}
+	open := b.isOpen
 	b.mu.Unlock()
 	if dropped > 0 {
 		b.count(state.Counters{SpansDropped: dropped})
 	}
-	signal(b.work)
+	if open {
+		signal(b.work) // else the gate's opening wakes the worker
+	}
 }
 
 // open opens the gate; the worker starts or resumes.
@@ -111,7 +114,16 @@ func (b *background) open() {
 	if b.job != nil {
 		b.job.resume()
 	}
-	signal(b.work)
+	if b.hasWork(time.Now()) {
+		// Woken only for work: an invocation with nothing to export or write
+		// costs the worker no wake-up.
+		signal(b.work)
+	}
+}
+
+// hasWork reports whether a job is waiting; b.mu is held.
+func (b *background) hasWork(now time.Time) bool {
+	return b.job != nil || b.spans != nil && len(b.pending) > 0 || b.instOn && (b.finishing || b.inst.Due(now))
 }
 
 // close closes the gate: no new job starts, and the running one's budget
