@@ -55,7 +55,7 @@ generate:
 	$(GO) run ./cmd/streamlens-gen
 
 # Every decoder of outside input, fuzzed on top of its committed seed corpus
-# (testdata/fuzz/), about 15 s each here. Budgets are execution counts, not
+# (testdata/fuzz/), 15 to 60 s each on 2 cores. Budgets are execution counts, not
 # durations: go1.26's fuzz coordinator can fail a duration run with a bare
 # "context deadline exceeded" and no crasher (golang/go#75804).
 fuzz:
@@ -67,7 +67,7 @@ clean:
 	rm -rf $(BIN) out dist
 
 # Benchmarks: every figure is a ratio or a count from this one run (see
-# bench/RESULTS.md). Takes about two minutes.
+# bench/RESULTS.md). Takes about a minute with a warm module cache.
 bench:
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./client ./emf | tee out/bench.txt
