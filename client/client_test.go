@@ -236,14 +236,7 @@ func datagrams(n, k int) int64 { return int64(3 + (n-1)/k) }
 // the same stream as with one datagram per event.
 func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
 	for _, k := range []int{1, 8} {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := New(pc.LocalAddr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		pc, c := listening(t)
 		c.SetCoalesce(k)
 		s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 50})
 		var perDatagram []int
@@ -272,8 +265,6 @@ func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
 		}
 		s.End(EndOptions{})
 		read()
-		pc.Close()
-		c.Close()
 		if int64(len(perDatagram)) != datagrams(50, k) {
 			t.Errorf("k=%d: %d datagrams %v, want %d", k, len(perDatagram), perDatagram, datagrams(50, k))
 		}
@@ -330,16 +321,7 @@ func TestBadAddr(t *testing.T) {
 }
 
 func TestChunkDoesNotAllocate(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	c, err := New(pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := listening(t)
 	s := c.Start(context.Background(), discard{}, StartOptions{RequestID: "r"})
 	p := []byte(`{"instrument":"AAPL","bid":189.1,"ask":189.2}`)
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -378,16 +360,7 @@ func TestTraceParentFromContext(t *testing.T) {
 // A function that hangs after a few chunks still has them counted: events
 // waiting to share a datagram are sent within coalesceWait.
 func TestWaitingEventsAreSentWhenTheFunctionStalls(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	c, err := New(pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	pc, c := listening(t)
 	s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 10})
 	for i := 0; i < 3; i++ {
 		s.WriteChunk([]byte("quote"), ChunkOptions{Instrument: "X"})
@@ -410,4 +383,21 @@ func TestWaitingEventsAreSentWhenTheFunctionStalls(t *testing.T) {
 	if chunks != 3 {
 		t.Errorf("%d of 3 chunk events reached the extension while the function stalled", chunks)
 	}
+}
+
+// listening returns a UDP socket on loopback and a client sending to it,
+// both closed when the test ends.
+func listening(t *testing.T) (net.PacketConn, *Client) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); pc.Close() })
+	return pc, c
 }
