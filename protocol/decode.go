@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -13,11 +14,42 @@ import (
 // line is either an event or a counted error, and a bad line never affects the
 // lines around it.
 func Decode(datagram []byte, ok func(*Event), bad func(error)) {
+	var d *Decoder
+	d.Decode(datagram, ok, bad)
+}
+
+// Decoder decodes like Decode, and keeps the strings it decoded last: a
+// stream's events repeat its ids and a bundle repeats its instrument names,
+// so a receiver that decodes many events gets the same string back instead
+// of a new allocation for each. The zero Decoder is ready; a nil one keeps
+// nothing. It is not safe for concurrent use.
+type Decoder struct {
+	ev    Event             // the event handed to ok, reused
+	ids   [4]string         // ids decoded last, most recent first
+	names map[string]string // other values (instrument names, bundle ids), bounded
+}
+
+// event is the Event to decode into: the Decoder's own, or a new one.
+func (d *Decoder) event() *Event {
+	if d == nil {
+		return new(Event)
+	}
+	return &d.ev
+}
+
+// maxDecoderNames bounds the values a Decoder keeps; past it they are simply
+// not shared (made-up names must not grow it).
+const maxDecoderNames = 4096
+
+// Decode is the package's Decode, sharing strings it decoded before. The
+// event handed to ok is the Decoder's own, overwritten by the next line: ok
+// must copy what it keeps.
+func (d *Decoder) Decode(datagram []byte, ok func(*Event), bad func(error)) {
 	if len(datagram) > MaxDatagram {
 		bad(ErrOversized)
 		return
 	}
-	var ev Event
+	ev := d.event()
 	for len(datagram) > 0 {
 		line := datagram
 		if i := bytes.IndexByte(datagram, '\n'); i >= 0 {
@@ -29,16 +61,21 @@ func Decode(datagram []byte, ok func(*Event), bad func(error)) {
 		if len(line) == 0 {
 			continue // blank lines (e.g. a trailing newline) are not events
 		}
-		if err := DecodeLine(line, &ev); err != nil {
+		if err := d.decodeLine(line, ev); err != nil {
 			bad(err)
 			continue
 		}
-		ok(&ev)
+		ok(ev)
 	}
 }
 
 // DecodeLine decodes one line (without its newline) into ev.
 func DecodeLine(line []byte, ev *Event) error {
+	var d *Decoder
+	return d.decodeLine(line, ev)
+}
+
+func (d *Decoder) decodeLine(line []byte, ev *Event) error {
 	*ev = Event{}
 	var f [6][]byte
 	n, rest := 0, line
@@ -73,18 +110,18 @@ func DecodeLine(line []byte, ev *Event) error {
 		return ErrKind
 	}
 	var err error
-	if ev.StreamID, err = unescape(f[2], MaxIDLen); err != nil || ev.StreamID == "" {
+	if ev.StreamID, err = d.id(f[2]); err != nil || ev.StreamID == "" {
 		return fmt.Errorf("%w: stream id", ErrHeader)
 	}
-	if ev.RequestID, err = unescape(f[3], MaxIDLen); err != nil || ev.RequestID == "" {
+	if ev.RequestID, err = d.id(f[3]); err != nil || ev.RequestID == "" {
 		return fmt.Errorf("%w: request id", ErrHeader)
 	}
-	seq, err := strconv.ParseUint(string(f[4]), 10, 32)
+	seq, err := parseUint(f[4], 32)
 	if err != nil {
 		return fmt.Errorf("%w: seq", ErrHeader)
 	}
 	ev.Seq = uint32(seq)
-	ts, err := strconv.ParseInt(string(f[5]), 10, 64)
+	ts, err := parseInt(f[5])
 	if err != nil {
 		return fmt.Errorf("%w: time", ErrHeader)
 	}
@@ -112,24 +149,24 @@ func DecodeLine(line []byte, ev *Event) error {
 		if eq <= 0 || eq > MaxKeyLen {
 			return fmt.Errorf("%w: no key", ErrField)
 		}
-		key, val := string(field[:eq]), field[eq+1:]
+		key, val := field[:eq], field[eq+1:]
 		var err error
 		switch ev.Kind {
 		case KindStart:
-			switch key {
+			switch string(key) {
 			case "exp":
 				ev.Start.Expected, err = parseCount(val, MaxCount)
 			case "tp":
 				ev.Start.TraceParent, err = unescape(val, MaxValueLen)
 			case "bundle":
-				ev.Start.BundleID, err = unescape(val, MaxValueLen)
+				ev.Start.BundleID, err = d.value(val)
 			case "client":
 				ev.Start.ClientID, err = unescape(val, MaxValueLen)
 			}
 		case KindChunk:
-			switch key {
+			switch string(key) {
 			case "inst":
-				ev.Chunk.Instrument, err = unescape(val, MaxValueLen)
+				ev.Chunk.Instrument, err = d.value(val)
 			case "bytes":
 				ev.Chunk.Bytes, err = parseCount(val, MaxBytes)
 				haveBytes = true
@@ -137,7 +174,7 @@ func DecodeLine(line []byte, ev *Event) error {
 				ev.Chunk.Flags, err = parseFlags(val)
 			}
 		case KindEnd:
-			switch key {
+			switch string(key) {
 			case "delivered":
 				ev.End.Delivered, err = parseCount(val, MaxCount)
 				haveDelivered = true
@@ -161,7 +198,7 @@ func DecodeLine(line []byte, ev *Event) error {
 		// Unknown keys are ignored: a newer client may add fields to sl1 that
 		// an older extension does not need to understand.
 		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrField, key, err)
+			return fmt.Errorf("%w: %s: %w", ErrField, string(key), err)
 		}
 	}
 	switch {
@@ -173,8 +210,41 @@ func DecodeLine(line []byte, ev *Event) error {
 	return nil
 }
 
+// parseInt is strconv.ParseInt(string(v), 10, 64) without the string (and
+// its allocation) for plain digits, the only form encoders write.
+func parseInt(v []byte) (int64, error) {
+	if n, ok := digits(v); ok && n <= math.MaxInt64 {
+		return int64(n), nil
+	}
+	return strconv.ParseInt(string(v), 10, 64)
+}
+
+// parseUint is strconv.ParseUint(string(v), 10, bits), likewise.
+func parseUint(v []byte, bits int) (uint64, error) {
+	if n, ok := digits(v); ok && n < 1<<bits {
+		return n, nil
+	}
+	return strconv.ParseUint(string(v), 10, bits)
+}
+
+// digits reads 1 to 19 decimal digits (no sign), which cannot overflow a
+// uint64 (a nanosecond timestamp has 19).
+func digits(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
 func parseCount(v []byte, max int64) (int64, error) {
-	n, err := strconv.ParseInt(string(v), 10, 64)
+	n, err := parseInt(v)
 	if err != nil {
 		return 0, err
 	}
@@ -223,6 +293,43 @@ func parseSHA(v []byte, dst *[32]byte) error {
 
 // unescape reverses appendEscaped. It rejects raw bytes that appendEscaped would
 // have escaped, so a value always has one spelling on the wire.
+// id is unescape for an id, returning a recently decoded id's string when
+// the bytes are the same.
+func (d *Decoder) id(v []byte) (string, error) {
+	if d == nil {
+		return unescape(v, MaxIDLen)
+	}
+	for _, s := range d.ids {
+		if s == string(v) && s != "" { // ids never need escaping, so the bytes are the string
+			return s, nil
+		}
+	}
+	s, err := unescape(v, MaxIDLen)
+	if err == nil && s == string(v) {
+		copy(d.ids[1:], d.ids[:len(d.ids)-1])
+		d.ids[0] = s
+	}
+	return s, err
+}
+
+// value is unescape for a value, sharing the string of one decoded before.
+func (d *Decoder) value(v []byte) (string, error) {
+	if d == nil {
+		return unescape(v, MaxValueLen)
+	}
+	if s, ok := d.names[string(v)]; ok {
+		return s, nil
+	}
+	s, err := unescape(v, MaxValueLen)
+	if err == nil && s == string(v) && len(d.names) < maxDecoderNames {
+		if d.names == nil {
+			d.names = make(map[string]string)
+		}
+		d.names[s] = s
+	}
+	return s, err
+}
+
 func unescape(v []byte, max int) (string, error) {
 	if bytes.IndexByte(v, '%') < 0 {
 		if len(v) > max {

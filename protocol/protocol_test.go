@@ -246,7 +246,23 @@ func FuzzDecode(f *testing.F) {
 	for _, v := range append(valid, invalid...) {
 		f.Add([]byte(v.Line))
 	}
+	// One Decoder across all inputs, as the extension keeps one: what it
+	// remembers must never change what it decodes.
+	var shared Decoder
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var plain, cached []Event
+		var plainBad, cachedBad int
+		Decode(data, func(ev *Event) { plain = append(plain, *ev) }, func(error) { plainBad++ })
+		shared.Decode(data, func(ev *Event) { cached = append(cached, *ev) }, func(error) { cachedBad++ })
+		shared.Decode(data, func(ev *Event) { cached = append(cached, *ev) }, func(error) { cachedBad++ }) // now from memory
+		if len(cached) != 2*len(plain) || cachedBad != 2*plainBad {
+			t.Fatalf("Decoder: %d events %d bad, Decode: %d events %d bad", len(cached), cachedBad, len(plain), plainBad)
+		}
+		for i, ev := range plain {
+			if cached[i] != ev || cached[len(plain)+i] != ev {
+				t.Fatalf("Decoder differs: %+v / %+v vs %+v", cached[i], cached[len(plain)+i], ev)
+			}
+		}
 		Decode(data, func(ev *Event) {
 			if ev.Kind < KindStart || ev.Kind > KindEnd || ev.StreamID == "" || ev.RequestID == "" {
 				t.Fatalf("accepted incomplete event %+v", ev)
@@ -274,4 +290,18 @@ func loadVectorsF(f *testing.F) (valid, invalid []vector) {
 		f.Fatal(err)
 	}
 	return v.Valid, v.Invalid
+}
+
+// The Decoder shares the strings of ids and names it decoded before.
+func TestDecoderSharesRepeatedStrings(t *testing.T) {
+	h := Header{StreamID: "0193a6f2-7c1e-7b3a-9d4e-2f1a0b9c8d7e", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 1, TimeNs: 1732300000000000000}
+	dg := AppendChunk(nil, h, Chunk{Instrument: "AAPL", Bytes: 10})
+	var d Decoder
+	d.Decode(dg, func(*Event) {}, func(err error) { t.Fatal(err) }) // learn
+	allocs := testing.AllocsPerRun(100, func() {
+		d.Decode(dg, func(*Event) {}, func(err error) { t.Fatal(err) })
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations decoding a repeated event, want 0", allocs)
+	}
 }

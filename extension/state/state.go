@@ -154,6 +154,7 @@ type Table struct {
 	counters    Counters
 	maxOpen     int
 	maxChunks   int
+	dec         protocol.Decoder // shares the strings of repeated ids and names
 }
 
 // New returns an empty table that keeps at most maxOpen open streams per
@@ -193,7 +194,7 @@ func (t *Table) ApplyDatagram(b []byte, size int, now time.Time) (progress bool)
 		t.counters.Malformed++
 		return false
 	}
-	protocol.Decode(b, func(ev *protocol.Event) {
+	t.dec.Decode(b, func(ev *protocol.Event) {
 		if t.apply(ev, now) {
 			progress = true
 		}
