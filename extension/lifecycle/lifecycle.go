@@ -110,6 +110,10 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 			r.table.Count(state.Counters{TelemetryUnavailable: 1})
 		} else {
 			r.table.SetTelemetry(true)
+			// An invocation's report comes in a batch buffered up to
+			// STREAMLENS_TELEMETRY_BUFFER_MS after the extension let it go:
+			// its record waits for it, several buffers' worth.
+			r.table.SetReportWait(4*cfg.TelemetryBuffer + 100*time.Millisecond)
 			defer r.tl.Close(context.Background())
 		}
 	}
@@ -265,7 +269,7 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	var b emfsink.Batch
 	r.locked(func(t *state.Table) {
 		t.SetCPU(ev.RequestID, cpu-r.cpu)
-		b = emfsink.Batch{Streams: t.Finalize(ev.RequestID, failure), Invocations: t.ReadyInvocations(false), Counters: t.TakeCounters()}
+		b = emfsink.Batch{Streams: t.Finalize(ev.RequestID, failure), Invocations: t.ReadyInvocations(time.Now(), false), Counters: t.TakeCounters()}
 	})
 	r.cpu = cpu
 	r.write(b, limit)
@@ -441,7 +445,7 @@ func (r *runner) waitReports(until time.Time) {
 func (r *runner) flushAll(reason string, until time.Time) {
 	var b emfsink.Batch
 	r.locked(func(t *state.Table) {
-		b = emfsink.Batch{Streams: t.FinalizeAll(reason), Invocations: t.ReadyInvocations(true), Counters: t.TakeCounters()}
+		b = emfsink.Batch{Streams: t.FinalizeAll(reason), Invocations: t.ReadyInvocations(time.Now(), true), Counters: t.TakeCounters()}
 	})
 	r.write(b, until)
 }
@@ -469,7 +473,7 @@ func (r *runner) flushLoop(ctx context.Context) {
 			if ticked {
 				// Records wait on the tick: the report follows runtimeDone by a
 				// batch, and a record without it is kept for a few ticks.
-				b.Invocations = t.ReadyInvocations(false)
+				b.Invocations = t.ReadyInvocations(time.Now(), false)
 			}
 			b.Counters = t.TakeCounters()
 		})

@@ -204,23 +204,51 @@ func (t *Table) take(decide func(*stream) (reason string, flush bool)) []Result 
 }
 
 // reportBoundaries is how many boundaries an ended invocation waits for its
-// platform.report: the extension no longer waits for telemetry before next,
-// so the report of N arrives during N+1 (after the thaw) or later.
+// platform.report at least: the extension no longer waits for telemetry
+// before next, so the report of N arrives during N+1 (after the thaw) or
+// later.
 const reportBoundaries = 3
 
+// maxHeldRecords bounds the ended invocations waiting for their report; past
+// it the oldest are written without it.
+const maxHeldRecords = 256
+
+// SetReportWait sets how long an ended invocation's record waits for its
+// platform.report, at least, besides reportBoundaries boundaries: the
+// Telemetry API buffers events (buffering.timeoutMs), so a function whose
+// invocations are a few ms apart passes many boundaries before the batch
+// with its reports arrives.
+func (t *Table) SetReportWait(d time.Duration) { t.reportWait = d }
+
 // ReadyInvocations returns the invocations whose record is complete: ended,
-// and their platform.report arrived or one more boundary passed (the report
-// comes only after the extension itself finished the invocation). all returns
-// every ended one (SHUTDOWN).
-func (t *Table) ReadyInvocations(all bool) []InvocationResult {
+// and their platform.report arrived, or they waited reportBoundaries
+// boundaries and the report wait (the report comes only after the extension
+// itself finished the invocation, and in a buffered batch). all returns every
+// ended one (SHUTDOWN).
+func (t *Table) ReadyInvocations(now time.Time, all bool) []InvocationResult {
 	var out []InvocationResult
+	held := 0
+	for _, id := range t.invOrder {
+		if inv := t.invocations[id]; inv != nil && inv.ended && inv.report == nil {
+			held++
+		}
+	}
+	overflow := held - maxHeldRecords // the oldest this many go without their report
 	keep := t.invOrder[:0]
 	for _, id := range t.invOrder {
 		inv := t.invocations[id]
 		if inv == nil {
 			continue
 		}
-		if inv.ended && (all || inv.report != nil || inv.boundaries >= reportBoundaries) {
+		if inv.ended && inv.endedAt.IsZero() {
+			inv.endedAt = now
+		}
+		waited := inv.boundaries >= reportBoundaries && now.Sub(inv.endedAt) >= t.reportWait
+		if inv.ended && inv.report == nil && overflow > 0 {
+			waited = true
+			overflow--
+		}
+		if inv.ended && (all || inv.report != nil || waited) {
 			if t.telemetry && inv.runtimeDone == nil {
 				inv.missingDone = true
 				t.counters.NoRuntimeDone++

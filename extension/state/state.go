@@ -82,6 +82,7 @@ type invocation struct {
 	ended       bool
 	missingDone bool          // runtimeDone never came within the wait
 	cpu         time.Duration // the extension's CPU time for it
+	endedAt     time.Time     // the first boundary that saw it ended
 }
 
 type fifoEntry struct {
@@ -155,6 +156,7 @@ type Table struct {
 	maxOpen     int
 	maxChunks   int
 	dec         protocol.Decoder // shares the strings of repeated ids and names
+	reportWait  time.Duration    // see SetReportWait
 }
 
 // New returns an empty table that keeps at most maxOpen open streams per

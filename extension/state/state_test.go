@@ -230,27 +230,43 @@ func TestIntegrity(t *testing.T) {
 
 func TestReadyInvocationsWaitForReport(t *testing.T) {
 	tb := New(10, 100)
-	tb.BeginInvocation("r1", time.Now(), "", time.Now())
+	t0 := time.Unix(1_800_000_000, 0)
+	tb.BeginInvocation("r1", t0, "", t0)
 	tb.Finalize("r1", "")
-	if got := tb.ReadyInvocations(false); len(got) != 0 {
+	if got := tb.ReadyInvocations(t0, false); len(got) != 0 {
 		t.Fatalf("emitted before its report: %+v", got)
 	}
 	tb.invocationFor("r1").report = &Report{BilledDurationMs: 12}
-	got := tb.ReadyInvocations(false)
+	got := tb.ReadyInvocations(t0, false)
 	if len(got) != 1 || !got[0].ColdStart || got[0].Report == nil {
 		t.Fatalf("%+v", got)
 	}
-	tb.BeginInvocation("r2", time.Now(), "", time.Now())
+	// Without its report, a record waits reportBoundaries boundaries and the
+	// report wait: a fast function passes many boundaries before the
+	// Telemetry API's buffered batch arrives.
+	tb.SetReportWait(100 * time.Millisecond)
+	tb.BeginInvocation("r2", t0, "", t0)
 	tb.Finalize("r2", "")
-	tb.telemetry = true
-	for i := 0; i < reportBoundaries; i++ {
-		if got := tb.ReadyInvocations(false); len(got) != 0 {
+	tb.SetTelemetry(true)
+	for i := 0; i < 10*reportBoundaries; i++ {
+		if got := tb.ReadyInvocations(t0.Add(time.Duration(i)*time.Millisecond), false); len(got) != 0 {
 			t.Fatalf("boundary %d: emitted while its report may still come: %+v", i, got)
 		}
 	}
-	got = tb.ReadyInvocations(false) // the boundaries are up: emitted without report
+	got = tb.ReadyInvocations(t0.Add(100*time.Millisecond), false) // boundaries and time are up: emitted without report
 	if len(got) != 1 || got[0].ColdStart || got[0].Report != nil || !got[0].MissingDone || tb.counters.NoRuntimeDone != 1 {
 		t.Fatalf("%+v", got)
+	}
+	// However long the wait, at most maxHeldRecords wait: the oldest go first.
+	tb.SetReportWait(time.Hour)
+	for i := 0; i < maxHeldRecords+5; i++ {
+		id := fmt.Sprintf("held-%d", i)
+		tb.BeginInvocation(id, t0, "", t0)
+		tb.Finalize(id, "")
+	}
+	got = tb.ReadyInvocations(t0, false)
+	if len(got) != 5 || got[0].RequestID != "held-0" || got[4].RequestID != "held-4" {
+		t.Errorf("%d records past the cap, first %v", len(got), got)
 	}
 }
 

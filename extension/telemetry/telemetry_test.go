@@ -33,7 +33,7 @@ func TestTelemetryJoinsInvocation(t *testing.T) {
 		t.Errorf("%d items rejected, want 2 (duplicate runtimeDone, bad record)", bad)
 	}
 	tb.Finalize("r1", "")
-	invs := tb.ReadyInvocations(false)
+	invs := tb.ReadyInvocations(time.Now(), false)
 	if len(invs) != 1 {
 		t.Fatalf("%d invocation records, want 1 (its report arrived)", len(invs))
 	}
@@ -61,7 +61,7 @@ func FuzzTelemetryBatch(f *testing.F) {
 		tb.BeginInvocation("r", time.Now(), "", time.Now())
 		applyBatch(tb, b)
 		// Whatever arrived, a flush still produces valid EMF.
-		bt := emfsink.Batch{Streams: tb.FinalizeAll("shutdown-spindown"), Invocations: tb.ReadyInvocations(true), Counters: tb.TakeCounters()}
+		bt := emfsink.Batch{Streams: tb.FinalizeAll("shutdown-spindown"), Invocations: tb.ReadyInvocations(time.Now(), true), Counters: tb.TakeCounters()}
 		enc := emfsink.New(emfsink.Config{FunctionName: "f", Namespace: "N", TTFBThreshold: time.Millisecond})
 		out, errs := enc.Encode(bt, time.Now())
 		if len(errs) > 0 {
