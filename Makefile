@@ -11,7 +11,7 @@ STATICCHECK ?= v0.8.2
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
 RELEASE_FLAGS := -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 
-.PHONY: demo test build vet fuzz bench generate layer reliability clean
+.PHONY: demo test build vet portable fuzz bench generate layer reliability clean
 
 build:
 	$(GO) build -o $(BIN)/sandbox ./cmd/sandbox
@@ -32,11 +32,23 @@ vet:
 
 # Runs every test (unit, end-to-end with the real binaries), then each fuzz
 # target for a bounded time on top of its committed seed corpus.
-test: vet build
+test: vet build portable
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
 	scripts/tf-check.sh
 	scripts/node-test.sh $(BIN)/extensions/streamlens
+
+# The client builds wherever a function's developer runs go test (macOS,
+# Windows, BSD), and its portable socket passes the client's behaviour tests
+# (selected on Linux with -tags streamlens_portable).
+portable:
+	@for t in darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64; do \
+	  echo "build client, protocol, examples/pricing for $$t"; \
+	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build ./client ./protocol || exit 1; \
+	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -tags lambda.norpc -o /dev/null ./examples/pricing || exit 1; \
+	done
+	$(GO) vet -tags streamlens_portable ./client
+	$(GO) test -count=1 -tags streamlens_portable ./client
 
 # The reliability and security tests with their figures (README "Reliability").
 reliability:

@@ -1,3 +1,5 @@
+//go:build linux && !streamlens_portable
+
 package client
 
 import (
@@ -55,7 +57,7 @@ func BenchmarkBareSend(b *testing.B) {
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = unix.Send(c.fd, line, unix.MSG_DONTWAIT)
+		_ = unix.Send(c.sock.fd, line, unix.MSG_DONTWAIT)
 	}
 }
 

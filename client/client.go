@@ -10,14 +10,11 @@
 package client
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/streamlens/streamlens/protocol"
 )
@@ -36,8 +33,7 @@ const DefaultCoalesce = 8
 // Client owns the datagram socket. It is safe for concurrent use; create one per
 // process (at init, outside the handler) and share it.
 type Client struct {
-	fd       int
-	to       unix.Sockaddr // nil for a connected socket
+	sock     sock // the platform's datagram socket (socket_linux.go, socket_other.go)
 	sent     atomic.Int64
 	dropped  atomic.Int64
 	closed   atomic.Bool
@@ -66,34 +62,11 @@ func New(addr string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("streamlens client: %w", err)
 	}
-	if a.Network == "unixgram" {
-		// Unconnected, with the address on every send: a unix socket that does not
-		// exist yet (extension not started) must not make New fail.
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("streamlens client: socket: %w", err)
-		}
-		return &Client{fd: fd, to: &unix.SockaddrUnix{Name: a.Path}}, nil
-	}
-	// Connected UDP, so that a dead listener shows up as ECONNREFUSED and is
-	// counted instead of vanishing.
-	var sa unix.Sockaddr
-	family := unix.AF_INET
-	if a.UDP.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(a.UDP.Port()), Addr: a.UDP.Addr().As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(a.UDP.Port()), Addr: a.UDP.Addr().As16()}
-	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	s, err := openSocket(a)
 	if err != nil {
-		return nil, fmt.Errorf("streamlens client: socket: %w", err)
+		return nil, fmt.Errorf("streamlens client: %w", err)
 	}
-	if err := unix.Connect(fd, sa); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("streamlens client: connect %s: %w", a, err)
-	}
-	return &Client{fd: fd}, nil
+	return &Client{sock: s}, nil
 }
 
 // FromEnv is New with STREAMLENS_ADDR (default protocol.DefaultAddr).
@@ -122,7 +95,7 @@ func (c *Client) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
 	}
-	return unix.Close(c.fd)
+	return c.sock.close()
 }
 
 // Stats are the client's counters since New.
@@ -139,8 +112,9 @@ func (c *Client) Stats() Stats {
 	return Stats{Sent: c.sent.Load(), Dropped: c.dropped.Load()}
 }
 
-// send hands one datagram to the kernel without waiting: MSG_DONTWAIT on a
-// non-blocking socket returns EAGAIN instead of sleeping when the buffer is full.
+// send hands one datagram to the kernel without waiting: on Linux,
+// MSG_DONTWAIT on a non-blocking socket returns EAGAIN instead of sleeping
+// when the buffer is full.
 // yields > 0 gives the reader that many scheduler yields to make room before
 // the datagram is dropped (used for the end event, the one that decides
 // whether a stream counts as complete); it never sleeps.
@@ -150,15 +124,11 @@ func (c *Client) send(b []byte, yields int) bool {
 	}
 	var err error
 	for {
-		if c.to == nil {
-			err = unix.Send(c.fd, b, unix.MSG_DONTWAIT)
-		} else {
-			err = unix.Sendto(c.fd, b, unix.MSG_DONTWAIT, c.to)
-		}
-		if errors.Is(err, unix.EINTR) {
+		err = c.sock.send(b)
+		if interrupted(err) {
 			continue
 		}
-		if errors.Is(err, unix.EAGAIN) && yields > 0 {
+		if full(err) && yields > 0 {
 			yields--
 			runtime.Gosched()
 			continue

@@ -1,3 +1,5 @@
+//go:build linux && !streamlens_portable
+
 package client
 
 import (
