@@ -17,6 +17,16 @@ import (
 	"github.com/streamlens/streamlens/extension/lifecycle"
 )
 
+const usage = `streamlens is an AWS Lambda extension: Lambda starts it from
+/opt/extensions/streamlens (the layer), with AWS_LAMBDA_RUNTIME_API set, and it
+is configured by STREAMLENS_* environment variables (see the README).
+
+usage:
+  streamlens               run as the extension (inside a Lambda execution environment)
+  streamlens decode ADDR   listen on ADDR (IP:port, or unix:/path) and print each
+                           event the function's client sends as a JSON line
+`
+
 func main() {
 	// A sidecar lives in the function's memory budget: trade some GC CPU at
 	// flush time for a small heap (RSS after 10k streams: 53 MB with Go's
@@ -38,12 +48,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if len(os.Args) == 3 && os.Args[1] == "decode" {
+	switch {
+	case len(os.Args) == 3 && os.Args[1] == "decode":
 		if err := decode(ctx, os.Args[2], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "streamlens decode:", err)
 			os.Exit(1)
 		}
 		return
+	case len(os.Args) > 1 || os.Getenv("AWS_LAMBDA_RUNTIME_API") == "":
+		// Run by hand, not by Lambda: say what this program is.
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
 	}
 	cfg, cfgErr := config.FromEnv(os.Getenv, os.Args[0])
 	if err := lifecycle.Run(ctx, cfg, cfgErr, os.Getenv, os.Stdout, os.Stderr); err != nil {

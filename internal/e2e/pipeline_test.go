@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"errors"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +146,19 @@ func TestBadConfigDegradesUnlessStrict(t *testing.T) {
 	_, err := e.sb.Invoke(t.Context(), []byte(`{}`), &strings.Builder{})
 	if err == nil || !strings.Contains(err.Error(), "STREAMLENS_ADDR") || !strings.Contains(err.Error(), "Extension.ConfigError") {
 		t.Fatalf("init error %v: want Extension.ConfigError naming STREAMLENS_ADDR", err)
+	}
+}
+
+// Run by hand, outside Lambda, the extension says what it is and how to use
+// its decode mode, instead of a bare error.
+func TestExtensionRunByHandPrintsUsage(t *testing.T) {
+	for _, args := range [][]string{nil, {"help"}, {"decode"}} {
+		cmd := exec.Command(bins.extension, args...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "streamlens decode ADDR") {
+			t.Errorf("streamlens %v: exit %v, output %q", args, err, out)
+		}
 	}
 }
