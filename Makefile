@@ -39,8 +39,9 @@ test: vet build portable
 	scripts/node-test.sh $(BIN)/extensions/streamlens
 
 # The client builds wherever a function's developer runs go test (macOS,
-# Windows, BSD), and its portable socket passes the client's behaviour tests
-# (selected on Linux with -tags streamlens_portable).
+# Windows, BSD) and with the oldest Go that go.mod declares, and its portable
+# socket passes the client's behaviour tests (selected on Linux with
+# -tags streamlens_portable).
 portable:
 	@for t in darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64; do \
 	  echo "build client, protocol, examples/pricing for $$t"; \
@@ -49,6 +50,11 @@ portable:
 	done
 	$(GO) vet -tags streamlens_portable ./client
 	$(GO) test -count=1 -tags streamlens_portable ./client
+	@# go.mod's go line is what a function's own go.mod is raised to: the lowest
+	@# toolchain it names must build what a function imports (fetched through
+	@# the module proxy).
+	GOTOOLCHAIN=go$$(sed -n 's/^go //p' go.mod) $(GO) build ./client ./protocol
+	GOTOOLCHAIN=go$$(sed -n 's/^go //p' go.mod) $(GO) build -tags lambda.norpc -o /dev/null ./examples/pricing
 
 # The reliability and security tests with their figures (README "Reliability").
 reliability:
