@@ -11,3 +11,12 @@ if ! command -v node >/dev/null 2>&1; then
   exit 0
 fi
 STREAMLENS_BIN="$bin" node --test test/
+# The package as a user installs it: npm pack, then an install of the tarball
+# in a project of its own (a real copy, not a link into this repository).
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+npm pack --silent --pack-destination "$tmp" >/dev/null
+(cd "$tmp" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund ./streamlens-client-*.tgz >/dev/null)
+test ! -L "$tmp/node_modules/@streamlens/client" || { echo "npm pack: the install is a link, not a copy"; exit 1; }
+(cd "$tmp" && node -e "const {Client}=require('@streamlens/client'); if (typeof Client.fromEnv !== 'function') process.exit(1)")
+echo "npm pack: the tarball installs and loads"

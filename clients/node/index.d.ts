@@ -23,11 +23,14 @@ export interface ChunkOptions {
 
 export interface EndOptions {
   status?: Status;
-  declared?: string;         // hex SHA-256 the function announced
+  // The SHA-256 the function announced: hex, base64 or 32 bytes. Anything
+  // else is left out of the end event (Summary.declaredIgnored).
+  declared?: string | Uint8Array;
 }
 
 export interface Summary {
   quoteId: string; delivered: number; bytes: number; sha256: string; status: Status; dropped: number;
+  declaredIgnored?: boolean;
 }
 
 export declare class Stream {
@@ -39,7 +42,10 @@ export declare class Stream {
 
 export declare class Client {
   constructor(addr?: string, opts?: { maxInFlight?: number });
+  // Never throws: an address it cannot use (unix:, nonsense) gives a client
+  // that writes through, with the reason in `disabled`.
   static fromEnv(env?: NodeJS.ProcessEnv): Client;
+  readonly disabled?: string;
   start(responseStream: Writable, opts?: StartOptions): Stream;
   stats(): { sent: number; dropped: number };
   close(): void;
@@ -48,4 +54,5 @@ export declare class Client {
 export declare function encodeEvent(ev: Record<string, unknown>): string;
 export declare function escape(value: unknown): string;
 export declare function uuidv7(): string;
+export declare function declaredHex(v: unknown): string;
 export declare const MAX_DATAGRAM: number;

@@ -97,6 +97,7 @@ function parseAddr(addr) {
 
 class Client {
   // addr: "IP:port". Create one per process, at init (outside the handler).
+  // An address the client cannot use throws here; Client.fromEnv never does.
   constructor(addr = DEFAULT_ADDR, { maxInFlight = MAX_IN_FLIGHT } = {}) {
     const { host, port, family } = parseAddr(addr);
     this.sent = 0;
@@ -105,17 +106,36 @@ class Client {
     this._max = maxInFlight;
     this._ready = false;
     this._closed = false;
+    // Events sent before the socket is connected (a stream started right
+    // after init) wait here, bounded like the in-flight sends, and go out
+    // once it is.
+    this._early = [];
     this._sock = dgram.createSocket(family);
     // Errors (ECONNREFUSED when nothing listens, ENOBUFS…) are drops, never
     // exceptions in the function.
     this._sock.on('error', () => { this.dropped++; });
     // Connected, so a dead listener surfaces as errors that are counted.
-    this._sock.connect(port, host, () => { this._ready = true; });
+    this._sock.connect(port, host, () => {
+      this._ready = true;
+      for (const buf of this._early.splice(0)) this._transmit(buf);
+    });
     this._sock.unref(); // never keeps the runtime's event loop alive
   }
 
+  // fromEnv reads STREAMLENS_ADDR. It never throws: metrics are not worth a
+  // failed init. An address the Node client cannot use (a unix: socket, which
+  // node:dgram does not speak, or nonsense) gives a disabled client: streams
+  // write through, their events are counted as dropped, and the reason is in
+  // client.disabled and said once on stderr.
   static fromEnv(env = process.env) {
-    return new Client(env.STREAMLENS_ADDR || DEFAULT_ADDR);
+    const addr = env.STREAMLENS_ADDR || DEFAULT_ADDR;
+    try {
+      return new Client(addr);
+    } catch (err) {
+      const reason = String(err && err.message || err);
+      process.stderr.write(`streamlens: client disabled: ${reason}\n`);
+      return new DisabledClient(reason);
+    }
   }
 
   stats() { return { sent: this.sent, dropped: this.dropped }; }
@@ -126,7 +146,23 @@ class Client {
 
   _send(line) {
     const buf = Buffer.from(line, 'latin1'); // the encoder emits ASCII only
-    if (!this._ready || this._closed || this._inFlight >= this._max || buf.length > MAX_DATAGRAM) {
+    if (this._closed || buf.length > MAX_DATAGRAM) {
+      this.dropped++;
+      return false;
+    }
+    if (!this._ready) {
+      if (this._early.length >= this._max) {
+        this.dropped++;
+        return false;
+      }
+      this._early.push(buf);
+      return true;
+    }
+    return this._transmit(buf);
+  }
+
+  _transmit(buf) {
+    if (this._closed || this._inFlight >= this._max) {
       this.dropped++;
       return false;
     }
@@ -151,6 +187,37 @@ class Client {
   start(responseStream, opts = {}) {
     return new Stream(this, responseStream, opts);
   }
+}
+
+// DisabledClient stands in for a client whose address could not be used:
+// streams write through and count their events as dropped.
+class DisabledClient {
+  constructor(reason) { this.disabled = reason; this.sent = 0; this.dropped = 0; }
+
+  stats() { return { sent: this.sent, dropped: this.dropped }; }
+
+  close() {}
+
+  _send() { this.dropped++; return false; }
+
+  start(responseStream, opts = {}) { return new Stream(this, responseStream, opts); }
+}
+
+// declaredHex turns the SHA-256 a function announced into the 64 lower-case
+// hex digits of the wire format: hex (any case), base64 of 32 bytes, or a
+// 32-byte Buffer. Anything else gives '' — the end event then goes without
+// it rather than being rejected whole, which would count a complete stream
+// as truncated.
+function declaredHex(v) {
+  if (v === undefined || v === null || v === '') return '';
+  if (Buffer.isBuffer(v) || v instanceof Uint8Array) return v.length === 32 ? Buffer.from(v).toString('hex') : '';
+  const str = String(v).trim();
+  if (/^[0-9a-fA-F]{64}$/.test(str)) return str.toLowerCase();
+  if (/^[A-Za-z0-9+/_-]{43}=?$/.test(str)) {
+    const b = Buffer.from(str, str.includes('-') || str.includes('_') ? 'base64url' : 'base64');
+    if (b.length === 32) return b.toString('hex');
+  }
+  return '';
 }
 
 class Stream {
@@ -213,19 +280,25 @@ class Stream {
   }
 
   // end sends the end event. opts: { status: 'complete'|'error'|'aborted',
-  // declared: hex SHA-256 the function announced }. Returns the summary.
+  // declared: the SHA-256 the function announced, as hex, base64 or a
+  // 32-byte Buffer }. Returns the summary; summary.declaredIgnored is true
+  // when declared was none of those (it is then left out of the event).
   end(opts = {}) {
-    const status = opts.status || (this._writeFailed ? STATUS.aborted : STATUS.complete);
+    // A status the wire format does not know would get the end rejected:
+    // it is taken as an error, which is what a caller who set one meant.
+    const status = opts.status ? (STATUS[opts.status] || STATUS.error) : (this._writeFailed ? STATUS.aborted : STATUS.complete);
     const sha256 = this._hash ? this._hash.copy().digest('hex') : '';
+    const declared = declaredHex(opts.declared);
     const summary = { quoteId: this.quoteId, delivered: this.delivered, bytes: this.bytes, sha256, status, dropped: this.dropped };
+    if (declared === '' && opts.declared !== undefined && opts.declared !== null && opts.declared !== '') summary.declaredIgnored = true;
     if (this._ended) return summary;
     this._ended = true;
     this._seq++;
     this._emit(encodeEnd(this._h(this._now()), {
-      delivered: this.delivered, expected: this._expected, bytes: this.bytes, sha256, declared: opts.declared, status, dropped: this.dropped,
+      delivered: this.delivered, expected: this._expected, bytes: this.bytes, sha256, declared, status, dropped: this.dropped,
     }));
     return summary;
   }
 }
 
-module.exports = { Client, Stream, STATUS, encodeEvent, escape, uuidv7, parseAddr, MAX_DATAGRAM };
+module.exports = { Client, Stream, STATUS, encodeEvent, escape, uuidv7, parseAddr, declaredHex, MAX_DATAGRAM };

@@ -141,5 +141,57 @@ test('escaping matches the Go encoder and bad addresses name the variable', () =
   assert.equal(escape('ÉDF'), '%c3%89DF');
   assert.equal(escape('a%b\n'), 'a%25b%0a');
   assert.throws(() => new Client('nonsense'), /STREAMLENS_ADDR/);
-  assert.throws(() => Client.fromEnv({ STREAMLENS_ADDR: 'unix:/tmp/x' }), /STREAMLENS_ADDR/);
+});
+
+test('fromEnv never throws: an address it cannot use gives a client that writes through', () => {
+  for (const addr of ['unix:/tmp/streamlens/events.sock', 'nonsense']) {
+    const c = Client.fromEnv({ STREAMLENS_ADDR: addr });
+    assert.match(c.disabled, /STREAMLENS_ADDR/);
+    const out = new Collect();
+    const s = c.start(out, { requestId: 'r' });
+    s.writeChunk('quote\n', { instrument: 'X' });
+    const sum = s.end();
+    assert.equal(sum.delivered, 1);
+    assert.equal(out.chunks.length, 1);
+    assert.deepEqual(c.stats(), { sent: 0, dropped: 3 });
+  }
+});
+
+test('a stream started right after construction loses nothing to the connect', async (t) => {
+  const d = await decoder(t);
+  const c = new Client(d.addr); // no await: the socket is still connecting
+  t.after(() => c.close());
+  const s = c.start(new Collect(), { requestId: 'r', expected: 3 });
+  for (let i = 0; i < 3; i++) s.writeChunk('q\n', { instrument: 'X' });
+  s.end();
+  await d.until(() => d.events().length >= 5, 'five events');
+  assert.deepEqual(d.events().map((e) => e.kind), ['start', 'chunk', 'chunk', 'chunk', 'end']);
+  assert.deepEqual(c.stats(), { sent: 5, dropped: 0 });
+});
+
+test('declared: hex, base64 or a Buffer reach the decoder; anything else is left out, never the end', async (t) => {
+  const d = await decoder(t);
+  const c = new Client(d.addr);
+  t.after(() => c.close());
+  await connected(c);
+  const digest = crypto.createHash('sha256').update('q\n').digest();
+  const hex = digest.toString('hex');
+  const cases = [
+    [hex.toUpperCase(), hex], [digest.toString('base64'), hex], [digest.toString('base64url'), hex], [digest, hex],
+    ['not a hash', undefined], [digest.subarray(0, 16), undefined],
+  ];
+  const sums = [];
+  for (const [declared] of cases) {
+    const s = c.start(new Collect(), { requestId: 'r' });
+    s.writeChunk('q\n');
+    sums.push(s.end({ declared }));
+  }
+  await d.until(() => d.events().filter((e) => e.kind === 'end').length >= cases.length, 'every end');
+  assert.deepEqual(d.errors(), [], 'no end rejected');
+  const ends = d.events().filter((e) => e.kind === 'end');
+  cases.forEach(([, want], i) => {
+    assert.equal(ends[i].declared || undefined, want, `case ${i}`);
+    assert.equal(ends[i].status, 'complete');
+    assert.equal(!!sums[i].declaredIgnored, want === undefined, `case ${i} declaredIgnored`);
+  });
 });
