@@ -71,8 +71,11 @@ func TestCrashMidStream(t *testing.T) {
 			if res.Status != "failure" {
 				t.Errorf("status %q, want failure", res.Status)
 			}
-			if n := quotes(body); n != 25 {
-				t.Errorf("%d quotes before the crash", n)
+			// The caller gets at most the 25 quotes written before the crash,
+			// and may miss the last ones: the process dies with bytes still on
+			// their way from the runtime to the caller.
+			if n := quotes(body); n > 25 || n < 20 {
+				t.Errorf("%d quotes before the crash, want 20 to 25", n)
 			}
 			s := e.onlyStream(t)
 			if d := s.num("ChunksDelivered"); s.num("StreamTruncated") != 1 || d < tc.least || d > 25 || s.str("TruncationReason") != "runtime-failure" {
