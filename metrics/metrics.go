@@ -49,6 +49,10 @@ const (
 	// InstrumentValuesDropped counts per-instrument values dropped because
 	// the background had no time to write them (1,000 held per instrument).
 	InstrumentValuesDropped = "InstrumentValuesDropped"
+	// InvalidDimensionValues counts instrument names CloudWatch would refuse
+	// as dimension values (non-ASCII, control characters, whitespace only,
+	// over 1,024 characters), written made valid (emf.DimensionValue).
+	InvalidDimensionValues = "InvalidDimensionValues"
 	// ConfigErrors counts bad STREAMLENS_* values that fell back to their
 	// defaults (reported once, at the first flush).
 	ConfigErrors = "ConfigErrors"
@@ -100,6 +104,7 @@ func Defs() []Def {
 		{ExtensionOverhead, emf.Milliseconds, false, "time extensions added after the runtime finished (platform.report − runtimeDone): billed"},
 		{ExtensionCPU, emf.Milliseconds, false, "CPU time the streamlens extension used for the invocation"},
 		{InstrumentValuesDropped, emf.Count, false, "per-instrument values dropped: more than 1,000 waited for the background"},
+		{InvalidDimensionValues, emf.Count, false, "instrument names made valid for CloudWatch (non-ASCII, control characters, blank, too long)"},
 		{ConfigErrors, emf.Count, false, "bad STREAMLENS_* values that fell back to their defaults"},
 		{InstrumentOverflow, emf.Count, false, "chunks whose instrument name was past STREAMLENS_MAX_INSTRUMENTS and went under \"other\""},
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/streamlens/streamlens/emf"
 	"github.com/streamlens/streamlens/metrics"
 	"github.com/streamlens/streamlens/protocol"
 )
@@ -59,15 +60,21 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 		FunctionName: getenv("STREAMLENS_FUNCTION_NAME"),
 		Namespace:    metrics.DefaultNamespace,
 	}
+	var errs []error
+	bad := func(name, val, why string) {
+		errs = append(errs, fmt.Errorf("%s=%q: %s", name, val, why))
+	}
+	if c.FunctionName != "" && !emf.ValidDimensionValue(c.FunctionName) {
+		// The FunctionName dimension of every metric: CloudWatch would drop
+		// them all without a word.
+		bad("STREAMLENS_FUNCTION_NAME", c.FunctionName, "want 1 to 1024 printable ASCII characters, not only spaces (a CloudWatch dimension value)")
+		c.FunctionName = ""
+	}
 	if c.FunctionName == "" {
 		c.FunctionName = getenv("AWS_LAMBDA_FUNCTION_NAME")
 	}
 	if c.FunctionName == "" {
 		c.FunctionName = "unknown"
-	}
-	var errs []error
-	bad := func(name, val, why string) {
-		errs = append(errs, fmt.Errorf("%s=%q: %s", name, val, why))
 	}
 	str := func(name, def string) string {
 		if v := getenv(name); v != "" {

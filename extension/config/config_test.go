@@ -62,6 +62,10 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 			t.Errorf("namespace %q: %v, kept %q", ns, err, c.Namespace)
 		}
 	}
+	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "AWS_LAMBDA_FUNCTION_NAME": "pricing", "STREAMLENS_FUNCTION_NAME": "café"}
+	if c, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err == nil || !strings.Contains(err.Error(), "STREAMLENS_FUNCTION_NAME") || c.FunctionName != "pricing" {
+		t.Errorf("function name café: %v, kept %q", err, c.FunctionName)
+	}
 	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_NAMESPACE": "Pricing/Streams #1: eu-west", "STREAMLENS_STRICT": "on"}
 	if c, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil || c.Namespace != env["STREAMLENS_NAMESPACE"] || !c.Strict {
 		t.Errorf("a valid namespace refused: %v %+v", err, c)

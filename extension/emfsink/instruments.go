@@ -40,6 +40,7 @@ type Instruments struct {
 	since    time.Time // start of the admission window
 	overflow int64     // chunks put under OtherInstrument since the last Take
 	dropped  int64     // values dropped past maxHeldValues since the last Take
+	fixed    int64     // chunks whose name CloudWatch would refuse as a dimension value (made valid)
 }
 
 type instrument struct {
@@ -63,7 +64,12 @@ func (a *Instruments) Add(results []state.Result, now time.Time) {
 			if c.Inst == "" || (c.LatencyMs < 0 && c.IntervalMs < 0) {
 				continue
 			}
-			name := c.Inst
+			// The name is a dimension value: made valid for CloudWatch, which
+			// would drop the document without a word.
+			name, changed := emf.DimensionValue(c.Inst)
+			if changed {
+				a.fixed++
+			}
 			if _, ok := a.admitted[name]; !ok {
 				if len(a.admitted) < a.max {
 					a.admitted[name] = struct{}{}
@@ -106,7 +112,7 @@ func (a *Instruments) Due(now time.Time) bool {
 			return true
 		}
 	}
-	return a.overflow > 0 || a.dropped > 0
+	return a.overflow > 0 || a.dropped > 0 || a.fixed > 0
 }
 
 func (in *instrument) due(now time.Time) bool {
@@ -160,6 +166,10 @@ func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]b
 	if a.dropped > 0 {
 		dst = e.appendCount(dst, m.InstrumentValuesDropped, a.dropped, now, &errs)
 		a.dropped = 0
+	}
+	if a.fixed > 0 {
+		dst = e.appendCount(dst, m.InvalidDimensionValues, a.fixed, now, &errs)
+		a.fixed = 0
 	}
 	return dst, errs
 }

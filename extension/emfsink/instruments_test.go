@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamlens/streamlens/emf"
 	"github.com/streamlens/streamlens/extension/state"
 )
 
@@ -145,5 +146,32 @@ func TestTakeWritesTheWholeBacklog(t *testing.T) {
 	}
 	if a.Due(t0.Add(59*time.Second)) || !a.Due(t0.Add(61*time.Second)) {
 		t.Error("the 50 left should wait for their age")
+	}
+}
+
+// Instrument names are dimension values: what CloudWatch would drop without
+// a word is written made valid, distinct names stay distinct, and it is
+// counted.
+func TestInstrumentNamesAreValidDimensionValues(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(100)
+	t0 := time.Unix(1_800_000_000, 0)
+	a.Add([]state.Result{streamOf("étf", "\t", " ", "SPY", "ÉTF")}, t0)
+	out, _ := enc.Take(nil, a, t0, true)
+	names := map[string]bool{}
+	fixed := 0.0
+	for _, d := range docs(t, out) {
+		if in, ok := d["Instrument"].(string); ok {
+			names[in] = true
+			if !emf.ValidDimensionValue(in) {
+				t.Errorf("Instrument %q is not a valid CloudWatch dimension value", in)
+			}
+		}
+		if v, ok := d["InvalidDimensionValues"].(float64); ok {
+			fixed += v
+		}
+	}
+	if len(names) != 5 || !names["SPY"] || !names["%c3%a9tf"] || fixed != 4 {
+		t.Errorf("names %v, counted %v", names, fixed)
 	}
 }
