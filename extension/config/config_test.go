@@ -44,7 +44,7 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 		"STREAMLENS_ADDR":              "10.0.0.5:8126",
 		"STREAMLENS_TTFB_THRESHOLD_MS": "fast",
 		"STREAMLENS_TELEMETRY":         "maybe",
-		"STREAMLENS_OTLP_ENDPOINT":     "collector:4318",
+		"STREAMLENS_OTLP_ENDPOINT":     "collector:1234",
 		"STREAMLENS_TELEMETRY_ADDR":    "nowhere",
 	}
 	c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
@@ -52,7 +52,7 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 		t.Fatalf("err %v strict %v", err, c.Strict)
 	}
 	if c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry ||
-		c.OTLPEndpoint != "http://localhost:4318" || c.TelemetryAddr != "sandbox.localdomain:4243" {
+		c.OTLPEndpoint != defaultOTLPEndpoint || c.TelemetryAddr != "sandbox.localdomain:4243" {
 		t.Errorf("not the defaults: %+v", c)
 	}
 	for _, ns := range []string{"AWS/Lambda", "Streamélens", "   ", "tab\there", strings.Repeat("n", 256)} {
