@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamlens/streamlens/protocol"
 )
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
@@ -31,7 +33,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		t.Errorf("explicit override refused: %v", err)
 	}
 	c, err := FromEnv(func(k string) string { return map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1"}[k] }, "/opt/extensions/streamlens")
-	if err != nil || c.Name != "streamlens" || c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry {
+	if err != nil || c.Name != "streamlens" || c.Addr.String() != protocol.DefaultAddr || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry {
 		t.Errorf("defaults %+v %v", c, err)
 	}
 }
@@ -51,7 +53,7 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 	if err == nil || c.Strict {
 		t.Fatalf("err %v strict %v", err, c.Strict)
 	}
-	if c.Addr.String() != "127.0.0.1:8126" || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry ||
+	if c.Addr.String() != protocol.DefaultAddr || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry ||
 		c.OTLPEndpoint != defaultOTLPEndpoint || c.TelemetryAddr != "sandbox.localdomain:4243" {
 		t.Errorf("not the defaults: %+v", c)
 	}
