@@ -83,6 +83,8 @@ func figures(b map[string]map[string]float64) []figure {
 		{"stripped binary linux/arm64", get("BenchmarkScenarioSizes", "arm64-binary-MB"), "MB", "info", info},
 		{"layer zip linux/arm64", get("BenchmarkScenarioSizes", "arm64-zip-MB"), "MB", "info", info},
 		{"end-of-invocation flush, 50-instrument bundle", get("BenchmarkFlush50", "ns/op") / 1e6, "ms", "≤ 1", le(1)},
+		{"EMF written per 50-chunk stream (own document + share of per-instrument ones)", get("BenchmarkEMFBytesPerStream", "emf-bytes/stream"), "bytes", "≤ 2048", le(2048)},
+		{"  … CloudWatch Logs ingestion per million streams, at $0.50/GB", get("BenchmarkEMFBytesPerStream", "$-logs/M-streams"), "$", "info", info},
 		{"span export of a 50-chunk stream, live collector", get("BenchmarkSpanExport/live", "ms/flush"), "ms", "info", info},
 		{"span export, collector refusing connections", get("BenchmarkSpanExport/refused", "ms/flush"), "ms", "≤ 25 (the OTLP timeout)", le(25)},
 		{"span export, collector accepting but never answering", get("BenchmarkSpanExport/hanging", "ms/flush"), "ms", "≤ 30 (timeout 25 + 5)", le(30)},
