@@ -2,7 +2,7 @@
 //
 // A function wraps its response writer in a Stream; every chunk written through
 // it becomes an event sent to the extension over a datagram socket. Chunk
-// events share datagrams, up to STREAMLENS_COALESCE (8) at a time: the
+// events share datagrams, up to STREAMLENS_COALESCE (16) at a time: the
 // start, the first chunk and the end are sent at once. Sending never blocks and never
 // fails the stream: a datagram the kernel will not take at once (extension
 // absent, socket buffer full) is dropped and counted, and the count travels in
@@ -28,7 +28,7 @@ const EnvCoalesce = "STREAMLENS_COALESCE"
 
 // DefaultCoalesce is how many chunk events share a datagram unless
 // STREAMLENS_COALESCE says otherwise.
-const DefaultCoalesce = 8
+const DefaultCoalesce = 16
 
 // Client owns the datagram socket. It is safe for concurrent use; create one per
 // process (at init, outside the handler) and share it.

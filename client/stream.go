@@ -211,7 +211,7 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 // number (well inside loopback's limits and protocol.MaxDatagram), and at
 // most coalesceWait after the first of them.
 const (
-	coalesceBytes = 1024
+	coalesceBytes = 2048
 	coalesceWait  = 2 * time.Millisecond
 )
 

@@ -64,7 +64,7 @@ func TestCrashMidStream(t *testing.T) {
 	for _, tc := range []struct {
 		coalesce string
 		least    float64
-	}{{"1", 25}, {"8", 25 - 8}} {
+	}{{"1", 25}, {"16", 25 - 16}} {
 		t.Run("coalesce="+tc.coalesce, func(t *testing.T) {
 			e := start(t, func(c *sandbox.Config) { c.Env = append(c.Env, "STREAMLENS_COALESCE="+tc.coalesce) })
 			res, body := e.invoke(t, "instruments=40&crash_after=25")
