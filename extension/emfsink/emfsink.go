@@ -88,13 +88,13 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 		vals := make([]float64, 0, 2*len(r.Chunks))
 		for _, c := range r.Chunks {
 			if c.LatencyMs >= 0 {
-				vals = append(vals, Ms(c.LatencyMs))
+				vals = append(vals, state.Ms(c.LatencyMs))
 			}
 		}
 		nl := len(vals)
 		for _, c := range r.Chunks {
 			if c.IntervalMs >= 0 {
-				vals = append(vals, Ms(c.IntervalMs))
+				vals = append(vals, state.Ms(c.IntervalMs))
 			}
 		}
 		d.Metrics = append(d.Metrics,
@@ -208,10 +208,6 @@ func clamp(t, now time.Time) time.Time {
 	}
 	return t
 }
-
-// Ms widens a kept chunk time for output, rounded to the microsecond so
-// float32 noise (1.4114969968795776) does not reach the log.
-func Ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
 
 func boolf(b bool) float64 {
 	if b {

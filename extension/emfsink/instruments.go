@@ -87,10 +87,10 @@ func (a *Instruments) Add(results []state.Result, now time.Time) {
 				in.oldest = now
 			}
 			if c.LatencyMs >= 0 {
-				in.lat = a.hold(in.lat, Ms(c.LatencyMs))
+				in.lat = a.hold(in.lat, state.Ms(c.LatencyMs))
 			}
 			if c.IntervalMs >= 0 {
-				in.intv = a.hold(in.intv, Ms(c.IntervalMs))
+				in.intv = a.hold(in.intv, state.Ms(c.IntervalMs))
 			}
 		}
 	}

@@ -17,7 +17,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/streamlens/streamlens/extension/emfsink"
 	"github.com/streamlens/streamlens/extension/state"
 	"github.com/streamlens/streamlens/internal/xray"
 )
@@ -179,13 +178,13 @@ func (s *Exporter) span(r state.Result) {
 	for _, c := range r.Chunks[:kept] {
 		at := r.Time
 		if c.LatencyMs >= 0 {
-			at = r.Time.Add(msDuration(emfsink.Ms(c.LatencyMs)))
+			at = r.Time.Add(msDuration(state.Ms(c.LatencyMs)))
 		}
 		sp.AddEvent("chunk", trace.WithTimestamp(at), trace.WithAttributes(
 			attribute.String("streamlens.instrument", c.Inst),
 			attribute.Int64("streamlens.seq", int64(c.Seq)),
 			attribute.Int64("streamlens.bytes", int64(c.Bytes)),
-			attribute.Float64("streamlens.offset_ms", max(0, emfsink.Ms(c.LatencyMs)))))
+			attribute.Float64("streamlens.offset_ms", max(0, state.Ms(c.LatencyMs)))))
 	}
 	if r.Truncated {
 		sp.SetStatus(codes.Error, "stream truncated: "+r.Reason)

@@ -33,6 +33,10 @@ type Chunk struct {
 	Bytes      uint32
 }
 
+// Ms widens a kept chunk time (LatencyMs, IntervalMs) for output, rounded to
+// the microsecond so float32 noise (1.4114969968795776) reaches no sink.
+func Ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
+
 // stream is the state of one quote stream, keyed by request id and quote id
 // (streamKey): a quote id is the client's, and the same one under another
 // invocation is another stream, never a late event of the first.

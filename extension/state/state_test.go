@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -65,7 +64,7 @@ func TestCompleteStreamMetrics(t *testing.T) {
 	}
 	var lat, intv []float64
 	for _, c := range r.Chunks {
-		lat, intv = append(lat, ms(c.LatencyMs)), append(intv, ms(c.IntervalMs))
+		lat, intv = append(lat, Ms(c.LatencyMs)), append(intv, Ms(c.IntervalMs))
 	}
 	if len(r.Chunks) != 3 || lat[1] != 5 || intv[1] != 3 || intv[2] != 4 || r.Chunks[1].Inst != "AAPL" {
 		t.Errorf("chunks %+v", r.Chunks)
@@ -397,9 +396,6 @@ func TestProtocolEdgeCases(t *testing.T) {
 		}
 	})
 }
-
-// ms widens a kept chunk time as the sinks do, rounded to the microsecond.
-func ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
 
 func TestTelemetryFloodIsBounded(t *testing.T) {
 	tb := New(10, 10)
