@@ -25,7 +25,7 @@ func BenchmarkFlush50(b *testing.B) {
 		tb.BeginInvocation(streamtest.RequestID, now, "", now)
 		b.StartTimer()
 		bt := Batch{Streams: tb.Finalize(streamtest.RequestID, ""), Invocations: tb.ReadyInvocations(now, false), Counters: tb.TakeCounters()}
-		if _, errs := enc.Encode(bt, now); len(errs) > 0 {
+		if errs := enc.Write(bt, now, now.Add(time.Second), func([]byte) {}); len(errs) > 0 {
 			b.Fatal(errs)
 		}
 	}

@@ -34,27 +34,52 @@ type Encoder struct {
 // New returns an encoder for cfg.
 func New(cfg Config) *Encoder { return &Encoder{cfg: cfg} }
 
-// Encode appends the EMF lines of b at now: its streams, invocations and
-// counters. Documents that break the spec are skipped and reported; they
-// never take the other documents down with them.
-func (e *Encoder) Encode(b Batch, now time.Time) ([]byte, []error) {
+// Write encodes b at now — its streams, invocations and counters — and hands
+// the lines to give in pieces of about pieceBytes, never as one buffer the
+// size of the flush. It is bounded: every stream's own document is written
+// (their number is capped by the state's stream caps), but past detailBytes
+// of documents, or past until, streams are written without their per-chunk
+// values, which are shed first and counted (ShedChunkDetail). Documents that
+// break the spec are skipped and returned; they never take the other
+// documents down with them.
+func (e *Encoder) Write(b Batch, now, until time.Time, give func([]byte)) []error {
 	var out []byte
 	var errs []error
+	written := 0
 	keep := func(dst []byte, err error) {
 		out = dst
 		if err != nil {
 			errs = append(errs, err)
 		}
+		if len(out) >= pieceBytes {
+			written += len(out)
+			give(out)
+			out = nil
+		}
 	}
 	for i := range b.Streams {
-		keep(e.AppendStream(out, &b.Streams[i], now, true))
+		detail := written+len(out) < detailBytes && (i%16 != 15 || time.Now().Before(until))
+		if !detail && len(b.Streams[i].Chunks) > 0 {
+			b.Counters.ShedDetail++
+		}
+		keep(e.AppendStream(out, &b.Streams[i], now, detail))
 	}
 	for i := range b.Invocations {
 		keep(e.AppendInvocation(out, &b.Invocations[i], now))
 	}
 	keep(e.AppendCounters(out, b.Counters, now))
-	return out, errs
+	if len(out) > 0 {
+		give(out)
+	}
+	return errs
 }
+
+// A write carries per-chunk values for at most detailBytes of documents, and
+// hands over pieces of about pieceBytes.
+const (
+	detailBytes = 256 << 10
+	pieceBytes  = 64 << 10
+)
 
 // AppendStream appends the document of one finished stream. detail adds its
 // per-chunk latencies and intervals (one value per chunk), which are what a

@@ -176,13 +176,11 @@ func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]b
 
 // appendCount appends a document with one count metric.
 func (e *Encoder) appendCount(dst []byte, name string, v int64, now time.Time, errs *[]error) []byte {
-	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: now, Dimensions: [][]string{{m.DimFunctionName}},
+	out, err := appendOrKeep(dst, &emf.Document{Namespace: e.cfg.Namespace, Timestamp: now, Dimensions: [][]string{{m.DimFunctionName}},
 		Properties: []emf.Property{{Key: m.DimFunctionName, Value: e.cfg.FunctionName}},
-		Metrics:    []emf.Metric{{Name: name, Unit: emf.Count, Values: []float64{float64(v)}}}}
-	out, err := emf.Append(dst, d)
+		Metrics:    []emf.Metric{{Name: name, Unit: emf.Count, Values: []float64{float64(v)}}}})
 	if err != nil {
 		*errs = append(*errs, err)
-		return dst
 	}
 	return out
 }

@@ -281,47 +281,13 @@ const maxDrain = 20 * time.Millisecond
 
 // write flushes one batch: the EMF documents of its streams, invocations and
 // counters go to stdout before next (the environment may freeze, or never
-// thaw again, right after); the streams' spans and per-instrument values go
-// to the background, which works while the environment is thawed anyway.
-//
-// The flush is bounded: every stream's own document is written (their
-// number is capped by STREAMLENS_MAX_OPEN_STREAMS), but past flushDetailBytes
-// or past until, streams are written without their per-chunk values, which
-// are shed and counted (ShedChunkDetail); lines are handed to stdout in
-// pieces of about flushPiece bytes, never as one buffer the size of the
-// flush.
+// thaw again, right after), bounded and in pieces (emfsink's Write); the
+// streams' spans and per-instrument values go to the background, which works
+// while the environment is thawed anyway.
 func (r *runner) write(b emfsink.Batch, until time.Time) {
 	b.Counters.DroppedEMF += r.log.TakeDropped()
 	now := time.Now()
-	var out []byte
-	var errs []error
-	written := 0
-	keep := func(dst []byte, err error) {
-		out = dst
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if len(out) >= flushPiece {
-			written += len(out)
-			r.log.Give(out)
-			out = nil
-		}
-	}
-	for i := range b.Streams {
-		detail := written+len(out) < flushDetailBytes && (i%16 != 15 || time.Now().Before(until))
-		if !detail && len(b.Streams[i].Chunks) > 0 {
-			b.Counters.ShedDetail++
-		}
-		keep(r.enc.AppendStream(out, &b.Streams[i], now, detail))
-	}
-	for i := range b.Invocations {
-		keep(r.enc.AppendInvocation(out, &b.Invocations[i], now))
-	}
-	keep(r.enc.AppendCounters(out, b.Counters, now))
-	if len(out) > 0 {
-		r.log.Give(out)
-	}
-	if len(errs) > 0 {
+	if errs := r.enc.Write(b, now, until, func(p []byte) { r.log.Give(p) }); len(errs) > 0 {
 		fmt.Fprintf(r.stderr, "streamlens: flush: emf: %d documents skipped, first: %v\n", len(errs), errs[0])
 	}
 	r.bg.add(b.Streams, r.cfg.SpanMaxEvents, now)
@@ -329,13 +295,6 @@ func (r *runner) write(b emfsink.Batch, until time.Time) {
 	// queued and are written when it moves.
 	r.log.Wait(min(r.cfg.StdoutWait, time.Until(until)))
 }
-
-// A boundary's flush writes per-chunk values for at most flushDetailBytes of
-// documents, and hands stdout pieces of about flushPiece bytes.
-const (
-	flushDetailBytes = 256 << 10
-	flushPiece       = 64 << 10
-)
 
 // wait decides when the extension lets invocation inv go, and returns why inv
 // failed ("" if it did not, or is not known to have). Waiting costs the

@@ -63,7 +63,8 @@ func FuzzTelemetryBatch(f *testing.F) {
 		// Whatever arrived, a flush still produces valid EMF.
 		bt := emfsink.Batch{Streams: tb.FinalizeAll("shutdown-spindown"), Invocations: tb.ReadyInvocations(time.Now(), true), Counters: tb.TakeCounters()}
 		enc := emfsink.New(emfsink.Config{FunctionName: "f", Namespace: "N", TTFBThreshold: time.Millisecond})
-		out, errs := enc.Encode(bt, time.Now())
+		var out []byte
+		errs := enc.Write(bt, time.Now(), time.Now().Add(time.Hour), func(p []byte) { out = append(out, p...) })
 		if len(errs) > 0 {
 			t.Fatalf("flush after batch %q: %v", b, errs)
 		}

@@ -1,50 +1,24 @@
-package lifecycle
+package emfsink
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/streamlens/streamlens/extension/config"
-	"github.com/streamlens/streamlens/extension/emfsink"
-	"github.com/streamlens/streamlens/extension/logpipe"
 	"github.com/streamlens/streamlens/extension/state"
 )
-
-// pieces records each write to stdout.
-type pieces struct {
-	mu     sync.Mutex
-	sizes  []int
-	output bytes.Buffer
-}
-
-func (p *pieces) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.sizes = append(p.sizes, len(b))
-	return p.output.Write(b)
-}
-
-func testRunner(out io.Writer) *runner {
-	r := &runner{cfg: config.Config{SpanMaxEvents: 128, StdoutWait: 5 * time.Second}, stderr: io.Discard,
-		enc: emfsink.New(emfsink.Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond}),
-		log: logpipe.New(out, 64<<20), table: state.New(16, 16)}
-	r.bg = newBackground(r.enc, nil, r.log, func(c state.Counters) { r.locked(func(t *state.Table) { t.Count(c) }) }, time.Second, 100, true)
-	return r
-}
 
 // A flush of 300 streams × 2,000 chunks with unique instrument names (the
 // worst a function can send under the default caps): every stream's own
 // document is written, per-chunk detail is shed past the budget and counted,
 // stdout gets pieces, not one buffer of the whole flush.
 func TestFlushIsBoundedAndShedsDetailFirst(t *testing.T) {
-	var out pieces
-	r := testRunner(&out)
-	var b emfsink.Batch
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
+	var output []byte
+	var sizes []int
+	var b Batch
 	for i := 0; i < 300; i++ {
 		res := state.Result{QuoteID: fmt.Sprintf("q%d", i), RequestID: "r1", Time: time.Now(), Expected: 2000, Delivered: 2000, Status: "complete", Integrity: -1}
 		for c := 0; c < 2000; c++ {
@@ -52,11 +26,15 @@ func TestFlushIsBoundedAndShedsDetailFirst(t *testing.T) {
 		}
 		b.Streams = append(b.Streams, res)
 	}
-	r.write(b, time.Now().Add(time.Hour))
-	r.log.Close(5 * time.Second)
+	if errs := enc.Write(b, time.Now(), time.Now().Add(time.Hour), func(p []byte) {
+		sizes = append(sizes, len(p))
+		output = append(output, p...)
+	}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
 
 	streams, shed := 0, 0.0
-	for _, line := range bytes.Split(bytes.TrimSpace(out.output.Bytes()), []byte("\n")) {
+	for _, line := range bytes.Split(bytes.TrimSpace(output), []byte("\n")) {
 		var d map[string]any
 		if err := json.Unmarshal(line, &d); err != nil {
 			t.Fatalf("invalid line: %v", err)
@@ -73,20 +51,20 @@ func TestFlushIsBoundedAndShedsDetailFirst(t *testing.T) {
 	if streams != 300 {
 		t.Errorf("%d stream documents, want all 300", streams)
 	}
-	if detail := countStreamsWithDetail(out.output.Bytes()); detail == 0 || detail >= 300 || shed != float64(300-detail) {
+	if detail := countStreamsWithDetail(output); detail == 0 || detail >= 300 || shed != float64(300-detail) {
 		t.Errorf("streams with per-chunk detail: %d, shed counted %v", detail, shed)
 	}
 	total, largest := 0, 0
-	for _, n := range out.sizes {
+	for _, n := range sizes {
 		total += n
 		largest = max(largest, n)
 	}
 	// The detail budget plus the streams' own documents, not 300 × 2,000
 	// values (~25 MB).
-	if total > flushDetailBytes+300*1024+flushPiece {
+	if total > detailBytes+300*1024+pieceBytes {
 		t.Errorf("flush wrote %d bytes", total)
 	}
-	if largest > 2*flushPiece {
+	if largest > 2*pieceBytes {
 		t.Errorf("a piece of %d bytes handed to stdout", largest)
 	}
 }
