@@ -33,14 +33,13 @@ type background struct {
 	mu        sync.Mutex
 	gate      chan struct{} // closed while the gate is open
 	isOpen    bool
-	work      chan struct{} // signalled when work was added or the gate opened
+	work      chan struct{} // signalled when there is work and the gate is open
 	idle      chan struct{} // signalled when the worker found nothing to do
-	busy      bool
 	pending   []state.Result // streams waiting for their span, oldest first
 	inst      *emfsink.Instruments
 	instOn    bool
 	finishing bool     // SHUTDOWN: write every instrument, whatever its age
-	job       *jobTime // the running export's budget
+	job       *jobTime // the running export's budget; nil when none runs
 }
 
 // jobPause separates background jobs.
@@ -179,16 +178,19 @@ func (b *background) step(ctx context.Context) bool {
 	b.mu.Lock()
 	if b.instOn && (b.finishing || b.inst.Due(now)) {
 		// A document the encoder refuses is skipped; the rest are written.
+		// Handed over before instOn says SHUTDOWN's documents are done, so
+		// finish cannot return ahead of them (Give never blocks).
 		out, _ := b.enc.Take(nil, b.inst, now, b.finishing)
+		if len(out) > 0 {
+			b.log.Give(out)
+		}
 		b.instOn = b.instOn && !b.finishing // at SHUTDOWN, once
 		if len(out) > 0 {
 			b.mu.Unlock()
-			b.log.Give(out)
 			return true
 		}
 	}
 	if len(b.pending) == 0 || b.spans == nil {
-		b.busy = false
 		b.mu.Unlock()
 		return false
 	}
@@ -196,22 +198,21 @@ func (b *background) step(ctx context.Context) bool {
 	b.pending = b.pending[len(batch):]
 	jctx, cancel := context.WithCancel(ctx)
 	b.job = startJob(b.timeout, cancel)
-	b.busy = true
 	b.mu.Unlock()
 
 	err := b.spans.Export(jctx, batch)
-
-	b.mu.Lock()
-	b.job.stop()
-	b.job = nil
-	b.mu.Unlock()
-	cancel()
 	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		// The collector failed or hit the budget: the spans are counted as
 		// lost, not retried (a retry would only spend more of the
 		// invocation's CPU on it).
 		b.count(state.Counters{SpanExportErr: int64(len(batch))})
 	}
+	// The job ends only now, counted: finish waits for job == nil.
+	b.mu.Lock()
+	b.job.stop()
+	b.job = nil
+	b.mu.Unlock()
+	cancel()
 	return true
 }
 
@@ -227,7 +228,7 @@ func (b *background) finish(until time.Time) {
 	defer timer.Stop()
 	for {
 		b.mu.Lock()
-		done := !b.busy && (len(b.pending) == 0 || b.spans == nil) && !b.instOn
+		done := b.job == nil && (len(b.pending) == 0 || b.spans == nil) && !b.instOn
 		b.mu.Unlock()
 		if done {
 			return
