@@ -329,9 +329,7 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 			p.Open > 0 && now.Sub(p.LastArrival) >= quiet, !now.Before(limit):
 			return ""
 		}
-		if p.FirstChunk || !now.Before(startBy) {
-			// The first byte is out (or no stream is coming): background work
-			// no longer competes with what the caller waits for.
+		if backgroundMayRun(p, now, startBy) {
 			r.bg.open()
 		}
 		wake := limit
@@ -348,6 +346,15 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 			return "cancelled"
 		}
 	}
+}
+
+// backgroundMayRun reports whether background work no longer competes with
+// what the caller waits for: a chunk of the invocation is out, or no stream
+// started by startBy (a non-streaming invocation). A stream that started and
+// has not delivered its first chunk yet — a slow first quote — keeps it
+// waiting, however long that takes.
+func backgroundMayRun(p state.Progress, now, startBy time.Time) bool {
+	return p.FirstChunk || p.Seen == 0 && !now.Before(startBy)
 }
 
 // shutdown flushes everything within the event's deadline and returns.
