@@ -33,8 +33,8 @@ type background struct {
 	mu        sync.Mutex
 	gate      chan struct{} // closed while the gate is open
 	isOpen    bool
-	work      chan struct{} // signalled when there is work and the gate is open
-	idle      chan struct{} // signalled when the worker found nothing to do
+	work      chan struct{}  // signalled when there is work and the gate is open
+	idle      chan struct{}  // signalled when the worker found nothing to do
 	pending   []state.Result // streams waiting for their span, oldest first
 	inst      *emfsink.Instruments
 	instOn    bool
