@@ -22,7 +22,7 @@ func BenchmarkFlush50(b *testing.B) {
 		for _, d := range dgs {
 			tb.ApplyDatagram(d, len(d), now)
 		}
-		tb.BeginInvocation(streamtest.RequestID, now, "", now)
+		tb.BeginInvocation(state.Invoke{RequestID: streamtest.RequestID, Deadline: now}, now)
 		b.StartTimer()
 		bt := Batch{Streams: tb.Finalize(streamtest.RequestID, ""), Invocations: tb.ReadyInvocations(now, false), Counters: tb.TakeCounters()}
 		if errs := enc.Write(bt, now, now.Add(time.Second), func([]byte) {}); len(errs) > 0 {

@@ -28,8 +28,14 @@ type Result struct {
 	Integrity                       int // -1 unknown, 0 match, 1 mismatch
 	InvocationStatus                string
 	EndTime                         time.Time // end event, else the last event
-	XRayTrace                       string    // the INVOKE event's trace header
-	PlatformLatencyMs               float64   // runtimeDone responseLatency; -1 unknown
+	// InvocationEnd is when the platform ended the stream's invocation, when
+	// that is known and the invocation failed (timeout, crash: the caller
+	// waited until then, not until the stream's last event); else zero.
+	InvocationEnd     time.Time
+	XRayTrace         string  // the INVOKE event's trace header
+	InvokedARN        string  // the INVOKE event's invokedFunctionArn
+	ColdStart         bool    // the stream's invocation was the environment's first
+	PlatformLatencyMs float64 // runtimeDone responseLatency; -1 unknown
 }
 
 // InvocationResult is one finished invocation.
@@ -52,8 +58,17 @@ func (t *Table) SetCPU(requestID string, cpu time.Duration) {
 	}
 }
 
+// Invoke is what streamlens keeps of an INVOKE event.
+type Invoke struct {
+	RequestID  string
+	Deadline   time.Time
+	Tracing    string // the X-Ray trace header
+	InvokedARN string
+}
+
 // BeginInvocation records an INVOKE that arrived at now.
-func (t *Table) BeginInvocation(requestID string, deadline time.Time, tracing string, now time.Time) {
+func (t *Table) BeginInvocation(ev Invoke, now time.Time) {
+	requestID := ev.RequestID
 	t.invokes++
 	inv := t.invocations[requestID]
 	if inv == nil {
@@ -63,8 +78,9 @@ func (t *Table) BeginInvocation(requestID string, deadline time.Time, tracing st
 	}
 	t.current = requestID
 	inv.started = now
-	inv.deadline = deadline
-	inv.tracing = tracing
+	inv.deadline = ev.Deadline
+	inv.tracing = ev.Tracing
+	inv.arn = ev.InvokedARN
 	inv.coldStart = t.invokes == 1
 }
 
@@ -322,8 +338,9 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 	if s.lastNs != 0 {
 		r.EndTime = time.Unix(0, s.lastNs)
 	}
-	if inv := t.invocations[s.requestID]; inv != nil {
-		r.XRayTrace = inv.tracing
+	inv := t.invocations[s.requestID]
+	if inv != nil {
+		r.XRayTrace, r.InvokedARN, r.ColdStart = inv.tracing, inv.arn, inv.coldStart
 		if rd := inv.runtimeDone; rd != nil {
 			r.InvocationStatus = rd.Status
 			if rd.HasLatency {
@@ -364,7 +381,29 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 	case r.InvocationStatus != "" && r.InvocationStatus != "success":
 		r.Truncated, r.Reason = true, ReasonRuntime+r.InvocationStatus
 	}
+	if r.Truncated && inv != nil {
+		r.InvocationEnd = inv.end(r.Reason)
+	}
 	return r
+}
+
+// end is when the platform ended a failed invocation: runtimeDone's time,
+// else its start plus runtimeDone's duration, else the deadline when the
+// environment shut down for a timeout; zero when not known (the
+// invocation did not fail, or nothing says when it ended).
+func (inv *invocation) end(reason string) time.Time {
+	if rd := inv.runtimeDone; rd != nil && rd.Status != "success" {
+		if !rd.Time.IsZero() {
+			return rd.Time
+		}
+		if !inv.started.IsZero() && rd.DurationMs > 0 {
+			return inv.started.Add(time.Duration(rd.DurationMs * float64(time.Millisecond)))
+		}
+	}
+	if reason == ReasonShutdown+"timeout" || reason == ReasonRuntime+"timeout" {
+		return inv.deadline
+	}
+	return time.Time{}
 }
 
 func (t *Table) markFlushed(key string) {

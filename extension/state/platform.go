@@ -12,7 +12,8 @@ type InitReport struct {
 // RuntimeDone is platform.runtimeDone: the runtime finished an invocation.
 type RuntimeDone struct {
 	RequestID          string
-	Status             string // success, error, failure, timeout, …
+	Status             string    // success, error, failure, timeout, …
+	Time               time.Time // the event's time: when the platform saw the runtime finish; zero unknown
 	DurationMs         float64
 	ProducedBytes      float64
 	ResponseLatencyMs  float64

@@ -76,6 +76,7 @@ const maxPlausibleMs = 900_000
 type invocation struct {
 	requestID   string
 	tracing     string // the INVOKE event's X-Ray trace header
+	arn         string // the INVOKE event's invokedFunctionArn
 	started     time.Time
 	deadline    time.Time
 	coldStart   bool
@@ -114,10 +115,14 @@ type Counters struct {
 	Implausible          int64 // times or sequence numbers no real stream has (skewed clock, forged seq): ignored
 	ShedDetail           int64 // streams written without their per-chunk values: the flush was over its budget
 	SpansDropped         int64 // finished streams that got no span: the export queue was full
+	SpansKeptFailed      int64 // streams that failed and got a span whatever the sampler says
+	SpansSampled         int64 // healthy streams the sampler kept
+	SpansSampledOut      int64 // healthy streams the sampler did not keep
 	ConfigErrors         int64 // bad STREAMLENS_* values that fell back to their defaults
 }
 
-func (c *Counters) add(d Counters) {
+// Add adds d to c.
+func (c *Counters) Add(d Counters) {
 	c.Malformed += d.Malformed
 	c.Oversized += d.Oversized
 	c.LateEvents += d.LateEvents
@@ -134,6 +139,9 @@ func (c *Counters) add(d Counters) {
 	c.Implausible += d.Implausible
 	c.ShedDetail += d.ShedDetail
 	c.SpansDropped += d.SpansDropped
+	c.SpansKeptFailed += d.SpansKeptFailed
+	c.SpansSampled += d.SpansSampled
+	c.SpansSampledOut += d.SpansSampledOut
 	c.ConfigErrors += d.ConfigErrors
 }
 
@@ -187,7 +195,7 @@ func (t *Table) Telemetry() bool { return t.telemetry }
 
 // Count adds c to the counters of the next flush (problems seen outside the
 // table: telemetry the listener could not read, failed exports, …).
-func (t *Table) Count(c Counters) { t.counters.add(c) }
+func (t *Table) Count(c Counters) { t.counters.Add(c) }
 
 // ApplyDatagram decodes and applies one datagram that arrived at now. size is
 // the datagram's real length, which may exceed len(b) when it was truncated on

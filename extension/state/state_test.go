@@ -230,7 +230,7 @@ func TestIntegrity(t *testing.T) {
 func TestReadyInvocationsWaitForReport(t *testing.T) {
 	tb := New(10, 100)
 	t0 := time.Unix(1_800_000_000, 0)
-	tb.BeginInvocation("r1", t0, "", t0)
+	tb.BeginInvocation(Invoke{RequestID: "r1", Deadline: t0}, t0)
 	tb.Finalize("r1", "")
 	if got := tb.ReadyInvocations(t0, false); len(got) != 0 {
 		t.Fatalf("emitted before its report: %+v", got)
@@ -244,7 +244,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	// report wait: a fast function passes many boundaries before the
 	// Telemetry API's buffered batch arrives.
 	tb.SetReportWait(100 * time.Millisecond)
-	tb.BeginInvocation("r2", t0, "", t0)
+	tb.BeginInvocation(Invoke{RequestID: "r2", Deadline: t0}, t0)
 	tb.Finalize("r2", "")
 	tb.SetTelemetry(true)
 	for i := 0; i < 10*reportBoundaries; i++ {
@@ -260,7 +260,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	tb.SetReportWait(time.Hour)
 	for i := 0; i < maxHeldRecords+5; i++ {
 		id := fmt.Sprintf("held-%d", i)
-		tb.BeginInvocation(id, t0, "", t0)
+		tb.BeginInvocation(Invoke{RequestID: id, Deadline: t0}, t0)
 		tb.Finalize(id, "")
 	}
 	got = tb.ReadyInvocations(t0, false)
@@ -273,7 +273,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 // invocation's stream, and memory stays within the caps.
 func TestFloodUnderOtherRequestIDsSparesTheRealStream(t *testing.T) {
 	tb := New(16, 100)
-	tb.BeginInvocation("real", time.Now(), "", time.Now())
+	tb.BeginInvocation(Invoke{RequestID: "real", Deadline: time.Now()}, time.Now())
 	real := newSender(tb, "q-real", "real")
 	real.start(2)
 	real.chunk("A", 1, 0)
@@ -339,7 +339,7 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.start(1)
 		s.chunk("A", 1, 0)
 		s.end(1, 1, protocol.StatusComplete)
-		tb.BeginInvocation("r1", time.Now().Add(time.Second), "", time.Now())
+		tb.BeginInvocation(Invoke{RequestID: "r1", Deadline: time.Now().Add(time.Second)}, time.Now())
 		rs := tb.Finalize("r1", "")
 		if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Truncated {
 			t.Errorf("the real stream: %+v", rs)

@@ -105,6 +105,9 @@ func Decode(b []byte) (evs []Event, bad int, err error) {
 				continue
 			}
 			d := &state.RuntimeDone{RequestID: r.RequestID, Status: r.Status, DurationMs: r.Metrics.DurationMs, ProducedBytes: r.Metrics.ProducedBytes}
+			// An unreadable time is no reason to drop the event: the
+			// invocation's start plus its duration stands in.
+			d.Time, _ = time.Parse(time.RFC3339Nano, ev.Time)
 			for _, sp := range r.Spans {
 				switch sp.Name {
 				case "responseLatency":

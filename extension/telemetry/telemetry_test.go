@@ -19,7 +19,7 @@ func applyBatch(t *state.Table, b []byte) (bad int) {
 
 func TestTelemetryJoinsInvocation(t *testing.T) {
 	tb := state.New(10, 10)
-	tb.BeginInvocation("r1", time.Now(), "", time.Now())
+	tb.BeginInvocation(state.Invoke{RequestID: "r1", Deadline: time.Now()}, time.Now())
 	bad := applyBatch(tb, []byte(`[
 	 {"time":"2026-11-22T20:00:00.000Z","type":"platform.initReport","record":{"initializationType":"provisioned-concurrency","phase":"init","status":"success","metrics":{"durationMs":123.5}}},
 	 {"time":"2026-11-22T20:00:01.000Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"timeout","metrics":{"durationMs":3000,"producedBytes":512},
@@ -58,7 +58,7 @@ func FuzzTelemetryBatch(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tb := state.New(10, 10)
-		tb.BeginInvocation("r", time.Now(), "", time.Now())
+		tb.BeginInvocation(state.Invoke{RequestID: "r", Deadline: time.Now()}, time.Now())
 		applyBatch(tb, b)
 		// Whatever arrived, a flush still produces valid EMF.
 		bt := emfsink.Batch{Streams: tb.FinalizeAll("shutdown-spindown"), Invocations: tb.ReadyInvocations(time.Now(), true), Counters: tb.TakeCounters()}
