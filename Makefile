@@ -6,6 +6,8 @@ BIN := bin
 FUZZ_WIRE ?= 1500000x
 FUZZ_TELEMETRY ?= 200000x
 FUZZ_EVENT ?= 700000x
+FUZZ_OTLP ?= 200000x
+FUZZ_LIST ?= 200000x
 # staticcheck, fetched through the Go module proxy at a pinned version.
 STATICCHECK ?= v0.8.2
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
@@ -80,6 +82,8 @@ fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_WIRE)
 	$(GO) test ./extension/telemetry -run '^$$' -fuzz '^FuzzTelemetryBatch$$' -fuzztime $(FUZZ_TELEMETRY)
 	$(GO) test ./extension/extapi -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZ_EVENT)
+	$(GO) test ./extension/otlpsink -run '^$$' -fuzz '^FuzzPartialSuccess$$' -fuzztime $(FUZZ_OTLP)
+	$(GO) test ./extension/config -run '^$$' -fuzz '^FuzzParseList$$' -fuzztime $(FUZZ_LIST)
 
 clean:
 	rm -rf $(BIN) out dist

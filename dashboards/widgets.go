@@ -102,6 +102,13 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "dropped", Metric: m.DroppedEvents, Stat: "Sum", Label: "dropped (client + in transit)"},
 				{ID: "malformed", Metric: m.MalformedEvents, Stat: "Sum", Label: "malformed (rejected by the extension)"},
 			}},
+		{Title: "Trace spans: what the sampler kept, and what the collector did not take", Unit: "spans",
+			Series: []Series{
+				{ID: "spfailed", Metric: m.SpansKeptFailed, Stat: "Sum", Label: "failed streams (always kept)"},
+				{ID: "spsampled", Metric: m.SpansSampled, Stat: "Sum", Label: "healthy streams kept by the sampler"},
+				{ID: "spout", Metric: m.SpansSampledOut, Stat: "Sum", Label: "healthy streams sampled out"},
+				{ID: "spfail", Metric: m.SpanExportFailures, Stat: "Sum", Label: "export failures (lost)"},
+			}},
 	}
 	for _, s := range specs {
 		bad, total := sloIDs(s)

@@ -58,6 +58,16 @@ const (
 	ConfigErrors = "ConfigErrors"
 	// ExtensionCPU is the CPU time the extension used per invocation, in ms.
 	ExtensionCPU = "ExtensionCPU"
+	// SpanExportFailures counts spans the collector did not take: the
+	// export failed, ran out of its budget, or was partly rejected.
+	SpanExportFailures = "SpanExportFailures"
+	// SpansKeptFailed counts failed streams (truncated, bad hash, failed
+	// invocation, TTFB over the threshold) given a span whatever the sampler
+	// says; SpansSampled the healthy ones the sampler kept, SpansSampledOut
+	// those it did not.
+	SpansKeptFailed = "SpansKeptFailed"
+	SpansSampled    = "SpansSampled"
+	SpansSampledOut = "SpansSampledOut"
 )
 
 // Property keys written next to the metrics (searchable in Logs Insights).
@@ -107,5 +117,9 @@ func Defs() []Def {
 		{InvalidDimensionValues, emf.Count, false, "instrument names made valid for CloudWatch (non-ASCII, control characters, blank, too long)"},
 		{ConfigErrors, emf.Count, false, "bad STREAMLENS_* values that fell back to their defaults"},
 		{InstrumentOverflow, emf.Count, false, "chunks whose instrument name was past STREAMLENS_MAX_INSTRUMENTS and went under \"other\""},
+		{SpanExportFailures, emf.Count, false, "spans the collector did not take: failed, over the export budget, or rejected"},
+		{SpansKeptFailed, emf.Count, false, "failed streams (truncated, bad hash, failed invocation, slow TTFB) exported whatever the sampler says"},
+		{SpansSampled, emf.Count, false, "healthy streams the trace sampler kept"},
+		{SpansSampledOut, emf.Count, false, "healthy streams the trace sampler did not keep"},
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,9 +37,7 @@ type Config struct {
 	InstrumentMetrics  bool          // STREAMLENS_INSTRUMENT_METRICS
 	MaxInstruments     int           // STREAMLENS_MAX_INSTRUMENTS
 	ShutdownMargin     time.Duration // STREAMLENS_SHUTDOWN_MARGIN_MS
-	OTLP               bool          // STREAMLENS_OTLP
-	OTLPEndpoint       string        // STREAMLENS_OTLP_ENDPOINT
-	OTLPTimeout        time.Duration // STREAMLENS_OTLP_TIMEOUT_MS
+	OTLP               OTLP          // STREAMLENS_OTLP*, STREAMLENS_TRACES_* and the standard OTEL_* variables (otel.go)
 	SpanMaxEvents      int           // STREAMLENS_SPAN_MAX_EVENTS
 	StdoutWait         time.Duration // STREAMLENS_STDOUT_WAIT_MS
 	StdoutBuffer       int           // STREAMLENS_STDOUT_BUFFER_KB, in bytes
@@ -83,16 +80,10 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 		return def
 	}
 	ms := func(name string, def, min, max int) time.Duration {
-		v := getenv(name)
-		if v == "" {
-			return time.Duration(def) * time.Millisecond
+		if v := getenv(name); v != "" {
+			return parseMs(name, v, time.Duration(def)*time.Millisecond, min, max, bad)
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < min || n > max {
-			bad(name, v, fmt.Sprintf("want whole milliseconds from %d to %d", min, max))
-			return time.Duration(def) * time.Millisecond
-		}
-		return time.Duration(n) * time.Millisecond
+		return time.Duration(def) * time.Millisecond
 	}
 	num := func(name string, def, min, max int) int {
 		v := getenv(name)
@@ -106,19 +97,7 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 		}
 		return n
 	}
-	flag := func(name string, def bool) bool {
-		v := getenv(name)
-		switch strings.ToLower(v) {
-		case "":
-			return def
-		case "1", "true", "on", "yes":
-			return true
-		case "0", "false", "off", "no":
-			return false
-		}
-		bad(name, v, "want on or off")
-		return def
-	}
+	flag := func(name string, def bool) bool { return parseFlag(name, getenv(name), def, bad) }
 
 	if c.RuntimeAPI == "" {
 		errs = append(errs, errors.New("AWS_LAMBDA_RUNTIME_API is not set: not running in a Lambda sandbox"))
@@ -157,23 +136,14 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c.InstrumentMetrics = flag("STREAMLENS_INSTRUMENT_METRICS", true)
 	c.MaxInstruments = num("STREAMLENS_MAX_INSTRUMENTS", 100, 1, 10_000)
 	c.ShutdownMargin = ms("STREAMLENS_SHUTDOWN_MARGIN_MS", 200, 0, 2000)
-	c.OTLP = flag("STREAMLENS_OTLP", true)
-	c.OTLPEndpoint = str("STREAMLENS_OTLP_ENDPOINT", defaultOTLPEndpoint)
-	if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("STREAMLENS_OTLP_ENDPOINT", c.OTLPEndpoint, "want an http:// or https:// URL (the collector's OTLP/HTTP base)")
-		c.OTLPEndpoint = defaultOTLPEndpoint
-	}
-	c.OTLPTimeout = ms("STREAMLENS_OTLP_TIMEOUT_MS", 25, 1, 10_000)
+	c.OTLP = otlpFromEnv(getenv, c.FunctionName, bad)
 	c.SpanMaxEvents = num("STREAMLENS_SPAN_MAX_EVENTS", 128, 0, 10_000)
 	c.StdoutWait = ms("STREAMLENS_STDOUT_WAIT_MS", 50, 0, 10_000)
 	c.StdoutBuffer = num("STREAMLENS_STDOUT_BUFFER_KB", 4096, 64, 1<<20) << 10
 	return c, errors.Join(errs...)
 }
 
-const (
-	defaultTelemetryAddr = "sandbox.localdomain:4243"
-	defaultOTLPEndpoint  = "http://localhost:4318"
-)
+const defaultTelemetryAddr = "sandbox.localdomain:4243"
 
 // validNamespace applies CloudWatch's namespace rules, which are stricter
 // than the EMF specification's: printable ASCII of a few kinds, at least

@@ -54,7 +54,7 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 		t.Fatalf("err %v strict %v", err, c.Strict)
 	}
 	if c.Addr.String() != protocol.DefaultAddr || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry ||
-		c.OTLPEndpoint != defaultOTLPEndpoint || c.TelemetryAddr != "sandbox.localdomain:4243" {
+		c.OTLP.URL != defaultOTLPEndpoint+"/v1/traces" || c.TelemetryAddr != "sandbox.localdomain:4243" {
 		t.Errorf("not the defaults: %+v", c)
 	}
 	for _, ns := range []string{"AWS/Lambda", "Streamélens", "   ", "tab\there", strings.Repeat("n", 256)} {
@@ -72,4 +72,134 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 	if c, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil || c.Namespace != env["STREAMLENS_NAMESPACE"] || !c.Strict {
 		t.Errorf("a valid namespace refused: %v %+v", err, c)
 	}
+}
+
+func otlpOf(t *testing.T, env map[string]string) (OTLP, error) {
+	t.Helper()
+	env["AWS_LAMBDA_RUNTIME_API"] = "x:1"
+	env["AWS_LAMBDA_FUNCTION_NAME"] = "pricing"
+	c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
+	return c.OTLP, err
+}
+
+// The standard OTEL_* variables are honoured as the specification defines
+// them; a STREAMLENS_* variable wins where both are set.
+func TestOTelVariables(t *testing.T) {
+	o, err := otlpOf(t, map[string]string{})
+	if err != nil || !o.On || o.URL != "http://localhost:4318/v1/traces" || o.Gzip || o.Timeout != 25*time.Millisecond ||
+		o.ServiceName != "pricing" || o.Sampler != (Sampler{ParentBased: true, Ratio: 0.1, KeepFailed: true}) {
+		t.Errorf("defaults: %+v %v", o, err)
+	}
+	o, err = otlpOf(t, map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT":    "https://otlp.example.com:4318/base/",
+		"OTEL_EXPORTER_OTLP_HEADERS":     "x-api-key=abc%3D%3D, x-team = pricing",
+		"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+		"OTEL_EXPORTER_OTLP_TIMEOUT":     "500",
+		"OTEL_EXPORTER_OTLP_CERTIFICATE": "/opt/ca.pem",
+		"OTEL_SERVICE_NAME":              "pricing-svc",
+		"OTEL_RESOURCE_ATTRIBUTES":       "service.name=ignored,deployment.environment.name=prod",
+		"OTEL_TRACES_SAMPLER":            "traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG":        "0.5",
+	})
+	if err != nil || o.URL != "https://otlp.example.com:4318/base/v1/traces" || !o.Gzip || o.Timeout != 500*time.Millisecond ||
+		o.CACert != "/opt/ca.pem" || o.ServiceName != "pricing-svc" || len(o.Headers) != 2 ||
+		o.Headers[0] != (KV{"x-api-key", "abc=="}) || o.Headers[1] != (KV{"x-team", "pricing"}) ||
+		len(o.Resource) != 2 || o.Sampler != (Sampler{Ratio: 0.5, KeepFailed: true}) {
+		t.Errorf("generic variables: %+v %v", o, err)
+	}
+	// Signal-specific variables win over generic ones, and the traces
+	// endpoint is used as it is; STREAMLENS_* wins over both.
+	o, err = otlpOf(t, map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT":           "http://generic:4318",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":    "http://traces:4318/custom/path",
+		"OTEL_EXPORTER_OTLP_COMPRESSION":        "gzip",
+		"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none",
+		"OTEL_EXPORTER_OTLP_TIMEOUT":            "500",
+		"STREAMLENS_OTLP_TIMEOUT_MS":            "40",
+		"OTEL_TRACES_SAMPLER":                   "parentbased_always_off",
+		"STREAMLENS_TRACES_SAMPLE_RATIO":        "0.2",
+		"STREAMLENS_TRACES_KEEP_FAILED":         "off",
+	})
+	if err != nil || o.URL != "http://traces:4318/custom/path" || o.Gzip || o.Timeout != 40*time.Millisecond ||
+		o.Sampler != (Sampler{ParentBased: true, Ratio: 0.2}) {
+		t.Errorf("precedence: %+v %v", o, err)
+	}
+	o, _ = otlpOf(t, map[string]string{"STREAMLENS_OTLP_ENDPOINT": "http://mine:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://theirs:4318/v1/traces"})
+	if o.URL != "http://mine:4318/v1/traces" {
+		t.Errorf("STREAMLENS_OTLP_ENDPOINT does not win: %s", o.URL)
+	}
+	for env, on := range map[[2]string]bool{
+		{"OTEL_SDK_DISABLED", "true"}: false, {"OTEL_SDK_DISABLED", "false"}: true, {"OTEL_TRACES_EXPORTER", "none"}: false,
+	} {
+		o, _ := otlpOf(t, map[string]string{env[0]: env[1]})
+		if o.On != on {
+			t.Errorf("%s=%s: on %v", env[0], env[1], o.On)
+		}
+		o, _ = otlpOf(t, map[string]string{env[0]: env[1], "STREAMLENS_OTLP": "on"})
+		if !o.On {
+			t.Errorf("%s=%s with STREAMLENS_OTLP=on: off", env[0], env[1])
+		}
+	}
+}
+
+// Bad OTEL_* values fall back and are reported like STREAMLENS_* ones; a
+// header list, which may hold a credential, is never echoed.
+func TestBadOTelValuesFallBack(t *testing.T) {
+	o, err := otlpOf(t, map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT":    "collector:4318",
+		"OTEL_EXPORTER_OTLP_HEADERS":     "authorization=Bearer%20s3cret,broken",
+		"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd",
+		"OTEL_EXPORTER_OTLP_PROTOCOL":    "grpc",
+		"OTEL_TRACES_SAMPLER":            "xray",
+		"OTEL_EXPORTER_OTLP_CLIENT_KEY":  "/opt/key.pem",
+	})
+	if err == nil || o.URL != "http://localhost:4318/v1/traces" || o.Headers != nil || o.Gzip || o.ClientKey != "" ||
+		o.Sampler != (Sampler{ParentBased: true, Ratio: 0.1, KeepFailed: true}) {
+		t.Fatalf("%+v %v", o, err)
+	}
+	for _, v := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_COMPRESSION",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "CLIENT_CERTIFICATE"} {
+		if !strings.Contains(err.Error(), v) {
+			t.Errorf("%s not named in %v", v, err)
+		}
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("the header value is echoed: %v", err)
+	}
+	if _, err := otlpOf(t, map[string]string{"OTEL_TRACES_SAMPLER_ARG": "2", "OTEL_TRACES_SAMPLER": "traceidratio"}); err == nil {
+		t.Error("ratio 2 accepted")
+	}
+	if o, err := otlpOf(t, map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "bad header=x"}); err == nil || o.Headers != nil {
+		t.Errorf("an invalid header name accepted: %v %v", o.Headers, err)
+	}
+}
+
+// FuzzParseList: the key=value list reader (OTEL_EXPORTER_OTLP_HEADERS,
+// OTEL_RESOURCE_ATTRIBUTES) is total, and what it accepts has non-empty,
+// trimmed keys, one item per non-blank comma-separated part.
+func FuzzParseList(f *testing.F) {
+	f.Add("a=b")
+	f.Fuzz(func(t *testing.T, s string) {
+		kvs, err := parseList(s)
+		if err != nil {
+			if kvs != nil {
+				t.Errorf("%q: items with an error", s)
+			}
+			return
+		}
+		items := 0
+		for _, it := range strings.Split(s, ",") {
+			if strings.TrimSpace(it) != "" {
+				items++
+			}
+		}
+		if len(kvs) != items {
+			t.Errorf("%q: %d items, %d parts", s, len(kvs), items)
+		}
+		for _, kv := range kvs {
+			if kv.Key == "" || kv.Key != strings.TrimSpace(kv.Key) || strings.Contains(kv.Key, "=") {
+				t.Errorf("%q: key %q", s, kv.Key)
+			}
+		}
+	})
 }

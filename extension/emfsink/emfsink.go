@@ -4,6 +4,7 @@ package emfsink
 
 import (
 	"math"
+	"sync"
 	"time"
 
 	"github.com/streamlens/streamlens/emf"
@@ -24,11 +25,16 @@ type Batch struct {
 	Streams     []state.Result
 	Invocations []state.InvocationResult
 	Counters    state.Counters
+	Final       bool // the last write (SHUTDOWN): nothing may be held back
 }
 
 // Encoder turns batches into EMF lines.
 type Encoder struct {
 	cfg Config
+
+	mu           sync.Mutex
+	carry        state.Counters // routine counts not written yet
+	lastCounters time.Time      // when the counters document was last written
 }
 
 // New returns an encoder for cfg.
@@ -67,7 +73,7 @@ func (e *Encoder) Write(b Batch, now, until time.Time, give func([]byte)) []erro
 	for i := range b.Invocations {
 		keep(e.AppendInvocation(out, &b.Invocations[i], now))
 	}
-	keep(e.AppendCounters(out, b.Counters, now))
+	keep(e.AppendCounters(out, b.Counters, now, b.Final))
 	if len(out) > 0 {
 		give(out)
 	}
@@ -200,28 +206,50 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 	return appendOrKeep(dst, d)
 }
 
-// AppendCounters appends the document of the extension's own counters, if
-// any is not zero.
-func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time) ([]byte, error) {
-	events := c.Events
-	c.Events = 0 // not a problem worth a document of its own
+// countersEvery is how often routine counts alone make a counters
+// document.
+const countersEvery = time.Minute
+
+// routine returns the counts of c that every invocation has (events
+// applied, span sampling decisions): they ride with a counters document
+// written for something else, or make one of their own once per
+// countersEvery, not one per invocation.
+func routine(c state.Counters) state.Counters {
+	return state.Counters{Events: c.Events, SpansKeptFailed: c.SpansKeptFailed, SpansSampled: c.SpansSampled, SpansSampledOut: c.SpansSampledOut}
+}
+
+// AppendCounters appends the document of the extension's own counters: at
+// once when a problem was counted, else once per countersEvery for the
+// routine counts, which are carried until then (final: now, the last write).
+func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time, final bool) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.Add(e.carry)
 	if c == (state.Counters{}) {
 		return dst, nil
 	}
-	c.Events = events
+	if c == routine(c) && !final && now.Sub(e.lastCounters) < countersEvery {
+		e.carry = c
+		return dst, nil
+	}
+	e.carry, e.lastCounters = state.Counters{}, now
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
+	count := func(name string, v int64) emf.Metric {
+		return emf.Metric{Name: name, Unit: emf.Count, Values: []float64{float64(v)}}
+	}
 	return appendOrKeep(dst, &emf.Document{Namespace: e.cfg.Namespace, Timestamp: now, Dimensions: [][]string{{m.DimFunctionName}},
 		Properties: []emf.Property{fn,
 			{Key: m.PropLateEvents, Value: c.LateEvents}, {Key: "DuplicateEnds", Value: c.DuplicateEnd},
 			{Key: "EvictedStreams", Value: c.Evicted}, {Key: "OversizedDatagrams", Value: c.Oversized},
 			{Key: "BadTelemetry", Value: c.BadTelemetry}, {Key: "RuntimeDoneMissingCount", Value: c.NoRuntimeDone},
-			{Key: "EventsReceived", Value: c.Events}, {Key: "SpanExportFailures", Value: c.SpanExportErr},
+			{Key: "EventsReceived", Value: c.Events},
 			{Key: "DroppedEMFLines", Value: c.DroppedEMF}, {Key: "DuplicateEvents", Value: c.DuplicateEvents},
 			{Key: "MissingStart", Value: c.MissingStart}, {Key: "ImplausibleEvents", Value: c.Implausible},
 			{Key: "ShedChunkDetail", Value: c.ShedDetail}, {Key: "SpansDropped", Value: c.SpansDropped}},
-		Metrics: []emf.Metric{{Name: m.MalformedEvents, Unit: emf.Count, Values: []float64{float64(c.Malformed)}},
-			{Name: m.TelemetryUnavailable, Unit: emf.Count, Values: []float64{float64(c.TelemetryUnavailable)}},
-			{Name: m.ConfigErrors, Unit: emf.Count, Values: []float64{float64(c.ConfigErrors)}}}})
+		Metrics: []emf.Metric{count(m.MalformedEvents, c.Malformed), count(m.TelemetryUnavailable, c.TelemetryUnavailable),
+			count(m.ConfigErrors, c.ConfigErrors), count(m.SpanExportFailures, c.SpanExportErr),
+			count(m.SpansKeptFailed, c.SpansKeptFailed), count(m.SpansSampled, c.SpansSampled),
+			count(m.SpansSampledOut, c.SpansSampledOut)}})
 }
 
 // clamp keeps a client timestamp CloudWatch will accept: EMF drops metrics more

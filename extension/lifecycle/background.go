@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ type background struct {
 	spans   *otlpsink.Exporter // nil: OTLP off
 	log     logSink
 	count   func(state.Counters)
+	warn    func(error)   // says why an export failed (rate-limited)
 	timeout time.Duration // one export's budget of thawed time
 
 	mu        sync.Mutex
@@ -38,8 +40,9 @@ type background struct {
 	pending   []state.Result // streams waiting for their span, oldest first
 	inst      *emfsink.Instruments
 	instOn    bool
-	finishing bool     // SHUTDOWN: write every instrument, whatever its age
-	job       *jobTime // the running export's budget; nil when none runs
+	finishing bool      // SHUTDOWN: write every instrument, whatever its age
+	until     time.Time // SHUTDOWN: no export may run past it
+	job       *jobTime  // the running export's budget; nil when none runs
 }
 
 // jobPause separates background jobs.
@@ -53,9 +56,9 @@ type logSink interface{ Give(p []byte) int }
 // the very most; past it the oldest is dropped and counted (SpansDropped).
 const maxPendingSpans = 512
 
-func newBackground(enc *emfsink.Encoder, spans *otlpsink.Exporter, log logSink, count func(state.Counters),
+func newBackground(enc *emfsink.Encoder, spans *otlpsink.Exporter, log logSink, count func(state.Counters), warn func(error),
 	timeout time.Duration, maxInstruments int, instruments bool) *background {
-	return &background{enc: enc, spans: spans, log: log, count: count, timeout: timeout,
+	return &background{enc: enc, spans: spans, log: log, count: count, warn: warn, timeout: timeout,
 		gate: make(chan struct{}), work: make(chan struct{}, 1), idle: make(chan struct{}, 1),
 		inst: emfsink.NewInstruments(maxInstruments), instOn: instruments}
 }
@@ -68,18 +71,29 @@ func signal(c chan struct{}) {
 }
 
 // add hands over finished streams: their chunk values to the per-instrument
-// aggregates, the streams themselves to the span queue.
+// aggregates, the streams the sampler keeps to the span queue.
 func (b *background) add(results []state.Result, maxEvents int, now time.Time) {
 	if len(results) == 0 {
 		return
 	}
+	var c state.Counters
 	b.mu.Lock()
 	if b.instOn {
 		b.inst.Add(results, now)
 	}
-	var dropped int64
 	if b.spans != nil {
 		for _, r := range results {
+			// Decided here, not at export: a stream sampled out costs no
+			// queue space and no encoding.
+			switch b.spans.Decide(&r) {
+			case otlpsink.SampledOut:
+				c.SpansSampledOut++
+				continue
+			case otlpsink.KeptFailed:
+				c.SpansKeptFailed++
+			default:
+				c.SpansSampled++
+			}
 			if len(r.Chunks) > maxEvents {
 				// A span keeps maxEvents chunk events: hold no more than that.
 				r.Chunks = slices.Clone(r.Chunks[:maxEvents])
@@ -87,14 +101,14 @@ func (b *background) add(results []state.Result, maxEvents int, now time.Time) {
 			b.pending = append(b.pending, r)
 		}
 		if n := len(b.pending) - maxPendingSpans; n > 0 {
-			dropped = int64(n)
+			c.SpansDropped = int64(n)
 			b.pending = append(b.pending[:0], b.pending[n:]...)
 		}
 	}
 	open := b.isOpen
 	b.mu.Unlock()
-	if dropped > 0 {
-		b.count(state.Counters{SpansDropped: dropped})
+	if c != (state.Counters{}) {
+		b.count(c)
 	}
 	if open {
 		signal(b.work) // else the gate's opening wakes the worker
@@ -197,15 +211,20 @@ func (b *background) step(ctx context.Context) bool {
 	batch := b.pending[:min(len(b.pending), otlpsink.Batch)]
 	b.pending = b.pending[len(batch):]
 	jctx, cancel := context.WithCancel(ctx)
-	b.job = startJob(b.timeout, cancel)
+	budget := b.timeout
+	if b.finishing {
+		// SHUTDOWN: what is left of its deadline, if that is less.
+		budget = min(budget, jobCutoff(b.until))
+	}
+	b.job = startJob(budget, cancel)
 	b.mu.Unlock()
 
-	err := b.spans.Export(jctx, batch)
-	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
-		// The collector failed or hit the budget: the spans are counted as
-		// lost, not retried (a retry would only spend more of the
-		// invocation's CPU on it).
-		b.count(state.Counters{SpanExportErr: int64(len(batch))})
+	lost, err := b.spans.Export(jctx, batch)
+	if lost > 0 && !errors.Is(ctx.Err(), context.Canceled) {
+		// The collector failed, refused some, or the budget ran out (the
+		// exporter retries within it): the spans are counted as lost.
+		b.count(state.Counters{SpanExportErr: int64(lost)})
+		b.warn(err)
 	}
 	// The job ends only now, counted: finish waits for job == nil.
 	b.mu.Lock()
@@ -220,7 +239,13 @@ func (b *background) step(ctx context.Context) bool {
 // until passes (SHUTDOWN: the last documents and spans within the budget).
 func (b *background) finish(until time.Time) {
 	b.mu.Lock()
-	b.finishing = true
+	b.finishing, b.until = true, until
+	if b.job != nil {
+		// An export that started before SHUTDOWN with the whole export
+		// timeout must end in time too, and early enough for its loss to be
+		// counted in the last write.
+		b.job.limit(jobCutoff(until), b.isOpen)
+	}
 	b.mu.Unlock()
 	b.open()
 	signal(b.work)
@@ -239,6 +264,13 @@ func (b *background) finish(until time.Time) {
 			return
 		}
 	}
+}
+
+// jobCutoff is how long an export may still run at SHUTDOWN: until the
+// deadline, less a slack in which its outcome is counted and written.
+func jobCutoff(until time.Time) time.Duration {
+	left := time.Until(until)
+	return max(0, left-min(50*time.Millisecond, left/4))
 }
 
 // jobTime is a job's budget of thawed time: it runs while the gate is open
@@ -265,3 +297,43 @@ func (j *jobTime) resume() {
 }
 
 func (j *jobTime) stop() { j.timer.Stop() }
+
+// limit shortens the budget left to at most d; running says whether it is
+// counting now (the gate is open).
+func (j *jobTime) limit(d time.Duration, running bool) {
+	if running {
+		j.pause()
+		defer j.resume()
+	}
+	j.left = min(j.left, d)
+}
+
+// rateLimited passes on at most one error per period, saying how many it
+// held back since: a collector that is down must not fill the function's
+// log with one line per export.
+type rateLimited struct {
+	period     time.Duration
+	say        func(msg string)
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (l *rateLimited) warn(err error) {
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.period {
+		l.suppressed++
+		return
+	}
+	msg := err.Error()
+	if l.suppressed > 0 {
+		msg += fmt.Sprintf(" (and %d more failed exports since the last message)", l.suppressed)
+	}
+	l.last, l.suppressed = now, 0
+	l.say(msg)
+}

@@ -86,17 +86,23 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	defer in.Close()
 	r.in = in
 	r.table.Count(state.Counters{ConfigErrors: configErrors})
-	if cfg.OTLP {
-		sp, err := otlpsink.New(otlpsink.Config{Endpoint: cfg.OTLPEndpoint, FunctionName: cfg.FunctionName,
-			MaxEvents: cfg.SpanMaxEvents}, getenv)
-		if err != nil {
-			return fail("Extension.ConfigError", err)
+	if cfg.OTLP.On {
+		sp, err := otlpsink.New(otlpsink.Config{OTLP: cfg.OTLP, FunctionName: cfg.FunctionName,
+			MaxEvents: cfg.SpanMaxEvents, TTFBThreshold: cfg.TTFBThreshold}, getenv)
+		switch {
+		case err != nil && cfg.Strict:
+			return fail("Extension.ConfigError", fmt.Errorf("streamlens configuration: %w", err))
+		case err != nil:
+			// TLS files it cannot use: spans off, the rest goes on.
+			fmt.Fprintf(stderr, "streamlens: configuration: %v: spans are not exported (STREAMLENS_STRICT=on fails init instead)\n", err)
+			r.table.Count(state.Counters{ConfigErrors: 1})
+		default:
+			r.spans = sp
 		}
-		r.spans = sp
-		defer sp.Shutdown()
 	}
-	r.bg = newBackground(r.enc, r.spans, lw, func(c state.Counters) { r.locked(func(t *state.Table) { t.Count(c) }) },
-		cfg.OTLPTimeout, cfg.MaxInstruments, cfg.InstrumentMetrics)
+	warn := &rateLimited{period: time.Minute, say: func(msg string) { fmt.Fprintf(stderr, "streamlens: span export: %s\n", msg) }}
+	r.bg = newBackground(r.enc, r.spans, lw, func(c state.Counters) { r.locked(func(t *state.Table) { t.Count(c) }) }, warn.warn,
+		cfg.OTLP.Timeout, cfg.MaxInstruments, cfg.InstrumentMetrics)
 	bctx, stopBackground := context.WithCancel(ctx)
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); r.bg.run(bctx) }()
@@ -254,7 +260,9 @@ func (r *runner) loop(ctx context.Context) error {
 // late next turns a good invocation into a timeout and a reset.
 func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	started, deadline := time.Now(), time.UnixMilli(ev.DeadlineMs)
-	r.locked(func(t *state.Table) { t.BeginInvocation(ev.RequestID, deadline, ev.Tracing.Value, started) })
+	r.locked(func(t *state.Table) {
+		t.BeginInvocation(state.Invoke{RequestID: ev.RequestID, Deadline: deadline, Tracing: ev.Tracing.Value, InvokedARN: ev.InvokedFunctionArn}, started)
+	})
 
 	// Everything below, flush included, ends by half the margin before the
 	// deadline.
@@ -374,12 +382,11 @@ func (r *runner) shutdown(ev extapi.Event) {
 	r.flushAll(state.ReasonShutdown+ev.ShutdownReason, budget)
 	// The last spans and per-instrument documents, within the budget.
 	r.bg.finish(budget)
-	// Counters the background produced (failed exports).
-	var last emfsink.Batch
+	// Counters the background produced (failed exports) and those held
+	// back (routine counts).
+	last := emfsink.Batch{Final: true}
 	r.locked(func(t *state.Table) { last.Counters = t.TakeCounters() })
-	if last.Counters != (state.Counters{}) {
-		r.write(last, budget)
-	}
+	r.write(last, budget)
 	// What is queued for stdout gets the rest of the budget.
 	r.log.Wait(time.Until(budget))
 }

@@ -68,10 +68,10 @@ func parentOf(r *state.Result) parent {
 type Decision uint8
 
 const (
-	SampledOut  Decision = iota // healthy, and not kept by the sampler
-	KeptFailed                  // failed: kept whatever the sampler says
-	KeptByParent                // healthy, kept because its parent was sampled
-	KeptByRatio                 // healthy, kept by the ratio
+	SampledOut   Decision = iota // healthy, and not kept by the sampler
+	KeptFailed                   // failed: kept whatever the sampler says
+	KeptByParent                 // healthy, kept because its parent was sampled
+	KeptByRatio                  // healthy, kept by the ratio
 )
 
 func (d Decision) String() string {

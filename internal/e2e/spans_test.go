@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"net"
 	"net/http"
@@ -23,8 +25,10 @@ type span struct {
 	name, traceID, spanID, parentID string
 	attrs, resource                 map[string]any
 	events                          []spanEvent
+	droppedEvents                   uint32
 	status                          ptrace.StatusCode
 	message                         string
+	start, end                      time.Time
 }
 
 type spanEvent struct {
@@ -35,9 +39,10 @@ type spanEvent struct {
 // otlpReceiver is an OTLP/HTTP endpoint that decodes requests with the
 // collector's pdata, as a collector would.
 type otlpReceiver struct {
-	mu    sync.Mutex
-	spans []span
-	url   string
+	mu      sync.Mutex
+	spans   []span
+	headers []http.Header
+	url     string
 }
 
 func newReceiver(t *testing.T) *otlpReceiver {
@@ -47,6 +52,18 @@ func newReceiver(t *testing.T) *otlpReceiver {
 			t.Errorf("OTLP request %s %s (%s)", req.Method, req.URL.Path, req.Header.Get("Content-Type"))
 		}
 		body, _ := io.ReadAll(req.Body)
+		if req.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err == nil {
+				body, err = io.ReadAll(zr)
+			}
+			if err != nil {
+				t.Errorf("gzip: %v", err)
+			}
+		}
+		r.mu.Lock()
+		r.headers = append(r.headers, req.Header.Clone())
+		r.mu.Unlock()
 		er := ptraceotlp.NewExportRequest()
 		if err := er.UnmarshalProto(body); err != nil {
 			t.Errorf("not OTLP protobuf: %v", err)
@@ -74,7 +91,8 @@ func (r *otlpReceiver) add(td ptrace.Traces) {
 			for k := 0; k < ss.Len(); k++ {
 				s := ss.At(k)
 				d := span{name: s.Name(), traceID: s.TraceID().String(), spanID: s.SpanID().String(), parentID: s.ParentSpanID().String(),
-					attrs: s.Attributes().AsRaw(), resource: res, status: s.Status().Code(), message: s.Status().Message()}
+					attrs: s.Attributes().AsRaw(), resource: res, status: s.Status().Code(), message: s.Status().Message(),
+					droppedEvents: s.DroppedEventsCount(), start: s.StartTimestamp().AsTime(), end: s.EndTimestamp().AsTime()}
 				for e := 0; e < s.Events().Len(); e++ {
 					ev := s.Events().At(e)
 					d.events = append(d.events, spanEvent{ev.Name(), ev.Attributes().AsRaw()})
@@ -118,9 +136,10 @@ func (r *otlpReceiver) all() []span {
 	return append([]span(nil), r.spans...)
 }
 
+// withOTLP sends spans to url, every stream's (healthy ones too: ratio 1).
 func withOTLP(url string, extra ...string) func(*sandbox.Config) {
 	return func(c *sandbox.Config) {
-		c.Env = append(c.Env, append([]string{"STREAMLENS_OTLP_ENDPOINT=" + url}, extra...)...)
+		c.Env = append(c.Env, append([]string{"STREAMLENS_OTLP_ENDPOINT=" + url, "STREAMLENS_TRACES_SAMPLE_RATIO=1"}, extra...)...)
 	}
 }
 
@@ -141,13 +160,13 @@ func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
 	res, _ := e.invokeWith(t, "instruments=50&bundle=EQ-EU-50", map[string]string{"traceparent": "00-" + tid + "-" + sid + "-01"})
 	emf := e.onlyStream(t)
 	s := rcv.one(t, e)
-	if s.traceID != tid || s.parentID != sid || s.name != "stream EQ-EU-50" {
+	if s.traceID != tid || s.parentID != sid || s.name != "stream" {
 		t.Errorf("span %s trace %s parent %s", s.name, s.traceID, s.parentID)
 	}
 	for k, want := range map[string]any{
 		"faas.invocation_id": res.RequestID, "streamlens.quote_id": emf.str("QuoteId"), "streamlens.bundle_id": "EQ-EU-50",
 		"streamlens.chunks.delivered": int64(50), "streamlens.chunks.expected": int64(50), "streamlens.truncated": false,
-		"streamlens.status": "complete", "streamlens.parent": "traceparent", "streamlens.chunk_events_dropped": int64(0),
+		"streamlens.status": "complete", "streamlens.parent": "traceparent", "faas.coldstart": true, "aws.lambda.invoked_arn": "arn:aws:lambda:us-east-1:123456789012:function:pricing",
 	} {
 		if s.attrs[k] != want {
 			t.Errorf("attribute %s = %v (%T), want %v", k, s.attrs[k], s.attrs[k], want)
@@ -221,8 +240,8 @@ func TestSpanEventLimit(t *testing.T) {
 	e := start(t, withOTLP(rcv.url, "STREAMLENS_SPAN_MAX_EVENTS=100", "STREAMLENS_OTLP_TIMEOUT_MS=3000"))
 	e.invoke(t, "instruments=300&delay_ms=0")
 	s := rcv.one(t, e)
-	if countEvents(s, "chunk") != 100 || s.attrs["streamlens.chunk_events_dropped"] != int64(200) {
-		t.Errorf("%d chunk events, %v dropped", countEvents(s, "chunk"), s.attrs["streamlens.chunk_events_dropped"])
+	if countEvents(s, "chunk") != 100 || s.droppedEvents != 200 {
+		t.Errorf("%d chunk events, %v dropped", countEvents(s, "chunk"), s.droppedEvents)
 	}
 }
 
@@ -266,6 +285,112 @@ func TestDeadCollector(t *testing.T) {
 				t.Errorf("%v span export failures counted, want 3", failed)
 			}
 		})
+	}
+}
+
+// In Lambda's default tracing mode (PassThrough: the X-Ray header says
+// Sampled=0) and under a function's unsampled traceparent, failed streams
+// are still exported; healthy ones follow the sampler (ratio 0 here), and
+// both decisions are counted as metrics.
+func TestDefaultTracingModeKeepsFailedStreams(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, func(c *sandbox.Config) {
+		c.Env = append(c.Env, "STREAMLENS_OTLP_ENDPOINT="+rcv.url, "STREAMLENS_TRACES_SAMPLE_RATIO=0")
+	})
+	e.invoke(t, "instruments=5")
+	e.invoke(t, "instruments=50&fail_after=20")
+	e.invokeWith(t, "instruments=50&fail_after=10", map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"})
+	e.sb.Close()
+	spans := rcv.wait(t, 2)
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want the 2 truncated streams'", len(spans))
+	}
+	for _, s := range spans {
+		if s.attrs["streamlens.truncated"] != true || s.attrs["streamlens.sampling.reason"] != "failed" {
+			t.Errorf("span %v", s.attrs)
+		}
+	}
+	ds := e.log.waitDocs(t, "the sampling counts", func(ds []doc) bool { return sumKey(ds, "SpansKeptFailed") == 2 })
+	if sumKey(ds, "SpansSampledOut") != 1 || sumKey(ds, "SpansSampled") != 0 {
+		t.Errorf("sampled out %v, sampled %v", sumKey(ds, "SpansSampledOut"), sumKey(ds, "SpansSampled"))
+	}
+}
+
+// A timed-out stream's span ends when the platform ended the invocation: the
+// caller waited for the whole timeout, not just until the last chunk.
+func TestTimedOutSpanLastsUntilTheTimeout(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, func(c *sandbox.Config) {
+		c.Timeout = time.Second
+		withOTLP(rcv.url)(c)
+	})
+	if res, _ := e.invoke(t, "instruments=50&hang_after=10"); res.Status != "timeout" {
+		t.Fatalf("status %q", res.Status)
+	}
+	e.sb.Close() // a timeout resets the environment: its SHUTDOWN may have sent the span already
+	spans := rcv.wait(t, 1)
+	if len(spans) != 1 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	s := spans[0]
+	var last time.Duration
+	for _, ev := range s.events {
+		if off, ok := ev.attrs["streamlens.offset_ms"].(float64); ok {
+			last = max(last, time.Duration(off*float64(time.Millisecond)))
+		}
+	}
+	// The span starts when the handler started, a little after the
+	// invocation: it ends within that much of the 1 s timeout.
+	if d := s.end.Sub(s.start); d < 900*time.Millisecond || d > time.Second || last > 500*time.Millisecond {
+		t.Errorf("span lasts %v, last chunk at %v; the timeout is 1s", d, last)
+	}
+}
+
+// The standard OTEL_* variables reach the collector: endpoint, headers,
+// gzip, service name, sampler.
+func TestOTelVariablesReachTheCollector(t *testing.T) {
+	rcv := newReceiver(t)
+	e := start(t, func(c *sandbox.Config) {
+		c.Env = append(c.Env, "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url, "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=abc%2F123",
+			"OTEL_EXPORTER_OTLP_COMPRESSION=gzip", "OTEL_SERVICE_NAME=pricing-svc", "OTEL_TRACES_SAMPLER=always_on")
+	})
+	e.invoke(t, "instruments=5")
+	s := rcv.one(t, e)
+	if s.resource["service.name"] != "pricing-svc" || s.resource["faas.name"] != "pricing" {
+		t.Errorf("resource %v", s.resource)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if h := rcv.headers[0]; h.Get("x-api-key") != "abc/123" || h.Get("Content-Encoding") != "gzip" || !strings.HasPrefix(h.Get("User-Agent"), "streamlens/") {
+		t.Errorf("headers %v", h)
+	}
+}
+
+// SHUTDOWN's export gets what is left of the shutdown budget, not the
+// export timeout: with a collector that never answers and a 10 s timeout,
+// the export is cut at the budget and its loss is still written before the
+// extension exits (2 s budget).
+func TestShutdownExportStaysWithinItsBudget(t *testing.T) {
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hang.Close()
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	e := start(t, withOTLP("http://"+hang.Addr().String(), "STREAMLENS_OTLP_TIMEOUT_MS=10000"))
+	e.invoke(t, "instruments=5")
+	e.sb.Close()
+	ds := e.log.docs(t)
+	if sumKey(ds, "SpanExportFailures") != 1 {
+		t.Errorf("SpanExportFailures %v, want the one span cut at the shutdown budget", sumKey(ds, "SpanExportFailures"))
 	}
 }
 
