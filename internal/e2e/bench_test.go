@@ -36,7 +36,7 @@ func registerTimes(b *testing.B, ext string, n int) []time.Duration {
 	var out []time.Duration
 	for i := 0; i < n; i++ {
 		sb, err := sandbox.Start(sandbox.Config{Function: bins.function, Extensions: []string{ext}, InitType: "provisioned-concurrency",
-			Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(b))}})
+			Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(b)), "STREAMLENS_OTLP=off"}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func BenchmarkScenarioRSS10k(b *testing.B) {
 		counter := &countingWriter{}
 		port := freeUDPPort(b)
 		sb, err := sandbox.Start(sandbox.Config{Function: bins.function, Extensions: []string{bins.extension}, Timeout: 30 * time.Second,
-			Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(port)}, Log: counter})
+			Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(port), "STREAMLENS_OTLP=off"}, Log: counter})
 		if err != nil {
 			b.Fatal(err)
 		}

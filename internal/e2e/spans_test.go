@@ -139,7 +139,7 @@ func (r *otlpReceiver) all() []span {
 // withOTLP sends spans to url, every stream's (healthy ones too: ratio 1).
 func withOTLP(url string, extra ...string) func(*sandbox.Config) {
 	return func(c *sandbox.Config) {
-		c.Env = append(c.Env, append([]string{"STREAMLENS_OTLP_ENDPOINT=" + url, "STREAMLENS_TRACES_SAMPLE_RATIO=1"}, extra...)...)
+		c.Env = append(c.Env, append([]string{"STREAMLENS_OTLP=on", "STREAMLENS_OTLP_ENDPOINT=" + url, "STREAMLENS_TRACES_SAMPLE_RATIO=1"}, extra...)...)
 	}
 }
 
@@ -295,7 +295,7 @@ func TestDeadCollector(t *testing.T) {
 func TestDefaultTracingModeKeepsFailedStreams(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, func(c *sandbox.Config) {
-		c.Env = append(c.Env, "STREAMLENS_OTLP_ENDPOINT="+rcv.url, "STREAMLENS_TRACES_SAMPLE_RATIO=0")
+		c.Env = append(c.Env, "STREAMLENS_OTLP=on", "STREAMLENS_OTLP_ENDPOINT="+rcv.url, "STREAMLENS_TRACES_SAMPLE_RATIO=0")
 	})
 	e.invoke(t, "instruments=5")
 	e.invoke(t, "instruments=50&fail_after=20")
@@ -351,12 +351,13 @@ func TestTimedOutSpanLastsUntilTheTimeout(t *testing.T) {
 func TestOTelVariablesReachTheCollector(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, func(c *sandbox.Config) {
-		c.Env = append(c.Env, "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url, "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=abc%2F123",
+		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url, "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=abc%2F123",
 			"OTEL_EXPORTER_OTLP_COMPRESSION=gzip", "OTEL_SERVICE_NAME=pricing-svc", "OTEL_TRACES_SAMPLER=always_on")
 	})
 	e.invoke(t, "instruments=5")
 	s := rcv.one(t, e)
-	if s.resource["service.name"] != "pricing-svc" || s.resource["faas.name"] != "pricing" {
+	if s.resource["service.name"] != "pricing-svc" || s.resource["faas.name"] != "pricing" || s.resource["faas.instance"] == nil ||
+		s.resource["cloud.resource_id"] != "arn:aws:lambda:us-east-1:123456789012:function:pricing:$LATEST" || s.resource["faas.max_memory"] != int64(128<<20) {
 		t.Errorf("resource %v", s.resource)
 	}
 	rcv.mu.Lock()

@@ -144,11 +144,14 @@ type Sandbox struct {
 	slots chan struct{} // one per concurrent invocation
 	envMu sync.Mutex    // init, reset and Close
 	arn   string
-	cg    *cgroup // nil: uncapped
-	stMu  sync.Mutex
-	st    *state
-	down  bool
-	inits int
+	// logStream is the environment's log stream, as Lambda names it:
+	// <date>/[<version>]<32 hex>.
+	logStream string
+	cg        *cgroup // nil: uncapped
+	stMu      sync.Mutex
+	st        *state
+	down      bool
+	inits     int
 
 	closeOnce sync.Once
 	closeErr  error // environments initialised so far: after the first, inits are suppressed
@@ -258,7 +261,8 @@ func Start(cfg Config) (*Sandbox, error) {
 		return nil, err
 	}
 	s := &Sandbox{cfg: cfg, log: &syncWriter{w: cfg.Log}, ln: ln, slots: make(chan struct{}, cfg.MaxConcurrency),
-		arn: "arn:aws:lambda:us-east-1:123456789012:function:" + cfg.FunctionName}
+		arn:       "arn:aws:lambda:us-east-1:123456789012:function:" + cfg.FunctionName,
+		logStream: time.Now().UTC().Format("2006/01/02") + "/[$LATEST]" + randomHex(16)}
 	if cfg.CapResources {
 		cg, err := newCgroup(cfg.MemoryMB)
 		if err != nil {
@@ -305,6 +309,8 @@ func (s *Sandbox) env() []string {
 		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=" + strconv.Itoa(s.cfg.MemoryMB),
 		"AWS_LAMBDA_INITIALIZATION_TYPE=" + s.cfg.InitType,
+		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + s.cfg.FunctionName,
+		"AWS_LAMBDA_LOG_STREAM_NAME=" + s.logStream,
 		"AWS_REGION=us-east-1",
 		"AWS_DEFAULT_REGION=us-east-1",
 		"TZ=:UTC",
