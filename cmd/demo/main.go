@@ -6,7 +6,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -95,9 +99,16 @@ func run(bin, outDir, specPath string, n int) error {
 	if err != nil {
 		return err
 	}
+	// The demo brings its own OTLP receiver: the default endpoint,
+	// localhost:4318, may belong to another program (or to nobody).
+	rcv, err := startReceiver()
+	if err != nil {
+		return err
+	}
+	defer rcv.close()
 	sb := exec.Command(filepath.Join(bin, "sandbox"), "-function", filepath.Join(bin, "bootstrap"),
 		"-extension", filepath.Join(bin, "extensions", "streamlens"), "-listen", addr, "-timeout", "2s", "-log", logPath,
-		"-env", "STREAMLENS_ADDR="+udp)
+		"-env", "STREAMLENS_ADDR="+udp, "-env", "STREAMLENS_OTLP_ENDPOINT="+rcv.url)
 	sb.Stderr = os.Stderr
 	if err := sb.Start(); err != nil {
 		return fmt.Errorf("start sandbox: %w", err)
@@ -146,6 +157,7 @@ func run(bin, outDir, specPath string, n int) error {
 	}
 	printRaw(s)
 	printSummary(s, specs)
+	rcv.print()
 	htmlPath := filepath.Join(outDir, "dashboard.html")
 	if err := os.WriteFile(htmlPath, summary.HTML(s, specs), 0o644); err != nil {
 		return err
@@ -205,17 +217,48 @@ func invoke(url string) (string, error) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// printRaw shows one whole stream document, indented, and where the rest
+// are: a reader sees every field CloudWatch gets.
 func printRaw(s *summary.Summary) {
-	fmt.Printf("\nRaw EMF, one stream document per stream (first 3 of %d; all in the log stream):\n", len(s.EMFLines))
-	for i, l := range s.EMFLines {
-		if i == 3 {
+	if len(s.EMFLines) == 0 {
+		return
+	}
+	// A truncated stream shows the most: its reason and status.
+	doc := s.EMFLines[0]
+	for _, l := range s.EMFLines {
+		if strings.Contains(l, `"TruncationReason"`) {
+			doc = l
 			break
 		}
-		if len(l) > 600 {
-			l = l[:600] + " …"
-		}
-		fmt.Println("  " + l)
 	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, []byte(doc), "  ", "  ") != nil {
+		pretty.WriteString(doc)
+	}
+	// Arrays of values on one line each: a chunk's latency per line would
+	// push everything else off the screen.
+	flat := numberArray.ReplaceAllStringFunc(pretty.String(), func(a string) string {
+		return "[" + strings.Join(strings.Fields(strings.Trim(a, "[]")), " ") + "]"
+	})
+	fmt.Printf("\nOne stream's EMF document, as written to the log stream (one line there; %d such documents in all):\n  %s\n",
+		len(s.EMFLines), flat)
+}
+
+// numberArray is a JSON array of numbers, as json.Indent lays it out.
+var numberArray = regexp.MustCompile(`\[[0-9.,\s-]+\]`)
+
+// counts writes a count map as "a 2, b 1", largest first.
+func counts(c map[string]int) string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return c[keys[i]] > c[keys[j]] || c[keys[i]] == c[keys[j]] && keys[i] < keys[j] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, c[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func printSummary(s *summary.Summary, specs []slo.Spec) {
@@ -227,7 +270,7 @@ func printSummary(s *summary.Summary, specs []slo.Spec) {
 		st(v[m.TimeToFirstByte], "p50"), st(v[m.TimeToFirstByte], "p90"), st(v[m.TimeToFirstByte], "p99"), st(v[m.TTFBBudgetBreach], "Sum"))
 	fmt.Printf("  TTFB (platform)     p50 %.1f ms   p99 %.1f ms\n", st(v[m.ResponseLatency], "p50"), st(v[m.ResponseLatency], "p99"))
 	fmt.Printf("  chunk latency       p50 %.1f ms   p99 %.1f ms\n", st(v[m.ChunkLatency], "p50"), st(v[m.ChunkLatency], "p99"))
-	fmt.Printf("  truncation rate     %.1f %% (%d of %d) %v   — every one of them was HTTP 200\n", 100*s.TruncationRate(), s.Truncated(), s.Streams(), s.TruncReasons)
+	fmt.Printf("  truncation rate     %.1f %% (%d of %d: %s) — every one of them was HTTP 200\n", 100*s.TruncationRate(), s.Truncated(), s.Streams(), counts(s.TruncReasons))
 	fmt.Printf("  chunks              %.0f delivered of %.0f expected\n", st(v[m.ChunksDelivered], "Sum"), st(v[m.ChunksExpected], "Sum"))
 	for t, vals := range s.ByDim[m.DimInitType+"/"+m.InitDuration] {
 		fmt.Printf("  init (%s)    %d inits, p50 %.1f ms\n", t, len(vals), st(vals, "p50"))
