@@ -1,6 +1,8 @@
 package lifecycle
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,5 +29,24 @@ func TestBackgroundWaitsForTheFirstChunk(t *testing.T) {
 		if got := backgroundMayRun(c.p, c.now, startBy); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// A collector that is down must not fill the function's log: one line per
+// period, saying how many were held back.
+func TestExportFailuresAreRateLimited(t *testing.T) {
+	var lines []string
+	l := &rateLimited{period: time.Hour, say: func(msg string) { lines = append(lines, msg) }}
+	for range 5 {
+		l.warn(errors.New("otlp: refused"))
+	}
+	l.warn(nil)
+	if len(lines) != 1 || lines[0] != "otlp: refused" || l.suppressed != 4 {
+		t.Fatalf("%q, %d held back", lines, l.suppressed)
+	}
+	l.last = l.last.Add(-2 * time.Hour) // the period is over
+	l.warn(errors.New("otlp: refused"))
+	if len(lines) != 2 || !strings.Contains(lines[1], "and 4 more") || l.suppressed != 0 {
+		t.Errorf("%q", lines)
 	}
 }

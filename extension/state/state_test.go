@@ -433,3 +433,36 @@ func TestApplyReportsProgressOnlyWhenItChanges(t *testing.T) {
 		t.Errorf("progress %+v", p)
 	}
 }
+
+// A stream of a failed invocation ends, for its caller, when the platform
+// ended the invocation: runtimeDone's time, else the invocation's start plus
+// runtimeDone's duration, else the deadline of a timeout; a stream of a
+// successful invocation has no such end.
+func TestInvocationEndOfAFailedInvocation(t *testing.T) {
+	started := time.Unix(0, t0).Add(-time.Millisecond)
+	deadline := started.Add(3 * time.Second)
+	for name, c := range map[string]struct {
+		done    *RuntimeDone
+		failure string
+		want    time.Time
+	}{
+		"runtimeDone's time":     {&RuntimeDone{RequestID: "r", Status: "timeout", Time: deadline.Add(2 * time.Millisecond), DurationMs: 1}, "", deadline.Add(2 * time.Millisecond)},
+		"start + duration":       {&RuntimeDone{RequestID: "r", Status: "failure", DurationMs: 250}, "", started.Add(250 * time.Millisecond)},
+		"shutdown of a timeout":  {nil, ReasonShutdown + "timeout", deadline},
+		"success: none":          {&RuntimeDone{RequestID: "r", Status: "success", Time: deadline}, "", time.Time{}},
+		"spindown, no telemetry": {nil, ReasonShutdown + "spindown", time.Time{}},
+	} {
+		tb := New(10, 100)
+		tb.BeginInvocation(Invoke{RequestID: "r", Deadline: deadline, InvokedARN: "arn:aws:lambda:us-east-1:1:function:f"}, started)
+		s := newSender(tb, "q", "r")
+		s.start(5)
+		s.chunk("A", 1, 0)
+		if c.done != nil {
+			tb.ApplyRuntimeDone(*c.done, time.Now())
+		}
+		rs := tb.FinalizeAll(c.failure)
+		if len(rs) != 1 || !rs[0].InvocationEnd.Equal(c.want) || rs[0].InvokedARN == "" || !rs[0].ColdStart {
+			t.Errorf("%s: %+v, want end %v", name, rs, c.want)
+		}
+	}
+}

@@ -352,12 +352,16 @@ func TestOTelVariablesReachTheCollector(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, func(c *sandbox.Config) {
 		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url, "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=abc%2F123",
-			"OTEL_EXPORTER_OTLP_COMPRESSION=gzip", "OTEL_SERVICE_NAME=pricing-svc", "OTEL_TRACES_SAMPLER=always_on")
+			"OTEL_EXPORTER_OTLP_COMPRESSION=gzip", "OTEL_SERVICE_NAME=pricing-svc", "OTEL_TRACES_SAMPLER=always_on",
+			// Meant for the function's own SDK spans: they must not cut the
+			// extension's attributes and events.
+			"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=2", "OTEL_SPAN_EVENT_COUNT_LIMIT=1")
 	})
 	e.invoke(t, "instruments=5")
 	s := rcv.one(t, e)
 	if s.resource["service.name"] != "pricing-svc" || s.resource["faas.name"] != "pricing" || s.resource["faas.instance"] == nil ||
-		s.resource["cloud.resource_id"] != "arn:aws:lambda:us-east-1:123456789012:function:pricing:$LATEST" || s.resource["faas.max_memory"] != int64(128<<20) {
+		s.resource["cloud.resource_id"] != "arn:aws:lambda:us-east-1:123456789012:function:pricing:$LATEST" || s.resource["faas.max_memory"] != int64(128<<20) ||
+		len(s.attrs) < 10 || countEvents(s, "chunk") != 5 {
 		t.Errorf("resource %v", s.resource)
 	}
 	rcv.mu.Lock()
