@@ -1,11 +1,13 @@
 package emfsink
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/streamlens/streamlens/extension/state"
+	"github.com/streamlens/streamlens/internal/cwcheck"
 	"github.com/streamlens/streamlens/internal/streamtest"
 )
 
@@ -32,19 +34,22 @@ func BenchmarkFlush50(b *testing.B) {
 }
 
 // BenchmarkEMFBytesPerStream is what the extension writes to CloudWatch Logs
-// per 50-chunk stream by default: the stream's own document (with its 50
-// latencies and intervals) and its share of the per-instrument documents,
-// aggregated across streams (100 values a document), for 1,000 streams of
-// the same 50 instruments. Log ingestion is billed per byte, so this is the
-// figure behind the cost of a stream.
+// per 50-chunk stream by default, for 1,000 streams of the same 50
+// instruments, one stream an invocation (as the pricing function streams):
+// the stream's own document, its invocation's record, and its share of the
+// per-instrument documents, aggregated across streams (100 values a
+// document). Log ingestion is billed per byte, so this is the figure behind
+// the cost of a stream. It also counts the distinct custom metrics the
+// documents create (billed per metric and month, whatever the traffic).
 func BenchmarkEMFBytesPerStream(b *testing.B) {
 	const streams = 1000
 	// Chunks 0.2 to 3 ms apart, in µs: latencies print as real ones do
 	// (12.345), not as round numbers.
 	rnd := rand.New(rand.NewPCG(1, 2))
 	dgs := streamtest.DatagramsApart(streams, func(int, int) int64 { return int64(200+rnd.IntN(2800)) * 1000 })
-	enc := New(Config{FunctionName: "pricing", Namespace: "Streamlens", TTFBThreshold: 100 * time.Millisecond})
-	var perStream, perInstrument float64
+	enc := New(Config{FunctionName: "pricing", Namespace: "Streamlens", TTFBThreshold: 100 * time.Millisecond, InstrumentMetrics: true})
+	var perStream, perInvocation, perInstrument float64
+	metrics := map[string]bool{}
 	for b.Loop() {
 		tb := state.New(2*streams, 2000)
 		now := time.Now()
@@ -56,25 +61,56 @@ func BenchmarkEMFBytesPerStream(b *testing.B) {
 			b.Fatalf("%d streams", len(results))
 		}
 		inst := NewInstruments(100)
-		var own, agg int
+		var own, rec, agg int
+		count := func(out []byte) int {
+			for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+				if len(line) == 0 {
+					continue
+				}
+				keys, err := cwcheck.Check(line, now)
+				if err != nil {
+					b.Fatalf("CloudWatch would drop %s: %v", line, err)
+				}
+				for _, k := range keys {
+					metrics[k] = true
+				}
+			}
+			return len(out)
+		}
 		for i := range results {
-			out, err := enc.AppendStream(nil, &results[i], now, true)
+			var out []byte
+			errs := enc.Write(Batch{Streams: results[i : i+1]}, now, now.Add(time.Second), func(p []byte) { out = append(out, p...) })
+			if len(errs) > 0 {
+				b.Fatal(errs)
+			}
+			own += count(out)
+			// Its invocation's record, as a warm invocation writes it.
+			inv := state.InvocationResult{RequestID: results[i].RequestID, Time: now, InitKnown: true, Init: state.InitReport{InitType: "on-demand"},
+				Done: &state.RuntimeDone{Status: "success", DurationMs: 23.456, ProducedBytes: 9634, ResponseLatencyMs: 9.941,
+					ResponseDurationMs: 11.001, HasLatency: true, HasDuration: true},
+				Report: &state.Report{DurationMs: 23.512}, CPU: 391 * time.Microsecond}
+			out, err := enc.AppendInvocation(nil, &inv, now)
 			if err != nil {
 				b.Fatal(err)
 			}
-			own += len(out)
+			rec += count(out)
 			inst.Add(results[i:i+1], now)
 			out, _ = enc.Take(nil, inst, now, false)
-			agg += len(out)
+			agg += count(out)
 		}
 		out, _ := enc.Take(nil, inst, now, true) // what SHUTDOWN writes
-		agg += len(out)
-		perStream, perInstrument = float64(own)/streams, float64(agg)/streams
+		agg += count(out)
+		perStream, perInvocation, perInstrument = float64(own)/streams, float64(rec)/streams, float64(agg)/streams
 	}
-	total := perStream + perInstrument
+	total := perStream + perInvocation + perInstrument
 	b.ReportMetric(total, "emf-bytes/stream")
 	b.ReportMetric(perStream, "stream-doc-bytes")
+	b.ReportMetric(perInvocation, "invocation-doc-bytes")
 	b.ReportMetric(perInstrument, "instrument-bytes/stream")
 	// CloudWatch Logs ingestion at list price, $0.50 per GB.
 	b.ReportMetric(total*1e6/1e9*0.50, "$-logs/M-streams")
+	// Custom metrics at list price, $0.30 per metric and month (the first
+	// 10,000).
+	b.ReportMetric(float64(len(metrics)), "custom-metrics")
+	b.ReportMetric(float64(len(metrics))*0.30, "$-metrics/month")
 }

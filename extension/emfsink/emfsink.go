@@ -18,6 +18,11 @@ type Config struct {
 	Namespace     string
 	FunctionName  string
 	TTFBThreshold time.Duration
+	// InstrumentMetrics: the per-chunk values go to the per-instrument
+	// documents, which publish them with and without the Instrument
+	// dimension, and not into each stream's document as well (half of a
+	// 50-chunk stream's EMF bytes).
+	InstrumentMetrics bool
 }
 
 // Batch is everything one flush writes.
@@ -64,8 +69,8 @@ func (e *Encoder) Write(b Batch, now, until time.Time, give func([]byte)) []erro
 		}
 	}
 	for i := range b.Streams {
-		detail := written+len(out) < detailBytes && (i%16 != 15 || time.Now().Before(until))
-		if !detail && len(b.Streams[i].Chunks) > 0 {
+		detail := !e.cfg.InstrumentMetrics && written+len(out) < detailBytes && (i%16 != 15 || time.Now().Before(until))
+		if !detail && !e.cfg.InstrumentMetrics && len(b.Streams[i].Chunks) > 0 {
 			b.Counters.ShedDetail++
 		}
 		keep(e.AppendStream(out, &b.Streams[i], now, detail))
@@ -89,7 +94,8 @@ const (
 
 // AppendStream appends the document of one finished stream. detail adds its
 // per-chunk latencies and intervals (one value per chunk), which are what a
-// flush sheds first when it is over its budget.
+// flush sheds first when it is over its budget; Write asks for them only
+// when the per-instrument documents do not carry them.
 func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detail bool) ([]byte, error) {
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
 	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: clamp(r.Time, now), Dimensions: [][]string{{m.DimFunctionName}}}
@@ -112,7 +118,7 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 			breach = 1
 		}
 		d.Metrics = append(d.Metrics,
-			emf.Metric{Name: m.TimeToFirstByte, Unit: emf.Milliseconds, Values: []float64{r.TTFBMs}},
+			emf.Metric{Name: m.TimeToFirstByte, Unit: emf.Milliseconds, Values: []float64{math.Round(r.TTFBMs*1000) / 1000}},
 			emf.Metric{Name: m.TTFBBudgetBreach, Unit: emf.Count, Values: []float64{breach}})
 	}
 	if detail && len(r.Chunks) > 0 {
@@ -160,10 +166,12 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
 	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: clamp(inv.Time, now), Dimensions: [][]string{{m.DimFunctionName}},
 		Properties: []emf.Property{fn, {Key: m.PropRequestID, Value: inv.RequestID}}}
-	if inv.InitKnown && inv.Init.InitType != "" {
+	if inv.ColdStart && inv.InitKnown && inv.Init.InitType != "" {
 		// InitType (on-demand, provisioned-concurrency, snap-start) is also a
-		// dimension here: three values, and the only way to alarm on an
-		// on-demand init where provisioned concurrency should serve.
+		// dimension of the cold start's record: three values, and the only
+		// way to alarm on an on-demand init where provisioned concurrency
+		// should serve. Warm records leave it out: nothing reads them by init
+		// type, and it is 50 bytes of every invocation.
 		d.Dimensions = [][]string{{m.DimFunctionName}, {m.DimFunctionName, m.DimInitType}}
 		d.Properties = append(d.Properties, emf.Property{Key: m.DimInitType, Value: inv.Init.InitType})
 	}
@@ -172,7 +180,10 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.InitDuration, Unit: emf.Milliseconds, Values: []float64{inv.Init.DurationMs}})
 	}
 	if rd := inv.Done; rd != nil {
-		d.Properties = append(d.Properties, emf.Property{Key: "InvocationStatus", Value: rd.Status})
+		if rd.Status != "success" {
+			// Only a failure says something: absent means success.
+			d.Properties = append(d.Properties, emf.Property{Key: "InvocationStatus", Value: rd.Status})
+		}
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ProducedBytes, Unit: emf.Bytes, Values: []float64{rd.ProducedBytes}})
 		if rd.HasLatency {
 			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseLatency, Unit: emf.Milliseconds, Values: []float64{rd.ResponseLatencyMs}})
@@ -196,13 +207,9 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionCPU, Unit: emf.Milliseconds,
 			Values: []float64{math.Round(float64(inv.CPU.Microseconds())) / 1000}})
 	}
-	if rp := inv.Report; rp != nil {
-		d.Properties = append(d.Properties,
-			emf.Property{Key: "DurationMs", Value: rp.DurationMs},
-			emf.Property{Key: "BilledDurationMs", Value: rp.BilledDurationMs},
-			emf.Property{Key: "MaxMemoryUsedMB", Value: rp.MaxMemoryUsedMB},
-			emf.Property{Key: "MemorySizeMB", Value: rp.MemorySizeMB})
-	}
+	// The report's billed duration and memory are not repeated: Lambda's own
+	// REPORT line, in the same log stream, has them (@billedDuration,
+	// @maxMemoryUsed in Logs Insights), and every byte here is billed.
 	return appendOrKeep(dst, d)
 }
 

@@ -74,7 +74,8 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	defer lw.Close(cfg.StdoutWait)
 	r := &runner{cfg: cfg, api: api, table: state.New(cfg.MaxOpenStreams, cfg.MaxChunksPerStream), changed: make(chan struct{}, 1),
 		stderr: stderr, log: lw, managed: managed,
-		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold})}
+		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold,
+			InstrumentMetrics: cfg.InstrumentMetrics})}
 	in, err := ingest.Listen(cfg.Addr, &r.mu, func(b []byte, size int) {
 		if r.table.ApplyDatagram(b, size, time.Now()) {
 			r.notify()
@@ -103,6 +104,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	warn := &rateLimited{period: time.Minute, say: func(msg string) { fmt.Fprintf(stderr, "streamlens: span export: %s\n", msg) }}
 	r.bg = newBackground(r.enc, r.spans, lw, func(c state.Counters) { r.locked(func(t *state.Table) { t.Count(c) }) }, warn.warn,
 		cfg.OTLP.Timeout, cfg.MaxInstruments, cfg.InstrumentMetrics)
+	r.bg.inst.Allow(cfg.InstrumentAllow)
 	bctx, stopBackground := context.WithCancel(ctx)
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); r.bg.run(bctx) }()

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamlens/streamlens/internal/cwcheck"
 	"github.com/streamlens/streamlens/internal/sandbox"
 )
 
@@ -114,6 +115,11 @@ func (l *logBuf) docs(t *testing.T) []doc {
 		var d doc
 		if err := json.Unmarshal(line, &d); err != nil {
 			t.Fatalf("EMF line is not JSON: %v: %s", err, line)
+		}
+		// Every line of every end-to-end test is one CloudWatch accepts
+		// whole, by the independent checker.
+		if _, err := cwcheck.Check(line, time.Now()); err != nil {
+			t.Errorf("CloudWatch would drop the metrics of %s: %v", line, err)
 		}
 		out = append(out, d)
 	}

@@ -25,8 +25,11 @@ func TestCompleteBundle(t *testing.T) {
 	if s.num("TimeToFirstByte") <= 0 {
 		t.Errorf("TimeToFirstByte = %v", s["TimeToFirstByte"])
 	}
-	if got := s.values("ChunkLatency"); len(got) != 50 {
-		t.Errorf("%d ChunkLatency values, want 50", len(got))
+	// The per-chunk values are in the per-instrument documents, which
+	// publish them with and without the Instrument dimension: the stream's
+	// own document does not repeat them.
+	if s["ChunkLatency"] != nil || s["ChunkInterval"] != nil {
+		t.Errorf("per-chunk values in the stream document: %v", s)
 	}
 	for k, want := range map[string]float64{"ChunksDelivered": 50, "ChunksExpected": 50, "StreamTruncated": 0, "IntegrityMismatch": 0, "DroppedEvents": 0} {
 		if got := s.num(k); got != want {
@@ -54,9 +57,28 @@ func TestCompleteBundle(t *testing.T) {
 	e.sb.Close()
 	ds = e.log.waitDocs(t, "per-instrument documents", func(ds []doc) bool { return perInstrument(ds) == 50 })
 	for _, d := range ds {
-		if d.str("Instrument") != "" && len(d.values("ChunkLatency")) != 1 {
-			t.Errorf("instrument %s: %v", d.str("Instrument"), d["ChunkLatency"])
+		if d.str("Instrument") == "" {
+			continue
 		}
+		dims := d["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)["Dimensions"]
+		if len(d.values("ChunkLatency")) != 1 || strings.Join(flatten(dims), ",") != "FunctionName,Instrument,FunctionName" {
+			t.Errorf("instrument %s: %v, dimensions %v", d.str("Instrument"), d["ChunkLatency"], dims)
+		}
+	}
+}
+
+// With the per-instrument documents off, the stream's own document carries
+// its per-chunk values.
+func TestPerChunkValuesInTheStreamWithoutInstrumentMetrics(t *testing.T) {
+	e := start(t, func(c *sandbox.Config) { c.Env = append(c.Env, "STREAMLENS_INSTRUMENT_METRICS=off") })
+	e.invoke(t, "instruments=50&delay_ms=0")
+	s := e.onlyStream(t)
+	if len(s.values("ChunkLatency")) != 50 || len(s.values("ChunkInterval")) != 50 {
+		t.Errorf("%d latencies, %d intervals", len(s.values("ChunkLatency")), len(s.values("ChunkInterval")))
+	}
+	e.sb.Close()
+	if n := perInstrument(e.log.docs(t)); n != 0 {
+		t.Errorf("%d per-instrument documents", n)
 	}
 }
 

@@ -37,11 +37,11 @@ func TestColdThenWarm(t *testing.T) {
 		if hasInit != (i == 0) || (i == 0 && (d.num("InitDuration") <= 0 || d.str("InitType") != "on-demand")) {
 			t.Errorf("invocation %d InitDuration %v InitType %q", i, d["InitDuration"], d.str("InitType"))
 		}
-		if d.num("ResponseLatency") < 0 || d.num("ProducedBytes") <= 0 || d.str("InvocationStatus") != "success" {
+		if d.num("ResponseLatency") < 0 || d.num("ProducedBytes") <= 0 || d["InvocationStatus"] != nil {
 			t.Errorf("invocation %d platform metrics %v", i, d)
 		}
-		if d.num("BilledDurationMs") <= 0 || d.num("MaxMemoryUsedMB") <= 0 {
-			t.Errorf("invocation %d lacks platform.report properties: %v", i, d)
+		if _, ok := d["ExtensionOverhead"]; !ok {
+			t.Errorf("invocation %d lacks its platform.report (ExtensionOverhead): %v", i, d)
 		}
 	}
 }
