@@ -41,6 +41,8 @@ func Module() map[string]any {
 			"provisioned_concurrency_expected":  tfjson.Var("bool", "create the alarm on on-demand inits (provisioned concurrency should serve every invocation)", false),
 			"dropped_events_period_seconds":     tfjson.Var("number", "period of the dropped-events alarm", 300),
 			"dropped_events_evaluation_periods": tfjson.Var("number", "periods evaluated by the dropped-events alarm", 1),
+			"span_export_period_seconds":        tfjson.Var("number", "period of the span-export-failures alarm", 300),
+			"span_export_evaluation_periods":    tfjson.Var("number", "periods evaluated (each must breach) by the span-export-failures alarm", 3),
 		}),
 		"resource": map[string]any{"aws_cloudwatch_metric_alarm": map[string]any{
 			"truncation_rate": alarm("truncation-rate",
@@ -66,6 +68,19 @@ func Module() map[string]any {
 				map[string]any{"metric_name": m.DroppedEvents, "statistic": "Sum", "threshold": 0,
 					"comparison_operator": "GreaterThanThreshold", "period": "${var.dropped_events_period_seconds}",
 					"evaluation_periods": "${var.dropped_events_evaluation_periods}"}),
+			"config_errors": alarm("config-errors",
+				"A STREAMLENS_* or OTEL_* value the extension could not use fell back to its default (the function's log names it): the configuration is not what was deployed.",
+				map[string]any{"metric_name": m.ConfigErrors, "statistic": "Sum", "threshold": 0,
+					"comparison_operator": "GreaterThanThreshold", "period": 300, "evaluation_periods": 1}),
+			"instrument_overflow": alarm("instrument-overflow",
+				"More distinct instrument names than STREAMLENS_MAX_INSTRUMENTS in an hour (or names outside STREAMLENS_INSTRUMENT_ALLOW): their chunks go under Instrument=other. If the names come from callers, they are creating metrics; raise the cap only for real instruments.",
+				map[string]any{"metric_name": m.InstrumentOverflow, "statistic": "Sum", "threshold": 0,
+					"comparison_operator": "GreaterThanThreshold", "period": 3600, "evaluation_periods": 1}),
+			"span_export_failures": alarm("span-export-failures",
+				"Spans the OTLP collector did not take, in every one of the evaluated periods: the collector (layer or backend) is down, too slow for STREAMLENS_OTLP_TIMEOUT_MS, or rejecting them (the function's log says which, once a minute).",
+				map[string]any{"metric_name": m.SpanExportFailures, "statistic": "Sum", "threshold": 0,
+					"comparison_operator": "GreaterThanThreshold", "period": "${var.span_export_period_seconds}",
+					"evaluation_periods": "${var.span_export_evaluation_periods}"}),
 		}},
 	}
 }

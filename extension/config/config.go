@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -19,29 +20,30 @@ import (
 // Config is the extension's configuration. Every field comes from one
 // environment variable; the README lists them with their defaults.
 type Config struct {
-	RuntimeAPI         string        // AWS_LAMBDA_RUNTIME_API
-	Name               string        // the executable's file name (Lambda-Extension-Name)
-	FunctionName       string        // STREAMLENS_FUNCTION_NAME, else AWS_LAMBDA_FUNCTION_NAME
-	Addr               protocol.Addr // STREAMLENS_ADDR
-	AllowNonLoopback   bool          // STREAMLENS_ALLOW_NON_LOOPBACK
-	Namespace          string        // STREAMLENS_NAMESPACE
-	TTFBThreshold      time.Duration // STREAMLENS_TTFB_THRESHOLD_MS
-	Telemetry          bool          // STREAMLENS_TELEMETRY
-	TelemetryAddr      string        // STREAMLENS_TELEMETRY_ADDR
-	TelemetryBuffer    time.Duration // STREAMLENS_TELEMETRY_BUFFER_MS
-	RuntimeDoneWait    time.Duration // STREAMLENS_RUNTIME_DONE_WAIT_MS
-	StartWait          time.Duration // STREAMLENS_START_WAIT_MS
-	DeadlineMargin     time.Duration // STREAMLENS_DEADLINE_MARGIN_MS
-	MaxOpenStreams     int           // STREAMLENS_MAX_OPEN_STREAMS
-	MaxChunksPerStream int           // STREAMLENS_MAX_CHUNKS_PER_STREAM
-	InstrumentMetrics  bool          // STREAMLENS_INSTRUMENT_METRICS
-	MaxInstruments     int           // STREAMLENS_MAX_INSTRUMENTS
-	ShutdownMargin     time.Duration // STREAMLENS_SHUTDOWN_MARGIN_MS
-	OTLP               OTLP          // STREAMLENS_OTLP*, STREAMLENS_TRACES_* and the standard OTEL_* variables (otel.go)
-	SpanMaxEvents      int           // STREAMLENS_SPAN_MAX_EVENTS
-	StdoutWait         time.Duration // STREAMLENS_STDOUT_WAIT_MS
-	StdoutBuffer       int           // STREAMLENS_STDOUT_BUFFER_KB, in bytes
-	Strict             bool          // STREAMLENS_STRICT: a bad value fails init instead of falling back
+	RuntimeAPI         string         // AWS_LAMBDA_RUNTIME_API
+	Name               string         // the executable's file name (Lambda-Extension-Name)
+	FunctionName       string         // STREAMLENS_FUNCTION_NAME, else AWS_LAMBDA_FUNCTION_NAME
+	Addr               protocol.Addr  // STREAMLENS_ADDR
+	AllowNonLoopback   bool           // STREAMLENS_ALLOW_NON_LOOPBACK
+	Namespace          string         // STREAMLENS_NAMESPACE
+	TTFBThreshold      time.Duration  // STREAMLENS_TTFB_THRESHOLD_MS
+	Telemetry          bool           // STREAMLENS_TELEMETRY
+	TelemetryAddr      string         // STREAMLENS_TELEMETRY_ADDR
+	TelemetryBuffer    time.Duration  // STREAMLENS_TELEMETRY_BUFFER_MS
+	RuntimeDoneWait    time.Duration  // STREAMLENS_RUNTIME_DONE_WAIT_MS
+	StartWait          time.Duration  // STREAMLENS_START_WAIT_MS
+	DeadlineMargin     time.Duration  // STREAMLENS_DEADLINE_MARGIN_MS
+	MaxOpenStreams     int            // STREAMLENS_MAX_OPEN_STREAMS
+	MaxChunksPerStream int            // STREAMLENS_MAX_CHUNKS_PER_STREAM
+	InstrumentMetrics  bool           // STREAMLENS_INSTRUMENT_METRICS
+	MaxInstruments     int            // STREAMLENS_MAX_INSTRUMENTS
+	InstrumentAllow    *regexp.Regexp // STREAMLENS_INSTRUMENT_ALLOW, matched whole; nil: any name
+	ShutdownMargin     time.Duration  // STREAMLENS_SHUTDOWN_MARGIN_MS
+	OTLP               OTLP           // STREAMLENS_OTLP*, STREAMLENS_TRACES_* and the standard OTEL_* variables (otel.go)
+	SpanMaxEvents      int            // STREAMLENS_SPAN_MAX_EVENTS
+	StdoutWait         time.Duration  // STREAMLENS_STDOUT_WAIT_MS
+	StdoutBuffer       int            // STREAMLENS_STDOUT_BUFFER_KB, in bytes
+	Strict             bool           // STREAMLENS_STRICT: a bad value fails init instead of falling back
 }
 
 // FromEnv reads the configuration. A bad STREAMLENS_* value falls back to
@@ -135,6 +137,13 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c.MaxChunksPerStream = num("STREAMLENS_MAX_CHUNKS_PER_STREAM", 2000, 1, 1_000_000)
 	c.InstrumentMetrics = flag("STREAMLENS_INSTRUMENT_METRICS", true)
 	c.MaxInstruments = num("STREAMLENS_MAX_INSTRUMENTS", 100, 1, 10_000)
+	if v := getenv("STREAMLENS_INSTRUMENT_ALLOW"); v != "" {
+		re, err := regexp.Compile(`^(?:` + v + `)$`)
+		if err != nil {
+			bad("STREAMLENS_INSTRUMENT_ALLOW", v, "want a regular expression (RE2): "+err.Error())
+		}
+		c.InstrumentAllow = re
+	}
 	c.ShutdownMargin = ms("STREAMLENS_SHUTDOWN_MARGIN_MS", 200, 0, 2000)
 	c.OTLP = otlpFromEnv(getenv, c.FunctionName, bad)
 	c.SpanMaxEvents = num("STREAMLENS_SPAN_MAX_EVENTS", 128, 0, 10_000)

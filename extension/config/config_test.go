@@ -203,3 +203,15 @@ func FuzzParseList(f *testing.F) {
 		}
 	})
 }
+
+func TestInstrumentAllowlist(t *testing.T) {
+	env := map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_INSTRUMENT_ALLOW": "[A-Z]{1,5}"}
+	c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
+	if err != nil || c.InstrumentAllow == nil || !c.InstrumentAllow.MatchString("SPY") || c.InstrumentAllow.MatchString("SPYSPY") {
+		t.Errorf("%v %v", c.InstrumentAllow, err)
+	}
+	env["STREAMLENS_INSTRUMENT_ALLOW"] = "[A-Z"
+	if c, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err == nil || c.InstrumentAllow != nil {
+		t.Errorf("a bad pattern: %v %v", c.InstrumentAllow, err)
+	}
+}

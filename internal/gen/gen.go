@@ -5,6 +5,7 @@ package gen
 import (
 	"github.com/streamlens/streamlens/alarms"
 	"github.com/streamlens/streamlens/dashboards"
+	"github.com/streamlens/streamlens/insights"
 	"github.com/streamlens/streamlens/internal/tfjson"
 	"github.com/streamlens/streamlens/slo"
 )
@@ -15,11 +16,16 @@ func Files(specs []slo.Spec) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	ins, err := insights.Module()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string][]byte{}
 	for path, v := range map[string]any{
 		"dashboards/dashboard.tf.json": dash,
 		"alarms/alarms.tf.json":        alarms.Module(),
 		"slo/slo.tf.json":              slo.Module(specs),
+		"insights/insights.tf.json":    ins,
 	} {
 		b, err := tfjson.Marshal(v)
 		if err != nil {
