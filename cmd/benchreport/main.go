@@ -92,6 +92,7 @@ func figures(b map[string]map[string]float64) []figure {
 		{"  … per month, at $0.30 a metric", get("BenchmarkEMFBytesPerStream", "$-metrics/month"), "$", "info", info},
 		{"  … $ per million streams at 1 M streams a month (logs + custom metrics)",
 			get("BenchmarkEMFBytesPerStream", "$-logs/M-streams") + get("BenchmarkEMFBytesPerStream", "$-metrics/month"), "$", "info", info},
+		{"custom metrics from 6,001 distinct instrument names (cap 100)", get("BenchmarkCardinality", "custom-metrics/6001-names"), "metrics", "≤ 206 (2 × (100 names + other + function) + 2 counts)", le(206)},
 		{"span export of a 50-chunk stream, live collector", get("BenchmarkSpanExport/live", "ms/flush"), "ms", "info", info},
 		{"  … OTLP request size of that span", get("BenchmarkSpanExport/live", "bytes/span"), "bytes", "info", info},
 		{"span export, gzip (OTEL_EXPORTER_OTLP_COMPRESSION=gzip)", get("BenchmarkSpanExport/live-gzip", "ms/flush"), "ms", "info", info},

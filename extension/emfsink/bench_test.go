@@ -2,6 +2,7 @@ package emfsink
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -113,4 +114,34 @@ func BenchmarkEMFBytesPerStream(b *testing.B) {
 	// 10,000).
 	b.ReportMetric(float64(len(metrics)), "custom-metrics")
 	b.ReportMetric(float64(len(metrics))*0.30, "$-metrics/month")
+}
+
+// BenchmarkCardinality: 6,001 distinct instrument names in one invocation
+// (a function that takes them from its callers) create at most the cap's
+// worth of custom metrics: STREAMLENS_MAX_INSTRUMENTS (100) names and
+// "other", two metrics each, plus the function-level pair and the overflow
+// counts. Counted by the CloudWatch checker over every line written.
+func BenchmarkCardinality(b *testing.B) {
+	enc := New(Config{FunctionName: "pricing", Namespace: "Streamlens", InstrumentMetrics: true})
+	now := time.Now()
+	var r state.Result
+	for i := range 6001 {
+		r.Chunks = append(r.Chunks, state.Chunk{Inst: fmt.Sprintf("caller-%d", i), LatencyMs: float32(i%50) + 0.5, IntervalMs: 0.5})
+	}
+	metrics := map[string]bool{}
+	for b.Loop() {
+		inst := NewInstruments(100)
+		inst.Add([]state.Result{r}, now)
+		out, _ := enc.Take(nil, inst, now, true)
+		for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+			keys, err := cwcheck.Check(line, now)
+			if err != nil {
+				b.Fatalf("CloudWatch would drop %s: %v", line, err)
+			}
+			for _, k := range keys {
+				metrics[k] = true
+			}
+		}
+	}
+	b.ReportMetric(float64(len(metrics)), "custom-metrics/6001-names")
 }
