@@ -28,7 +28,7 @@ func Rules() []Rule {
 	stream := map[string]any{"Match": "$." + m.PropQuoteID, "IsPresent": true}
 	return []Rule{
 		{Name: "truncations-by-bundle", Description: "bundles (and why) whose streams ended truncated",
-			Keys: []string{"$." + m.PropBundleID, "$." + m.PropTruncateReason},
+			Keys:    []string{"$." + m.PropBundleID, "$." + m.PropTruncateReason},
 			Filters: []map[string]any{stream, {"Match": "$." + m.StreamTruncated, "EqualTo": 1}}},
 		{Name: "truncations-by-client", Description: "clients whose streams ended truncated",
 			Keys: []string{"$." + m.PropClientID}, Filters: []map[string]any{stream, {"Match": "$." + m.StreamTruncated, "EqualTo": 1}}},
