@@ -22,9 +22,13 @@ build:
 	CGO_ENABLED=0 $(GO) build $(RELEASE_FLAGS) -o $(BIN)/extensions/streamlens ./cmd/streamlens
 
 # Builds, starts the local sandbox with the pricing function and the extension,
-# fires invocations, prints the summary and writes out/dashboard.html.
+# fires invocations, prints the summary and writes out/dashboard.html, which
+# headless Chromium then renders and checks (installed when missing and
+# possible; skipped loudly otherwise).
 demo: build
 	$(BIN)/demo -bin $(BIN) -out out
+	@scripts/need-chromium.sh
+	@scripts/browser-check.sh out/dashboard.html
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -35,6 +39,7 @@ vet:
 # Runs every test (unit, end-to-end with the real binaries), then each fuzz
 # target for a bounded time on top of its committed seed corpus.
 test: vet build portable
+	@scripts/need-chromium.sh
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
 	scripts/tf-check.sh

@@ -157,9 +157,10 @@ func run(bin, outDir, specPath string, n int) error {
 	}
 	printRaw(s)
 	printSummary(s, specs)
-	rcv.print()
+	wf := rcv.waterfall()
+	rcv.print(wf)
 	htmlPath := filepath.Join(outDir, "dashboard.html")
-	if err := os.WriteFile(htmlPath, summary.HTML(s, specs), 0o644); err != nil {
+	if err := os.WriteFile(htmlPath, summary.HTML(s, specs, wf), 0o644); err != nil {
 		return err
 	}
 	fmt.Printf("\nlog stream: %s\ndashboard preview: %s\n", logPath, htmlPath)

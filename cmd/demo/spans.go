@@ -14,6 +14,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/streamlens/streamlens/internal/summary"
 )
 
 // receiver is the demo's OTLP/HTTP endpoint: it decodes what the extension
@@ -78,70 +80,81 @@ func str(s ptrace.Span, k string) string {
 	return v.AsString()
 }
 
-// print says what the receiver got, why each span was kept, and draws one
-// truncated stream's span as a waterfall.
-func (r *receiver) print() {
+// longestTruncated is the truncated stream's span that lasted longest: a
+// timeout shows the span lasting until the platform gave up, long after the
+// last chunk.
+func (r *receiver) longestTruncated() *ptrace.Span {
+	var out *ptrace.Span
+	for i, s := range r.spans {
+		if str(s, "streamlens.truncated") == "true" && (out == nil || duration(s) > duration(*out)) {
+			out = &r.spans[i]
+		}
+	}
+	return out
+}
+
+// waterfall is that span's events, for the text and the HTML page.
+func (r *receiver) waterfall() *summary.Waterfall {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	why := map[string]int{}
-	var truncated *ptrace.Span
-	for i, s := range r.spans {
-		why[str(s, "streamlens.sampling.reason")]++
-		// The longest truncated one: a timeout shows the span lasting until
-		// the platform gave up, long after the last chunk.
-		if str(s, "streamlens.truncated") == "true" && (truncated == nil || duration(s) > duration(*truncated)) {
-			truncated = &r.spans[i]
-		}
+	sp := r.longestTruncated()
+	if sp == nil {
+		return nil
 	}
-	fmt.Printf("\nSpans (the demo's own OTLP receiver, %s, decoded with the collector's pdata)\n", r.url)
-	fmt.Printf("  %d spans received; kept because the stream failed: %d, healthy ones kept by the 1-in-10 sampler: %d",
-		len(r.spans), why["failed"], why["ratio"]+why["parent"])
-	if r.bad > 0 {
-		fmt.Printf("; %d requests refused", r.bad)
-	}
-	fmt.Println()
-	if truncated == nil {
-		return
-	}
-	s := *truncated
-	start, end := s.StartTimestamp().AsTime(), s.EndTimestamp().AsTime()
-	total := end.Sub(start)
-	fmt.Printf("\n  One truncated stream: trace %s, bundle %s, %s (%s)\n", s.TraceID(), str(s, "streamlens.bundle_id"),
-		s.Status().Message(), total.Round(time.Millisecond))
-	const width = 60
-	bar := func(at time.Duration) string {
-		n := 0
-		if total > 0 {
-			n = int(float64(width) * float64(at) / float64(total))
-		}
-		return strings.Repeat(" ", min(n, width)) + "▏"
-	}
-	fmt.Printf("  %-28s %s%s\n", "stream", strings.Repeat("█", width), " "+total.Round(time.Millisecond).String())
-	type row struct {
-		at   time.Duration
-		name string
-	}
-	var rows []row
+	s := *sp
+	start := s.StartTimestamp().AsTime()
+	w := &summary.Waterfall{Total: duration(s),
+		Title: fmt.Sprintf("One truncated stream's span: trace %s, bundle %s, %s", s.TraceID(), str(s, "streamlens.bundle_id"), s.Status().Message()),
+		End:   "the span ends where the platform ended the invocation: the caller waited until then"}
 	for i := 0; i < s.Events().Len(); i++ {
 		ev := s.Events().At(i)
 		name := ev.Name()
 		if v, ok := ev.Attributes().Get("streamlens.instrument"); ok {
 			name += " " + v.AsString()
 		}
-		rows = append(rows, row{ev.Timestamp().AsTime().Sub(start), name})
+		w.Events = append(w.Events, summary.WaterfallEvent{Label: name, At: ev.Timestamp().AsTime().Sub(start)})
 	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].at < rows[j].at })
-	shown := rows
-	if len(rows) > 8 {
-		shown = append(append([]row(nil), rows[:4]...), rows[len(rows)-3:]...)
+	sort.SliceStable(w.Events, func(i, j int) bool { return w.Events[i].At < w.Events[j].At })
+	return w
+}
+
+// print says what the receiver got and why each span was kept, and draws
+// the waterfall as text.
+func (r *receiver) print(w *summary.Waterfall) {
+	r.mu.Lock()
+	why := map[string]int{}
+	for _, s := range r.spans {
+		why[str(s, "streamlens.sampling.reason")]++
 	}
-	for i, rw := range shown {
-		if len(rows) > 8 && i == 4 {
-			fmt.Printf("  %-28s %s\n", fmt.Sprintf("… %d more chunks", len(rows)-7), "")
+	n, bad := len(r.spans), r.bad
+	r.mu.Unlock()
+	fmt.Printf("\nSpans (the demo's own OTLP receiver, %s, decoded with the collector's pdata)\n", r.url)
+	fmt.Printf("  %d spans received; kept because the stream failed: %d, healthy ones kept by the 1-in-10 sampler: %d",
+		n, why["failed"], why["ratio"]+why["parent"])
+	if bad > 0 {
+		fmt.Printf("; %d requests refused", bad)
+	}
+	fmt.Println()
+	if w == nil {
+		return
+	}
+	const width = 60
+	bar := func(at time.Duration) string {
+		return strings.Repeat(" ", int(float64(width)*w.Pct(at)/100)) + "▏"
+	}
+	fmt.Printf("\n  %s (%s)\n", w.Title, w.Total.Round(time.Millisecond))
+	fmt.Printf("  %-28s %s %s\n", "stream", strings.Repeat("█", width), w.Total.Round(time.Millisecond))
+	shown := w.Events
+	if len(shown) > 8 {
+		shown = append(append([]summary.WaterfallEvent(nil), shown[:4]...), shown[len(shown)-3:]...)
+	}
+	for i, ev := range shown {
+		if len(w.Events) > 8 && i == 4 {
+			fmt.Printf("  … %d more chunks\n", len(w.Events)-7)
 		}
-		fmt.Printf("  %-28s %s %s\n", rw.name, bar(rw.at), rw.at.Round(100*time.Microsecond))
+		fmt.Printf("  %-28s %s %s\n", ev.Label, bar(ev.At), ev.At.Round(100*time.Microsecond))
 	}
-	fmt.Printf("  %-28s %s %s  ← the platform ended the invocation; the caller waited until here\n", "end", bar(total), total.Round(time.Millisecond))
+	fmt.Printf("  %-28s %s %s  ← %s\n", "end", bar(w.Total), w.Total.Round(time.Millisecond), w.End)
 }
 
 func duration(s ptrace.Span) time.Duration {

@@ -179,7 +179,9 @@ func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]b
 		in := a.byName[name]
 		for len(in.lat) > 0 || len(in.intv) > 0 {
 			nl, ni := min(len(in.lat), maxInstrumentValues), min(len(in.intv), maxInstrumentValues)
-			d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: now,
+			// Timestamped when its oldest value arrived, not when written:
+			// the values belong to the minute they were measured in.
+			d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: clamp(in.oldest, now),
 				// Both dimension sets: the values are the function's
 				// ChunkLatency/ChunkInterval too, so stream documents need
 				// not repeat them.

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	m "github.com/streamlens/streamlens/metrics"
 )
@@ -25,11 +26,23 @@ type Summary struct {
 	ByDim        map[string]map[string][]float64
 	TruncReasons map[string]int
 	EMFLines     []string // the per-stream documents, raw
+	// Points: metric → its FunctionName-level values with their documents'
+	// timestamps, for the time-series widgets.
+	Points map[string][]Point
+	// From and To bound the documents' timestamps.
+	From, To time.Time
+}
+
+// Point is the values of one metric in one document.
+type Point struct {
+	T      time.Time
+	Values []float64
 }
 
 // Read parses a log stream; lines that are not EMF are skipped.
 func Read(r io.Reader) (*Summary, error) {
-	s := &Summary{Values: map[string][]float64{}, ByDim: map[string]map[string][]float64{}, TruncReasons: map[string]int{}}
+	s := &Summary{Values: map[string][]float64{}, ByDim: map[string]map[string][]float64{}, TruncReasons: map[string]int{},
+		Points: map[string][]Point{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -69,9 +82,19 @@ type directive struct {
 
 func (s *Summary) add(d map[string]any, line string) {
 	raw, _ := json.Marshal(d["_aws"])
-	var aws struct{ CloudWatchMetrics []directive }
+	var aws struct {
+		Timestamp         int64
+		CloudWatchMetrics []directive
+	}
 	if json.Unmarshal(raw, &aws) != nil {
 		return
+	}
+	ts := time.UnixMilli(aws.Timestamp)
+	if s.From.IsZero() || ts.Before(s.From) {
+		s.From = ts
+	}
+	if ts.After(s.To) {
+		s.To = ts
 	}
 	for _, dir := range aws.CloudWatchMetrics {
 		for _, set := range dir.Dimensions {
@@ -80,6 +103,7 @@ func (s *Summary) add(d map[string]any, line string) {
 				switch {
 				case len(set) == 1 && set[0] == m.DimFunctionName:
 					s.Values[met.Name] = append(s.Values[met.Name], vals...)
+					s.Points[met.Name] = append(s.Points[met.Name], Point{ts, vals})
 				case len(set) == 2:
 					dim := set[1]
 					dv, _ := d[dim].(string)
@@ -161,4 +185,19 @@ func (s *Summary) TruncationRate() float64 {
 		return 0
 	}
 	return float64(s.Truncated()) / float64(s.Streams())
+}
+
+// Buckets splits the run into n equal periods and returns, for each, the
+// values of metric in it: what a CloudWatch graph's periods hold.
+func (s *Summary) Buckets(metric string, n int) [][]float64 {
+	out := make([][]float64, n)
+	span := s.To.Sub(s.From)
+	for _, p := range s.Points[metric] {
+		i := 0
+		if span > 0 {
+			i = min(n-1, int(float64(n)*float64(p.T.Sub(s.From))/float64(span)))
+		}
+		out[i] = append(out[i], p.Values...)
+	}
+	return out
 }
