@@ -173,3 +173,21 @@ func BenchmarkChunkP99(b *testing.B) {
 	b.ReportMetric(p99(samples[1])/a, "dead/alive-p99")
 	b.ReportMetric(p99(samples[2])/a, "full/alive-p99")
 }
+
+// BenchmarkStart is what Start costs on the path to the first byte: the
+// stream's state, its id, and its start event encoded (sent later, with the
+// first chunk). Only Start is timed (start-ns); allocs/op counts Start and
+// End together.
+func BenchmarkStart(b *testing.B) {
+	c := liveClient(b)
+	ctx := context.Background()
+	var in time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		s := c.Start(ctx, discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Expected: 50, BundleID: "EQ-EU-50"})
+		in += time.Since(t0)
+		s.End(EndOptions{})
+	}
+	b.ReportMetric(float64(in.Nanoseconds())/float64(b.N), "start-ns")
+}

@@ -3,7 +3,8 @@
 // A function wraps its response writer in a Stream; every chunk written through
 // it becomes an event sent to the extension over a datagram socket. Chunk
 // events share datagrams, up to STREAMLENS_COALESCE (16) at a time: the
-// start, the first chunk and the end are sent at once. Sending never blocks and never
+// first chunk is sent at once, with the start in the same datagram, and so is
+// the end; what waits is sent within 2 ms. Sending never blocks and never
 // fails the stream: a datagram the kernel will not take at once (extension
 // absent, socket buffer full) is dropped and counted, and the count travels in
 // the stream's end event.
@@ -14,7 +15,9 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/streamlens/streamlens/protocol"
 )
@@ -38,6 +41,52 @@ type Client struct {
 	dropped  atomic.Int64
 	closed   atomic.Bool
 	coalesce int // chunk events per datagram at most; 0 means DefaultCoalesce
+
+	// One timer for every stream with events waiting: a timer per stream
+	// would be an allocation in Start.
+	wmu     sync.Mutex
+	waiting []*Stream // streams with events waiting since the timer was armed
+	spare   []*Stream // the other buffer, reused
+	wtimer  *time.Timer
+	armed   bool
+}
+
+// wait has the events waiting in s sent within coalesceWait, if nothing
+// sends them before.
+func (c *Client) wait(s *Stream) {
+	if c == nil {
+		return
+	}
+	c.wmu.Lock()
+	c.waiting = append(c.waiting, s)
+	if !c.armed {
+		c.armed = true
+		if c.wtimer == nil {
+			c.wtimer = time.AfterFunc(coalesceWait, c.flushWaiting)
+		} else {
+			c.wtimer.Reset(coalesceWait)
+		}
+	}
+	c.wmu.Unlock()
+}
+
+// flushWaiting sends what the waiting streams still hold (the timer's
+// goroutine). A stream that sent its events meanwhile has none left.
+func (c *Client) flushWaiting() {
+	c.wmu.Lock()
+	ws := c.waiting
+	c.waiting, c.spare = c.spare[:0], nil
+	c.armed = false
+	c.wmu.Unlock()
+	for i, s := range ws {
+		s.flushWaiting()
+		ws[i] = nil // a finished stream must not stay reachable from here
+	}
+	c.wmu.Lock()
+	if c.spare == nil {
+		c.spare = ws[:0]
+	}
+	c.wmu.Unlock()
 }
 
 // SetCoalesce sets how many chunk events may share a datagram (1 to 32; 1

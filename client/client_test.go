@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
@@ -229,9 +230,9 @@ func TestFullSocketBufferDropsInsteadOfBlocking(t *testing.T) {
 }
 
 // datagrams is how many datagrams a stream of n payload chunks takes with k
-// chunk events per datagram: the start, the first chunk on its own, full
-// groups of k, and the end with the rest.
-func datagrams(n, k int) int64 { return int64(3 + (n-1)/k) }
+// chunk events per datagram: the start with the first chunk, full groups of
+// k, and the end with the rest.
+func datagrams(n, k int) int64 { return int64(2 + (n-1)/k) }
 
 // Chunk events share datagrams, in order and each with its own time; the
 // first chunk and the end are sent at once; what the extension decodes is
@@ -402,4 +403,103 @@ func listening(t *testing.T) (net.PacketConn, *Client) {
 	}
 	t.Cleanup(func() { c.Close(); pc.Close() })
 	return pc, c
+}
+
+// A unix socket is used connected once it exists (a connected send skips
+// the path lookup), before it exists events are dropped and counted, and
+// after the extension's socket is replaced (a restart) the client finds the
+// new one by its path.
+func TestUnixSocketConnectsOnceItExistsAndAfterARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "late.sock")
+	c, err := New("unix:" + path) // no extension yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ev := func(seq uint32) []byte {
+		return protocol.AppendChunk(nil, protocol.Header{StreamID: "s", RequestID: "r", Seq: seq, TimeNs: time.Now().UnixNano()}, protocol.Chunk{Instrument: "A", Bytes: 1})
+	}
+	if c.send(ev(1), 0) || c.sock.connected.Load() {
+		t.Fatal("sent with no socket to send to")
+	}
+	for round := range 2 {
+		l := listen(t, "unixgram", path)
+		delivered := 0
+		for i := range reconnectEvery + 1 {
+			if c.send(ev(uint32(i+1)), 0) {
+				// One at a time: a unix socket queues only 10 datagrams.
+				delivered++
+				l.waitFor(t, delivered)
+			}
+		}
+		if delivered < reconnectEvery || !c.sock.connected.Load() {
+			t.Fatalf("round %d: %d delivered, connected %v", round, delivered, c.sock.connected.Load())
+		}
+		// The extension restarts: its socket closes, a new one is bound
+		// under the same path.
+		l.conn.Close()
+		<-l.done
+		os.Remove(path)
+	}
+	if st := c.Stats(); st.Dropped == 0 || st.Sent < 2*reconnectEvery {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// A stream slow to its first chunk (a cold model cache) is still known to
+// the extension at once: its start goes out within coalesceWait, which is
+// what keeps the extension from taking the invocation for a non-streaming
+// one.
+func TestStartGoesOutBeforeASlowFirstChunk(t *testing.T) {
+	pc, c := listening(t)
+	s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 10, BundleID: "B"})
+	buf := make([]byte, protocol.MaxDatagram)
+	_ = pc.SetReadDeadline(time.Now().Add(time.Second))
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no start while the function computes its first chunk: %v", err)
+	}
+	var kinds []protocol.Kind
+	protocol.Decode(buf[:n], func(ev *protocol.Event) { kinds = append(kinds, ev.Kind) }, func(err error) { t.Error(err) })
+	if len(kinds) != 1 || kinds[0] != protocol.KindStart {
+		t.Errorf("first datagram %v, want the start alone", kinds)
+	}
+	s.End(EndOptions{})
+}
+
+// Start allocates the Stream and nothing else: it is on the path to the
+// first byte. (Its cost in time is measured by make bench.)
+func TestStartAllocatesOnlyTheStream(t *testing.T) {
+	_, c := listening(t)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		s := c.Start(ctx, discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Expected: 50, BundleID: "EQ-EU-50"})
+		s.End(EndOptions{})
+	})
+	if allocs > 1 {
+		t.Errorf("%v allocations per Start and End, want 1", allocs)
+	}
+}
+
+// A stream's hash state goes back to a pool at End: a write after End must
+// not reach the next stream's hash, and the ids stay what they were.
+func TestStreamsAfterEndStayApart(t *testing.T) {
+	_, c := listening(t)
+	a := c.Start(context.Background(), io.Discard, StartOptions{RequestID: "r"})
+	a.WriteChunk([]byte("a1"), ChunkOptions{})
+	first := a.End(EndOptions{})
+	idA := a.QuoteID()
+	b := c.Start(context.Background(), io.Discard, StartOptions{RequestID: "r"})
+	a.WriteChunk([]byte("late write after End"), ChunkOptions{})
+	b.WriteChunk([]byte("b1"), ChunkOptions{})
+	sb := b.End(EndOptions{})
+	if sb.SHA256 != sha256.Sum256([]byte("b1")) {
+		t.Error("a write after End reached another stream's hash")
+	}
+	if again := a.End(EndOptions{}); again != first || a.QuoteID() != idA || idA == b.QuoteID() || len(idA) != 36 {
+		t.Errorf("after End: %+v vs %+v, ids %s %s", again, first, idA, b.QuoteID())
+	}
+	if _, err := uuid.Parse(idA); err != nil {
+		t.Errorf("quote id %q: %v", idA, err)
+	}
 }

@@ -3,10 +3,13 @@ package client
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"hash"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/google/uuid"
@@ -77,10 +80,9 @@ type Summary struct {
 // Stream wraps a response writer. It is used by one goroutine at a time, like
 // the writer it wraps.
 type Stream struct {
-	// mu guards the events waiting in buf, which the coalescing timer may
-	// send from its own goroutine.
+	// mu guards the events waiting in buf, which the client's coalescing
+	// timer may send from its own goroutine.
 	mu            sync.Mutex
-	timer         *time.Timer // sends waiting events after coalesceWait; nil until needed
 	c             *Client
 	w             io.Writer
 	h             protocol.Header
@@ -92,31 +94,51 @@ type Stream struct {
 	dropped       int64
 	writeFailed   bool
 	ended         bool
-	sum           hash.Hash
+	final         Summary   // what End reported, for a second call
+	hashed        bool      // the payload is hashed (SkipPayloadHash not set)
+	sum           hash.Hash // from hashPool; back there at End
 	chunkPrefix   []byte
 	wall0         int64     // wall clock at Start, Unix ns
 	mono0         time.Time // the same instant, for monotonic offsets
 	n             int       // bytes of buf holding chunk events not sent yet
 	pending       int64     // how many events those are
-	buf           [protocol.MaxDatagram]byte
+	// buf holds the events waiting: up to coalesceBytes, and the event that
+	// goes past it. An event longer than the rest of buf (an instrument name
+	// of kilobytes) still goes out, from a buffer of its own.
+	buf [bufBytes]byte
+	// The stream id and the chunk prefix live in the Stream itself: Start
+	// allocates nothing but the Stream (it is on the path to the first byte).
+	idBuf     [36]byte
+	prefixBuf [160]byte
 }
 
-// Start begins recording a stream written to w and sends its start event. The
-// quote id is generated here (UUIDv7): it is never taken from the request. A
-// nil Client gives a Stream that only writes through.
+// hashPool holds SHA-256 states between streams: one per stream would be an
+// allocation on the path to the first byte.
+var hashPool = sync.Pool{New: func() any { return sha256.New() }}
+
+// Start begins recording a stream written to w. The quote id is generated
+// here (UUIDv7): it is never taken from the request. A nil Client gives a
+// Stream that only writes through.
+//
+// The start event is not sent here but with the first chunk, in the same
+// datagram, once the chunk's bytes are out (or within coalesceWait if no
+// chunk comes, so the extension still learns of a stream that is slow to
+// its first byte): Start costs no system call and one allocation, the
+// Stream, on the path to the first byte.
 func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream {
-	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful}
-	if !o.SkipPayloadHash {
-		s.sum = sha256.New()
+	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful, hashed: !o.SkipPayloadHash}
+	if s.hashed {
+		s.sum = hashPool.Get().(hash.Hash)
+		s.sum.Reset()
 	}
 	if o.Expected > 0 {
 		s.expected = int64(o.Expected)
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		id = uuid.New() // the clock or entropy failed: still unique
-	}
-	s.h.StreamID = id.String()
+	now := time.Now() // one clock read: the id's time, the start and the monotonic base
+	encodeUUID(&s.idBuf, newV7(now))
+	// The string shares the Stream's array, which never changes after this
+	// and lives as long as the string does (the GC keeps the Stream).
+	s.h.StreamID = unsafe.String(&s.idBuf[0], len(s.idBuf))
 	s.h.RequestID = o.RequestID
 	if s.h.RequestID == "" {
 		if lc, ok := lambdacontext.FromContext(ctx); ok {
@@ -128,20 +150,46 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 	}
 	start := o.StartTime
 	if start.IsZero() {
-		start = time.Now()
+		start = now
 	}
 	s.h.TimeNs = start.UnixNano()
-	s.mono0 = time.Now()
-	s.wall0 = s.mono0.UnixNano()
-	s.chunkPrefix = protocol.ChunkPrefix(s.h.StreamID, s.h.RequestID)
+	s.mono0, s.wall0 = now, now.UnixNano()
+	s.chunkPrefix = protocol.AppendChunkPrefix(s.prefixBuf[:0], s.h.StreamID, s.h.RequestID)
 	tp := o.TraceParent
 	if tp == "" {
 		tp = TraceParent(ctx)
 	}
-	s.emit(protocol.AppendStart(s.buf[:0], s.h, protocol.Start{
+	b := protocol.AppendStart(s.buf[:0], s.h, protocol.Start{
 		Expected: s.expected, TraceParent: tp, BundleID: o.BundleID, ClientID: o.ClientID,
-	}))
+	})
+	s.n, s.pending = len(b), 1
+	c.wait(s)
 	return s
+}
+
+// newV7 makes a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74
+// random bits from the runtime's generator. google/uuid's NewV7 allocates
+// on every call; quote ids need to be unique and time-ordered, not secret.
+func newV7(t time.Time) uuid.UUID {
+	var id uuid.UUID
+	ms := uint64(t.UnixMilli())
+	binary.BigEndian.PutUint64(id[:8], ms<<16|rand.Uint64()&0x0fff|0x7000)
+	binary.BigEndian.PutUint64(id[8:], rand.Uint64()&^(3<<62)|2<<62)
+	return id
+}
+
+// encodeUUID writes id in its canonical form (8-4-4-4-12 hex digits).
+func encodeUUID(dst *[36]byte, id uuid.UUID) {
+	const digits = "0123456789abcdef"
+	j := 0
+	for i, b := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = digits[b>>4], digits[b&0xf]
+		j += 2
+	}
 }
 
 // QuoteID is the stream id sent in every event.
@@ -167,7 +215,7 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	default:
 		s.delivered++
 		s.bytes += int64(n)
-		if s.sum != nil {
+		if s.sum != nil { // nil after End
 			s.sum.Write(p[:n])
 		}
 		if o.ErrorEnvelope {
@@ -197,11 +245,7 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 		return n, nil
 	}
 	if s.n == 0 {
-		if s.timer == nil {
-			s.timer = time.AfterFunc(coalesceWait, s.flushWaiting)
-		} else {
-			s.timer.Reset(coalesceWait)
-		}
+		s.c.wait(s)
 	}
 	s.n = len(b)
 	return n, nil
@@ -213,6 +257,10 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 const (
 	coalesceBytes = 2048
 	coalesceWait  = 2 * time.Millisecond
+	// bufBytes keeps the Stream, allocated in Start, small (its size is
+	// most of Start's cost): room for coalesceBytes and the event that goes
+	// past it, a few hundred bytes at most unless names are huge.
+	bufBytes = coalesceBytes + 512
 )
 
 // flushWaiting sends the events waiting, if any (the timer's goroutine).
@@ -235,9 +283,18 @@ func (s *Stream) flush(b []byte, yields int) {
 // End sends the end event and returns what it reported. Calling it again does
 // nothing but return the same summary.
 func (s *Stream) End(o EndOptions) Summary {
+	if s.ended {
+		return s.final
+	}
+	s.ended = true
 	sum := Summary{QuoteID: s.h.StreamID, Delivered: s.delivered, Bytes: s.bytes, Status: o.Status, Dropped: s.dropped}
 	if s.sum != nil {
-		s.sum.Sum(sum.SHA256[:0])
+		// Summed into the Stream's own array: a local one would escape
+		// through the interface call and be allocated.
+		s.sum.Sum(s.final.SHA256[:0])
+		sum.SHA256 = s.final.SHA256
+		hashPool.Put(s.sum)
+		s.sum = nil
 	}
 	if sum.Status == protocol.StatusUnknown {
 		sum.Status = protocol.StatusComplete
@@ -245,26 +302,20 @@ func (s *Stream) End(o EndOptions) Summary {
 			sum.Status = protocol.StatusAborted
 		}
 	}
-	if s.ended {
-		return sum
-	}
-	s.ended = true
-	e := protocol.End{Delivered: s.delivered, Expected: s.expected, Bytes: s.bytes, SHA256: sum.SHA256, HasSHA256: s.sum != nil,
+	e := protocol.End{Delivered: s.delivered, Expected: s.expected, Bytes: s.bytes, SHA256: sum.SHA256, HasSHA256: s.hashed,
 		Status: sum.Status, Dropped: s.dropped}
 	if o.Declared != nil {
 		e.Declared, e.HasDeclared = *o.Declared, true
 	}
 	s.h.Seq++
 	s.h.TimeNs = s.now()
-	// The end goes at once, after the chunk events still waiting, in the
-	// same datagram.
+	// The end goes at once, after the events still waiting (the start, if
+	// no chunk came), in the same datagram.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.timer != nil {
-		s.timer.Stop()
-	}
 	s.pending++
 	s.flush(protocol.AppendEnd(s.buf[:s.n], s.h, e), endYields)
+	s.final = sum
 	return sum
 }
 
@@ -278,12 +329,6 @@ func (s *Stream) now() int64 {
 // endYields bounds how often End yields to the scheduler when the socket is
 // full: a few microseconds at most, against losing the stream's verdict.
 const endYields = 3
-
-func (s *Stream) emit(b []byte) {
-	if !s.c.send(b, 0) {
-		s.dropped++
-	}
-}
 
 // TraceParent formats the span context in ctx as a W3C traceparent, or returns
 // "" when ctx carries none. The extension parents the stream's span on it, so

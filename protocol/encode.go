@@ -25,7 +25,12 @@ func AppendChunk(dst []byte, h Header, c Chunk) []byte {
 // ChunkPrefix returns the part of a stream's chunk lines that never changes
 // ("sl1 chunk <streamId> <requestId> "), for AppendChunkPrefixed.
 func ChunkPrefix(streamID, requestID string) []byte {
-	return appendPrefix(nil, "chunk", streamID, requestID)
+	return AppendChunkPrefix(nil, streamID, requestID)
+}
+
+// AppendChunkPrefix is ChunkPrefix appended to dst.
+func AppendChunkPrefix(dst []byte, streamID, requestID string) []byte {
+	return appendPrefix(dst, "chunk", streamID, requestID)
 }
 
 // AppendChunkPrefixed is AppendChunk for a stream whose ChunkPrefix was
