@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/streamlens/streamlens/internal/benchround"
 	"github.com/streamlens/streamlens/protocol"
 )
 
@@ -48,32 +49,8 @@ func liveClient(b *testing.B) *Client {
 	return c
 }
 
-// BenchmarkBareSend is the baseline: one sendto of the bytes a chunk event
-// puts on the wire, on a connected non-blocking UDP socket.
-func BenchmarkBareSend(b *testing.B) {
-	c := liveClient(b)
-	h := protocol.Header{StreamID: "01a204dc-f95b-762e-be7b-c3e65bbee985", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 7, TimeNs: time.Now().UnixNano()}
-	line := protocol.AppendChunk(nil, h, protocol.Chunk{Instrument: "AAPL", Bytes: int64(len(benchQuote))})
-	b.SetBytes(int64(len(line)))
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = unix.Send(c.sock.fd, line, unix.MSG_DONTWAIT)
-	}
-}
-
 func benchStream(b *testing.B, c *Client) *Stream {
 	return c.Start(context.Background(), discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Expected: 50})
-}
-
-// BenchmarkEmit is the cost of the chunk event alone (no payload hash): what
-// recording a chunk adds on top of the bare send.
-func BenchmarkEmit(b *testing.B) {
-	c := liveClient(b)
-	s := c.Start(context.Background(), discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", SkipPayloadHash: true})
-	b.ReportAllocs()
-	for b.Loop() {
-		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
-	}
 }
 
 // BenchmarkChunk is the client's whole cost per chunk: write through, hash,
@@ -190,4 +167,56 @@ func BenchmarkStart(b *testing.B) {
 		s.End(EndOptions{})
 	}
 	b.ReportMetric(float64(in.Nanoseconds())/float64(b.N), "start-ns")
+}
+
+// BenchmarkClientRatios: the client's per-chunk costs against a bare
+// loopback sendto of the same bytes, in interleaved rounds (min/median/max
+// of the per-round ratios), with the extension alive, dead, and its socket
+// full. -benchtime=1x.
+func BenchmarkClientRatios(b *testing.B) {
+	c := liveClient(b)
+	h := protocol.Header{StreamID: "01a204dc-f95b-762e-be7b-c3e65bbee985", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 7, TimeNs: time.Now().UnixNano()}
+	line := protocol.AppendChunk(nil, h, protocol.Chunk{Instrument: "AAPL", Bytes: int64(len(benchQuote))})
+	emit := c.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID, SkipPayloadHash: true})
+	chunk := benchStream(b, c)
+	one := &Client{sock: c.sock, coalesce: 1} // one datagram per event: the uncoalesced cost
+	single := one.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID})
+	// The same, one datagram per event, over a connected unix socket that a
+	// reader drains (STREAMLENS_ADDR=unix:/path).
+	path := filepath.Join(b.TempDir(), "bench.sock")
+	upc, err := net.ListenPacket("unixgram", path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer upc.Close()
+	_ = upc.(*net.UnixConn).SetReadBuffer(4 << 20)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, err := upc.(*net.UnixConn).Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	uc, err := New("unix:" + path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer uc.Close()
+	uc.SetCoalesce(1)
+	usingle := uc.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID})
+	for b.Loop() {
+		ns := benchround.Run(7, 20000,
+			func() { _ = unix.Send(c.sock.fd, line, unix.MSG_DONTWAIT) },
+			func() { emit.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
+			func() { chunk.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
+			func() { single.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
+			func() { usingle.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) })
+		benchround.Report(b, ns, 1, 0, "emit/sendto")
+		benchround.Report(b, ns, 2, 0, "chunk/sendto")
+		benchround.Report(b, ns, 3, 0, "chunk-uncoalesced/sendto")
+		benchround.Report(b, ns, 4, 3, "unix/udp-uncoalesced")
+		st := uc.Stats()
+		b.ReportMetric(float64(st.Dropped)/float64(st.Sent+st.Dropped), "unix-dropped-share")
+	}
 }

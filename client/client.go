@@ -119,10 +119,16 @@ func New(addr string) (*Client, error) {
 }
 
 // FromEnv is New with STREAMLENS_ADDR (default protocol.DefaultAddr).
+// STREAMLENS_ADDR=off gives a nil Client and no error: streams only write
+// through (to measure a function without the client, or to switch it off
+// without a deploy).
 func FromEnv() (*Client, error) {
 	addr := os.Getenv(EnvAddr)
 	if addr == "" {
 		addr = protocol.DefaultAddr
+	}
+	if addr == "off" {
+		return nil, nil
 	}
 	c, err := New(addr)
 	if err != nil {

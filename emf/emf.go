@@ -78,6 +78,30 @@ var (
 	ErrTooLarge = errors.New("emf: document larger than MaxDocumentBytes")
 )
 
+// minRoom is the room Append wants free in dst before it starts.
+const minRoom = 256
+
+// estimate is about the size of d's JSON: its names, values and the fixed
+// parts around them.
+func estimate(d *Document) int {
+	n := 128 + len(d.Namespace)
+	for _, set := range d.Dimensions {
+		for _, k := range set {
+			n += len(k) + 4
+		}
+	}
+	for _, p := range d.Properties {
+		n += len(p.Key) + 24
+		if s, ok := p.Value.(string); ok {
+			n += len(s)
+		}
+	}
+	for _, m := range d.Metrics {
+		n += 2*len(m.Name) + len(m.Unit) + 24 + 12*len(m.Values)
+	}
+	return n
+}
+
 // Append validates d and appends it to dst as one or more newline-terminated
 // JSON documents. On error dst is returned unchanged.
 func Append(dst []byte, d *Document) ([]byte, error) {
@@ -85,6 +109,11 @@ func Append(dst []byte, d *Document) ([]byte, error) {
 		return dst, err
 	}
 	start := len(dst)
+	if cap(dst)-len(dst) < minRoom {
+		// One allocation of about a document's size, not a series of
+		// doublings from nothing, for a caller that does not reuse dst.
+		dst = append(make([]byte, 0, len(dst)+minRoom+estimate(d)), dst...)
+	}
 	metrics := d.Metrics
 	for len(metrics) > 0 {
 		// A group is up to MaxMetricsPerDirective metrics that have values;

@@ -58,10 +58,32 @@ func figures(b map[string]map[string]float64) []figure {
 	le := func(x float64) func(float64) bool { return func(v float64) bool { return v <= x } }
 	ge := func(x float64) func(float64) bool { return func(v float64) bool { return v >= x } }
 	info := func(float64) bool { return true }
-	bare := get("BenchmarkBareSend", "ns/op")
-	return []figure{
-		{"client emit per chunk event / bare loopback sendto", get("BenchmarkEmit", "ns/op") / bare, "×", "≤ 1.2", le(1.2)},
-		{"client chunk write incl. payload SHA-256 / bare sendto", get("BenchmarkChunk", "ns/op") / bare, "×", "≤ 1.2", le(1.2)},
+	// spread is a ratio measured in interleaved rounds: its median against
+	// the goal, then its min and max.
+	spread := func(name, bench, key, unit, goal string, ok func(float64) bool) []figure {
+		return []figure{{name + ", median of rounds", get(bench, key+"/median"), unit, goal, ok},
+			{"  … min of rounds", get(bench, key+"/min"), unit, "info", info},
+			{"  … max of rounds", get(bench, key+"/max"), unit, "info", info}}
+	}
+	var out []figure
+	add := func(f ...figure) { out = append(out, f...) }
+	add(spread("client emit per chunk event / bare loopback sendto", "BenchmarkClientRatios", "emit/sendto", "×", "≤ 1.2", le(1.2))...)
+	add(spread("client chunk write incl. payload SHA-256 / bare sendto", "BenchmarkClientRatios", "chunk/sendto", "×", "≤ 1.2", le(1.2))...)
+	add(spread("  … with one datagram per event (STREAMLENS_COALESCE=1)", "BenchmarkClientRatios", "chunk-uncoalesced/sendto", "×", "info", info)...)
+	add(spread("  … over a connected unix socket / over UDP, one datagram per event", "BenchmarkClientRatios", "unix/udp-uncoalesced", "×", "info", info)...)
+	add(figure{"  … … unix sends refused (queue of 10 datagrams full) in that run", 100 * get("BenchmarkClientRatios", "unix-dropped-share"), "%", "info", info})
+	add(figure{"client Start (stream state, id, start event encoded; sent with the first chunk)", get("BenchmarkStart", "start-ns") / 1000, "µs", "≤ 2", le(2)},
+		figure{"  … allocations, Start and End", get("BenchmarkStart", "allocs/op"), "allocs", "≤ 1", le(1)})
+	add(spread("TTFB p50 with streamlens (client + extension) / without, uncapped", "BenchmarkScenarioTTFB/uncapped", "streamlens-p50/none", "×", "≤ 1.05", le(1.05))...)
+	add(spread("TTFB p99 with streamlens / without, uncapped", "BenchmarkScenarioTTFB/uncapped", "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
+	add(figure{"  … TTFB p50 without / with streamlens, uncapped (median of rounds)", get("BenchmarkScenarioTTFB/uncapped", "none-p50-ms"), "ms", "info", info},
+		figure{"  … … with streamlens", get("BenchmarkScenarioTTFB/uncapped", "streamlens-p50-ms"), "ms", "info", info},
+		figure{"  … p50 with a minimal extension (register, next) and no client / without", get("BenchmarkScenarioTTFB/uncapped", "minimal-extension-p50/none/median"), "×", "info", info},
+		figure{"  … p50 with the client alone (no extension) / without", get("BenchmarkScenarioTTFB/uncapped", "client-only-p50/none/median"), "×", "info", info},
+		figure{"  … p50 with streamlens / with a minimal extension", get("BenchmarkScenarioTTFB/uncapped", "streamlens-p50-ms") / get("BenchmarkScenarioTTFB/uncapped", "minimal-extension-p50-ms"), "×", "info", info})
+	add(spread("TTFB p50 with streamlens / without, capped like a 128 MB function", "BenchmarkScenarioTTFB/capped128", "streamlens-p50/none", "×", "≤ 1.05", le(1.05))...)
+	add(spread("TTFB p99 with streamlens / without, capped like a 128 MB function", "BenchmarkScenarioTTFB/capped128", "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
+	add([]figure{
 		{"client allocations per chunk", get("BenchmarkChunk", "allocs/op"), "allocs", "0", le(0)},
 		{"chunk write p99, extension dead / alive", get("BenchmarkChunkP99", "dead/alive-p99"), "×", "≤ 1.05", le(1.05)},
 		{"chunk write p99, socket buffer full / alive", get("BenchmarkChunkP99", "full/alive-p99"), "×", "≤ 1.05", le(1.05)},
@@ -99,8 +121,10 @@ func figures(b map[string]map[string]float64) []figure {
 		{"  … gzipped request size", get("BenchmarkSpanExport/live-gzip", "gzip-bytes/span"), "bytes", "info", info},
 		{"span export, collector refusing connections", get("BenchmarkSpanExport/refused", "ms/flush"), "ms", "≤ 25 (the OTLP timeout)", le(25)},
 		{"span export, collector accepting but never answering", get("BenchmarkSpanExport/hanging", "ms/flush"), "ms", "≤ 30 (timeout 25 + 5)", le(30)},
-		{"EMF encode speed-up over prozz/aws-embedded-metrics-golang", get("BenchmarkEncodeProzz", "ns/op") / get("BenchmarkEncode", "ns/op"), "×", "≥ 3", ge(3)},
-	}
+	}...)
+	add(spread("EMF encode speed-up over prozz/aws-embedded-metrics-golang, both with fresh buffers", "BenchmarkEncodeRatios", "prozz/fresh", "×", "≥ 3", ge(3))...)
+	add(spread("  … this encoder reusing its buffer, as the extension does", "BenchmarkEncodeRatios", "prozz/reused", "×", "info", info)...)
+	return out
 }
 
 func main() {
