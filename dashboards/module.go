@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/streamlens/streamlens/internal/tfjson"
 	m "github.com/streamlens/streamlens/metrics"
@@ -53,6 +54,10 @@ func Body(specs []slo.Spec) (string, error) {
 		}
 		props := map[string]any{"title": w.Title, "region": phRegion, "metrics": rows, "period": 300,
 			"view": "timeSeries", "stacked": false}
+		if w.Range > 0 {
+			props["start"] = fmt.Sprintf("-PT%dH", int(w.Range/time.Hour))
+			props["end"] = "P0D"
+		}
 		if w.Single {
 			props["view"] = "singleValue"
 			props["setPeriodToTimeRange"] = true

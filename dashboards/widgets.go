@@ -5,6 +5,7 @@ package dashboards
 
 import (
 	"fmt"
+	"time"
 
 	m "github.com/streamlens/streamlens/metrics"
 	"github.com/streamlens/streamlens/slo"
@@ -49,6 +50,10 @@ type Widget struct {
 	Searches  []Search
 	Threshold *Threshold
 	Unit      string // y-axis label
+	// Range, if set, is the widget's own time range, whatever the
+	// dashboard's: an SLO's budget is over the SLO's window, not the last
+	// three hours.
+	Range time.Duration
 }
 
 // SLOSeries returns the series ids of an SLO's bad and total events.
@@ -113,7 +118,7 @@ func Widgets(specs []slo.Spec) []Widget {
 	for _, s := range specs {
 		bad, total := sloIDs(s)
 		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget left (%d-day objective %.4g %%)", s.Name, s.WindowDays, 100*s.Objective),
-			Single: true, Unit: "%",
+			Single: true, Unit: "%", Range: time.Duration(s.WindowDays) * 24 * time.Hour,
 			Series: []Series{
 				{ID: bad, Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true},
 				{ID: total, Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},

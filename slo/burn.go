@@ -2,6 +2,7 @@ package slo
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -19,16 +20,36 @@ type Window struct {
 	Severity    string // page or ticket
 }
 
-// Windows are the SRE workbook's recommendation for a 30-day-ish window:
-// 14.4× over 1 h spends 2 % of a 30-day budget, 6× over 6 h 5 %, 3× over 24 h
-// 10 %, 1× over 72 h 10 %.
-func Windows() []Window {
-	return []Window{
-		{time.Hour, 5 * time.Minute, 14.4, "page"},
-		{6 * time.Hour, 30 * time.Minute, 6, "page"},
-		{24 * time.Hour, 2 * time.Hour, 3, "ticket"},
-		{72 * time.Hour, 6 * time.Hour, 1, "ticket"},
+// pairs are the SRE workbook's multi-window pairs and the share of the
+// error budget each lets burn before it fires.
+var pairs = []struct {
+	long, short time.Duration
+	budget      float64
+	severity    string
+}{
+	{time.Hour, 5 * time.Minute, 0.02, "page"},
+	{6 * time.Hour, 30 * time.Minute, 0.05, "page"},
+	{24 * time.Hour, 2 * time.Hour, 0.10, "ticket"},
+	{72 * time.Hour, 6 * time.Hour, 0.10, "ticket"},
+}
+
+// Windows are the burn-rate conditions of s: for each pair, the factor that
+// spends the pair's share of the budget over its long window, for s's own
+// window (14.4 for the 1 h pair of a 30-day SLO, 13.44 for a 28-day one:
+// the workbook's 30-day factors would fire ~7 % late on a 28-day SLO and
+// badly wrong on a 7-day one). A pair whose long window is more than half
+// the SLO's window is left out: it would measure most of the window itself.
+func (s Spec) Windows() []Window {
+	window := time.Duration(s.WindowDays) * 24 * time.Hour
+	var out []Window
+	for _, p := range pairs {
+		if 2*p.long > window {
+			continue
+		}
+		f := p.budget * float64(window) / float64(p.long)
+		out = append(out, Window{Long: p.long, Short: p.short, Factor: math.Round(f*1000) / 1000, Severity: p.severity})
 	}
+	return out
 }
 
 func durName(d time.Duration) string {
@@ -63,7 +84,7 @@ func Module(specs []Spec) map[string]any {
 	composites := map[string]any{}
 	for _, s := range specs {
 		rules := map[string][]string{}
-		for _, w := range Windows() {
+		for _, w := range s.Windows() {
 			var pair []string
 			for _, d := range []time.Duration{w.Long, w.Short} {
 				key := fmt.Sprintf("%s_burn_%s_%s", s.Name, durName(d), factorName(w.Factor))
@@ -88,14 +109,27 @@ func Module(specs []Spec) map[string]any {
 			rules[w.Severity] = append(rules[w.Severity], "("+strings.Join(pair, " AND ")+")")
 		}
 		for _, sev := range []string{"page", "ticket"} {
-			composites[s.Name+"_"+sev] = map[string]any{
-				"alarm_name":        fmt.Sprintf("${var.alarm_name_prefix}-${var.function_name}-%s-slo-%s", s.Name, sev),
-				"alarm_description": fmt.Sprintf("SLO %s: %s. Multi-window burn rate (%s).", s.Name, s.Description, sev),
+			if len(rules[sev]) == 0 {
+				continue // a short SLO window has no ticket pair
+			}
+			c := map[string]any{
+				"alarm_name": fmt.Sprintf("${var.alarm_name_prefix}-${var.function_name}-%s-slo-%s", s.Name, sev),
+				// The description is the spec author's text: escaped, so that a
+				// "${" in it is not taken for a Terraform template.
+				"alarm_description": tfjson.Literal(fmt.Sprintf("SLO %s: %s. Multi-window burn rate (%s).", s.Name, s.Description, sev)),
 				"alarm_rule":        strings.Join(rules[sev], " OR "),
 				"alarm_actions":     "${var." + sev + "_sns_topic_arns}",
 				"ok_actions":        "${var." + sev + "_sns_topic_arns}",
 				"tags":              map[string]any{"streamlens:slo": s.Name, "streamlens:severity": sev},
 			}
+			if sev == "ticket" && len(rules["page"]) > 0 {
+				// One incident, one notification: while the page fires (and
+				// for a while after), the ticket of the same SLO is held back.
+				c["actions_suppressor"] = []any{map[string]any{
+					"alarm":            fmt.Sprintf("${aws_cloudwatch_composite_alarm.%s_page.alarm_name}", s.Name),
+					"extension_period": 3600, "wait_period": 300}}
+			}
+			composites[s.Name+"_"+sev] = c
 		}
 	}
 	return map[string]any{

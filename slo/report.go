@@ -16,9 +16,12 @@ import (
 	m "github.com/streamlens/streamlens/metrics"
 )
 
-// Hourly is an SLI read from CloudWatch: bad and total events per hour.
-type Hourly struct {
+// Series is an SLI read from CloudWatch: bad and total events per period,
+// keyed by the period's start, up to End (a period boundary).
+type Series struct {
 	Bad, Total map[time.Time]float64
+	End        time.Time
+	Period     time.Duration
 }
 
 // Status is one SLO's standing at the end of its window.
@@ -49,8 +52,9 @@ func sumSince(v map[time.Time]float64, from time.Time) float64 {
 	return t
 }
 
-// Compute evaluates spec on h, for the window ending at end.
-func Compute(spec Spec, h Hourly, end time.Time, window time.Duration) Status {
+// Compute evaluates spec on h, for the window ending at h.End.
+func Compute(spec Spec, h Series, window time.Duration) Status {
+	end := h.End
 	st := Status{Name: spec.Name, Objective: spec.Objective, WindowDays: int(window / (24 * time.Hour)), Burn: map[string]float64{}}
 	from := end.Add(-window)
 	st.Bad, st.Total = sumSince(h.Bad, from), sumSince(h.Total, from)
@@ -70,22 +74,41 @@ func Compute(spec Spec, h Hourly, end time.Time, window time.Duration) Status {
 	return st
 }
 
-// Fetch reads the hourly SLI series of every spec from CloudWatch with
-// GetMetricData (all pages) for the window ending at end.
-func Fetch(ctx context.Context, cw *cloudwatch.Client, specs []Spec, namespace, function string, end time.Time, window time.Duration) ([]Hourly, error) {
+// Periods and how far back CloudWatch keeps them: 5-minute data for 63
+// days, hourly data for 455.
+const (
+	finePeriod   = 5 * time.Minute
+	coarsePeriod = time.Hour
+	fineKept     = 63 * 24 * time.Hour
+)
+
+// Fetch reads the SLI series of every spec from CloudWatch with
+// GetMetricData (all pages): the window ending at the last period boundary
+// before end, and at least the longest burn window. The boundary matters:
+// CloudWatch rounds StartTime down (to the minute under 15 days, to 5
+// minutes under 63, to the hour beyond) and starts its buckets there, so a
+// window that does not start on a period boundary shifts every bucket, and
+// the last one, holding a few minutes, passes for the last hour.
+func Fetch(ctx context.Context, cw *cloudwatch.Client, specs []Spec, namespace, function string, end time.Time, window time.Duration) ([]Series, error) {
+	window = max(window, BurnWindows()[len(BurnWindows())-1])
+	period := finePeriod
+	if window > fineKept-time.Hour {
+		period = coarsePeriod
+	}
+	end = end.UTC().Truncate(period)
 	var queries []types.MetricDataQuery
 	q := func(id string, qq Query) types.MetricDataQuery {
 		return types.MetricDataQuery{Id: aws.String(id), ReturnData: aws.Bool(true), MetricStat: &types.MetricStat{
 			Metric: &types.Metric{Namespace: aws.String(namespace), MetricName: aws.String(qq.Metric),
 				Dimensions: []types.Dimension{{Name: aws.String(m.DimFunctionName), Value: aws.String(function)}}},
-			Period: aws.Int32(3600), Stat: aws.String(qq.Stat)}}
+			Period: aws.Int32(int32(period / time.Second)), Stat: aws.String(qq.Stat)}}
 	}
 	for i, s := range specs {
 		queries = append(queries, q("bad"+strconv.Itoa(i), s.SLI.Bad), q("total"+strconv.Itoa(i), s.SLI.Total))
 	}
-	out := make([]Hourly, len(specs))
+	out := make([]Series, len(specs))
 	for i := range out {
-		out[i] = Hourly{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}}
+		out[i] = Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, End: end, Period: period}
 	}
 	p := cloudwatch.NewGetMetricDataPaginator(cw, &cloudwatch.GetMetricDataInput{
 		MetricDataQueries: queries, StartTime: aws.Time(end.Add(-window)), EndTime: aws.Time(end), ScanBy: types.ScanByTimestampAscending})
@@ -94,8 +117,21 @@ func Fetch(ctx context.Context, cw *cloudwatch.Client, specs []Spec, namespace, 
 		if err != nil {
 			return nil, fmt.Errorf("GetMetricData: %w", err)
 		}
+		for _, msg := range page.Messages {
+			// e.g. a query over the 100,800 datapoints limit: the numbers
+			// would be incomplete.
+			return nil, fmt.Errorf("GetMetricData: %s: %s", aws.ToString(msg.Code), aws.ToString(msg.Value))
+		}
 		for _, r := range page.MetricDataResults {
 			id := aws.ToString(r.Id)
+			switch r.StatusCode {
+			case types.StatusCodeComplete, types.StatusCodePartialData: // PartialData: the next page has the rest
+			default:
+				return nil, fmt.Errorf("GetMetricData: %s: status %s %v", id, r.StatusCode, r.Messages)
+			}
+			for _, msg := range r.Messages {
+				return nil, fmt.Errorf("GetMetricData: %s: %s: %s", id, aws.ToString(msg.Code), aws.ToString(msg.Value))
+			}
 			var dst map[time.Time]float64
 			switch {
 			case strings.HasPrefix(id, "bad"):

@@ -25,9 +25,26 @@ import (
 type fakeCloudWatch struct {
 	t        *testing.T
 	mu       sync.Mutex
-	series   map[string]map[int64]float64 // "Metric/Stat" → epoch seconds → value
+	now      time.Time                    // when CloudWatch gets the request: its rounding depends on it
+	series   map[string]map[int64]float64 // "Metric/Stat" → epoch seconds of a 5-minute slot → value
 	requests int
 	pages    map[bool]int // requests for the first page (false) and the second (true)
+	status   string       // StatusCode of every result; "" Complete
+	message  string       // a page-level message, if any
+}
+
+// roundStart rounds a StartTime as CloudWatch documents it: down to the
+// minute when less than 15 days old, to 5 minutes up to 63 days, to the
+// hour beyond.
+func (f *fakeCloudWatch) roundStart(sec int64) int64 {
+	age := f.now.Sub(time.Unix(sec, 0))
+	switch {
+	case age < 15*24*time.Hour:
+		return sec - sec%60
+	case age < 63*24*time.Hour:
+		return sec - sec%300
+	}
+	return sec - sec%3600
 }
 
 func asMap(t *testing.T, v cbor.Value, what string) cbor.Map {
@@ -79,7 +96,7 @@ func (f *fakeCloudWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.Fatalf("request body is not CBOR: %v", err)
 	}
 	in := asMap(t, v, "request")
-	start, end := epoch(t, in["StartTime"]), epoch(t, in["EndTime"])
+	start, end := f.roundStart(epoch(t, in["StartTime"])), epoch(t, in["EndTime"])
 	page2 := str(in["NextToken"]) == "page-2"
 	if f.pages == nil {
 		f.pages = map[bool]int{}
@@ -92,25 +109,41 @@ func (f *fakeCloudWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		metric := asMap(t, ms["Metric"], "Metric")
 		dims := metric["Dimensions"].(cbor.List)
 		d0 := asMap(t, dims[0], "dimension")
-		if str(metric["Namespace"]) != "Streamlens" || str(d0["Name"]) != "FunctionName" || str(d0["Value"]) != "pricing" || ms["Period"] != cbor.Uint(3600) {
+		period, _ := ms["Period"].(cbor.Uint)
+		if str(metric["Namespace"]) != "Streamlens" || str(d0["Name"]) != "FunctionName" || str(d0["Value"]) != "pricing" || period < 60 {
 			t.Errorf("query %v", q)
 		}
 		key := str(metric["MetricName"]) + "/" + str(ms["Stat"])
 		var ts, vals cbor.List
-		for sec := start; sec < end; sec += 3600 {
+		// Buckets start at the rounded StartTime, as CloudWatch's do.
+		for sec := start; sec < end; sec += int64(period) {
 			// First page: the first half of the window; second page: the rest.
 			if (sec < (start+end)/2) == page2 {
 				continue
 			}
-			if x, ok := f.series[key][sec]; ok {
+			sum, any := 0.0, false
+			for slot := sec - sec%300; slot < sec+int64(period) && slot < end; slot += 300 {
+				if x, ok := f.series[key][slot]; ok && slot >= sec {
+					sum, any = sum+x, true
+				}
+			}
+			if any {
 				ts = append(ts, cbor.Tag{ID: 1, Value: cbor.Float64(sec)})
-				vals = append(vals, cbor.Float64(x))
+				vals = append(vals, cbor.Float64(sum))
 			}
 		}
-		results = append(results, cbor.Map{"Id": q["Id"], "Label": cbor.String(key), "StatusCode": cbor.String("Complete"),
+		status := f.status
+		if status == "" {
+			status = "Complete"
+		}
+		results = append(results, cbor.Map{"Id": q["Id"], "Label": cbor.String(key), "StatusCode": cbor.String(status),
 			"Timestamps": ts, "Values": vals})
 	}
-	out := cbor.Map{"MetricDataResults": results, "Messages": cbor.List{}}
+	msgs := cbor.List{}
+	if f.message != "" {
+		msgs = append(msgs, cbor.Map{"Code": cbor.String("MaxQueryTimeRangeExceed"), "Value": cbor.String(f.message)})
+	}
+	out := cbor.Map{"MetricDataResults": results, "Messages": msgs}
 	if !page2 {
 		out["NextToken"] = cbor.String("page-2")
 	}
@@ -119,32 +152,45 @@ func (f *fakeCloudWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(cbor.Encode(out))
 }
 
-func TestReportAgainstCloudWatchWireProtocol(t *testing.T) {
-	end := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	window := 28 * 24 * time.Hour
-	start := end.Add(-window)
-	f := &fakeCloudWatch{t: t, series: map[string]map[int64]float64{
+// newFake is a CloudWatch whose TTFBBudgetBreach series holds, per
+// 5-minute slot over the last days days before now, 100 streams and 0.5 bad
+// ones (0.5 %), except the last 6 hours before slotEnd: 5 bad (5 %).
+func newFake(t *testing.T, now, slotEnd time.Time, days int) *fakeCloudWatch {
+	f := &fakeCloudWatch{t: t, now: now, series: map[string]map[int64]float64{
 		"TTFBBudgetBreach/Sum": {}, "TTFBBudgetBreach/SampleCount": {},
 	}}
-	// 1000 streams an hour for 28 days; 5 over budget an hour, except the last
-	// 6 hours: 50 an hour.
-	for h := start; h.Before(end); h = h.Add(time.Hour) {
-		f.series["TTFBBudgetBreach/SampleCount"][h.Unix()] = 1000
-		bad := 5.0
-		if !h.Before(end.Add(-6 * time.Hour)) {
-			bad = 50
+	for slot := slotEnd.Add(-time.Duration(days) * 24 * time.Hour); slot.Before(now); slot = slot.Add(5 * time.Minute) {
+		f.series["TTFBBudgetBreach/SampleCount"][slot.Unix()] = 100
+		bad := 0.5
+		if !slot.Before(slotEnd.Add(-6 * time.Hour)) {
+			bad = 5
 		}
-		f.series["TTFBBudgetBreach/Sum"][h.Unix()] = bad
+		f.series["TTFBBudgetBreach/Sum"][slot.Unix()] = bad
 	}
+	return f
+}
+
+func fakeClient(t *testing.T, f *fakeCloudWatch) *cloudwatch.Client {
 	srv := httptest.NewServer(f)
-	defer srv.Close()
-	cw := cloudwatch.New(cloudwatch.Options{Region: "eu-west-1", BaseEndpoint: aws.String(srv.URL),
+	t.Cleanup(srv.Close)
+	return cloudwatch.New(cloudwatch.Options{Region: "eu-west-1", BaseEndpoint: aws.String(srv.URL),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+}
+
+// The report's window ends off the hour (12:37:23), as a real one does: the
+// figures must be those of whole periods (CloudWatch rounds StartTime and
+// starts its buckets there). Before, the "1h" burn was whatever a partial
+// last bucket held: 1× during a 10× incident.
+func TestReportAgainstCloudWatchWireProtocol(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 37, 23, 0, time.UTC)
+	slotEnd := now.Truncate(5 * time.Minute) // 12:35: the last whole period
+	window := 28 * 24 * time.Hour
+	f := newFake(t, now, slotEnd, 28)
 	specs, err := Load("slos.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Fetch(context.Background(), cw, specs[:1], "Streamlens", "pricing", end, window)
+	h, err := Fetch(context.Background(), fakeClient(t, f), specs[:1], "Streamlens", "pricing", now, window)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,18 +199,23 @@ func TestReportAgainstCloudWatchWireProtocol(t *testing.T) {
 	if f.pages[false] == 0 || f.pages[true] == 0 {
 		t.Errorf("%d requests, pages %v: want both pages read", f.requests, f.pages)
 	}
-	st := Compute(specs[0], h[0], end, window)
-	hours := 28.0 * 24
-	wantBad := 5*(hours-6) + 50*6
-	if st.Total != 1000*hours || st.Bad != wantBad {
-		t.Fatalf("total %v bad %v, want %v %v", st.Total, st.Bad, 1000*hours, wantBad)
+	if !h[0].End.Equal(slotEnd) || h[0].Period != 5*time.Minute {
+		t.Errorf("window ends %v, period %v", h[0].End, h[0].Period)
 	}
-	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
-	if !near(st.Attainment, 1-wantBad/(1000*hours)) || !near(st.BudgetLeft, 1-(wantBad/(1000*hours))/0.01) {
+	st := Compute(specs[0], h[0], window)
+	slots := 28.0 * 24 * 12
+	wantBad := 0.5*(slots-72) + 5*72
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+	if !near(st.Total, 100*slots) || !near(st.Bad, wantBad) {
+		t.Fatalf("total %v bad %v, want %v %v", st.Total, st.Bad, 100*slots, wantBad)
+	}
+	if !near(st.Attainment, 1-wantBad/(100*slots)) || !near(st.BudgetLeft, 1-(wantBad/(100*slots))/0.01) {
 		t.Errorf("attainment %v budget left %v", st.Attainment, st.BudgetLeft)
 	}
-	// 5 % bad over the last hours against a 1 % budget: 5× burn; 72 h mixes.
-	if !near(st.Burn["1h"], 5) || !near(st.Burn["6h"], 5) || !near(st.Burn["72h"], (50*6+5*66)/(1000*72.0)/0.01) {
+	// 5 % bad over the last 6 hours against a 1 % budget: 5× burn; 24 h and
+	// 72 h mix in the 0.5 % before.
+	if !near(st.Burn["1h"], 5) || !near(st.Burn["6h"], 5) || !near(st.Burn["24h"], (5*72+0.5*216)/(100*288.0)/0.01) ||
+		!near(st.Burn["72h"], (5*72+0.5*792)/(100*864.0)/0.01) {
 		t.Errorf("burn %v", st.Burn)
 	}
 	var buf bytes.Buffer
@@ -174,11 +225,53 @@ func TestReportAgainstCloudWatchWireProtocol(t *testing.T) {
 	if b, err := json.Marshal(st); err != nil || !strings.Contains(string(b), `"budget_left"`) {
 		t.Errorf("json %s %v", b, err)
 	}
+
+	// A window beyond 63 days reads hourly data (CloudWatch keeps 5-minute
+	// data for 63 days) and ends on the hour.
+	f = newFake(t, now, now.Truncate(time.Hour), 90)
+	h, err = Fetch(context.Background(), fakeClient(t, f), specs[:1], "Streamlens", "pricing", now, 90*24*time.Hour)
+	if err != nil || h[0].Period != time.Hour || !h[0].End.Equal(now.Truncate(time.Hour)) {
+		t.Fatalf("90 days: %v, period %v end %v", err, h[0].Period, h[0].End)
+	}
+	if st := Compute(specs[0], h[0], 90*24*time.Hour); !near(st.Burn["1h"], 5) || !near(st.Total, 100*90*24*12) {
+		t.Errorf("90 days: burn %v total %v", st.Burn, st.Total)
+	}
+
+	// A window shorter than the burn windows still reads 72 h: the 6 h, 24 h
+	// and 72 h burn rates are not the 1 h one repeated.
+	f = newFake(t, now, slotEnd, 4)
+	h, err = Fetch(context.Background(), fakeClient(t, f), specs[:1], "Streamlens", "pricing", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := Compute(specs[0], h[0], time.Hour); !near(st.Total, 1200) || near(st.Burn["72h"], st.Burn["1h"]) {
+		t.Errorf("--since 1h: total %v burn %v", st.Total, st.Burn)
+	}
+}
+
+// A result CloudWatch could not complete, or a message it attaches, is an
+// error: a report from part of the data would be a wrong report.
+func TestReportRefusesIncompleteData(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 37, 23, 0, time.UTC)
+	specs, err := Load("slos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range []func(*fakeCloudWatch){
+		func(f *fakeCloudWatch) { f.status = "InternalError" },
+		func(f *fakeCloudWatch) { f.message = "query exceeds the maximum time range" },
+	} {
+		f := newFake(t, now, now.Truncate(5*time.Minute), 28)
+		mod(f)
+		if _, err := Fetch(context.Background(), fakeClient(t, f), specs[:1], "Streamlens", "pricing", now, 28*24*time.Hour); err == nil {
+			t.Errorf("status %q message %q: no error", f.status, f.message)
+		}
+	}
 }
 
 func TestComputeWithoutEvents(t *testing.T) {
 	s := Spec{Name: "x", Objective: 0.999, WindowDays: 28}
-	st := Compute(s, Hourly{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}}, time.Now(), 28*24*time.Hour)
+	st := Compute(s, Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, End: time.Now()}, 28*24*time.Hour)
 	if st.Attainment != 1 || st.BudgetLeft != 1 || st.Burn["1h"] != 0 {
 		t.Errorf("%+v", st)
 	}

@@ -86,7 +86,7 @@ func report(ctx context.Context, args []string) error {
 			o.BaseEndpoint = aws.String(*endpoint)
 		}
 	})
-	end := time.Now().UTC().Truncate(time.Minute)
+	end := time.Now() // Fetch ends the window on the last period boundary
 	var window time.Duration
 	if *since != "" {
 		if window, err = parseSince(*since); err != nil {
@@ -103,7 +103,7 @@ func report(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		sts = append(sts, slo.Compute(s, h[0], end, w))
+		sts = append(sts, slo.Compute(s, h[0], w))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)

@@ -2,12 +2,14 @@ package gen
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/streamlens/streamlens/alarms"
 	"github.com/streamlens/streamlens/dashboards"
 	"github.com/streamlens/streamlens/metrics"
 	"github.com/streamlens/streamlens/slo"
@@ -107,6 +109,11 @@ func TestDashboardBody(t *testing.T) {
 	if !strings.Contains(body, `"value":${var.ttfb_threshold_ms}`) {
 		t.Error("TTFB threshold annotation is not the (unquoted) module variable")
 	}
+	// The error budget tiles are over the SLO's 28 days, not the
+	// dashboard's range.
+	if strings.Count(body, `"start":"-PT672H"`) != 2 {
+		t.Error("the SLO budget tiles do not span their 28-day window")
+	}
 }
 
 func TestSLOModule(t *testing.T) {
@@ -118,17 +125,47 @@ func TestSLOModule(t *testing.T) {
 	if len(alarms) != 16 || len(comps) != 4 {
 		t.Fatalf("%d alarms, %d composites", len(alarms), len(comps))
 	}
-	a := alarms["ttfb_burn_1h_14_4x"].(map[string]any)
+	// The slos.json SLOs are over 28 days: the factors spend 2 %, 5 %, 10 %
+	// and 10 % of a 28-day budget (13.44, 5.6, 2.8, 0.933), not the
+	// workbook's 30-day 14.4, 6, 3, 1.
+	a := alarms["ttfb_burn_1h_13_44x"].(map[string]any)
 	q := a["metric_query"].([]any)
-	if a["threshold"] != 14.4 || q[0].(map[string]any)["metric"].(map[string]any)["period"] != 3600 ||
+	if a["threshold"] != 13.44 || q[0].(map[string]any)["metric"].(map[string]any)["period"] != 3600 ||
 		q[2].(map[string]any)["expression"] != "IF(total > 0, (bad / total) / 0.01, 0)" {
 		t.Errorf("1h alarm %v", a)
 	}
 	page := comps["completeness_page"].(map[string]any)["alarm_rule"].(string)
-	want := "(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_1h_14_4x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_5m_14_4x.alarm_name})) OR " +
-		"(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_6h_6x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_30m_6x.alarm_name}))"
+	want := "(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_1h_13_44x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_5m_13_44x.alarm_name})) OR " +
+		"(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_6h_5_6x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_30m_5_6x.alarm_name}))"
 	if page != want {
 		t.Errorf("page rule\n%s\nwant\n%s", page, want)
+	}
+	// One incident, one notification: the ticket is suppressed by the page.
+	sup := comps["completeness_ticket"].(map[string]any)["actions_suppressor"].([]any)[0].(map[string]any)
+	if sup["alarm"] != "${aws_cloudwatch_composite_alarm.completeness_page.alarm_name}" {
+		t.Errorf("ticket suppressor %v", sup)
+	}
+}
+
+// Factors follow the SLO's own window, and pairs longer than half of it are
+// left out (a 3-day SLO has no 72 h pair; a 1-day one no ticket at all).
+func TestBurnWindowsFollowTheSLOWindow(t *testing.T) {
+	for days, want := range map[int][]float64{30: {14.4, 6, 3, 1}, 28: {13.44, 5.6, 2.8, 0.933}, 7: {3.36, 1.4, 0.7, 0.233},
+		3: {1.44, 0.6, 0.3}, 1: {0.48, 0.2}} {
+		ws := slo.Spec{Name: "x", Objective: 0.99, WindowDays: days}.Windows()
+		var got []float64
+		for _, w := range ws {
+			got = append(got, w.Factor)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%d days: factors %v, want %v", days, got, want)
+		}
+	}
+	mod := slo.Module([]slo.Spec{{Name: "day", Objective: 0.99, WindowDays: 1, Description: "costs ${5}",
+		SLI: slo.SLI{Bad: slo.Query{Metric: "StreamTruncated", Stat: "Sum"}, Total: slo.Query{Metric: "StreamTruncated", Stat: "SampleCount"}}}})
+	comps := mod["resource"].(map[string]any)["aws_cloudwatch_composite_alarm"].(map[string]any)
+	if len(comps) != 1 || !strings.Contains(comps["day_page"].(map[string]any)["alarm_description"].(string), "costs $${5}") {
+		t.Errorf("1-day SLO composites %v", comps)
 	}
 }
 
@@ -141,6 +178,17 @@ func TestSpecErrors(t *testing.T) {
 	} {
 		if _, err := slo.Parse([]byte(spec)); err == nil {
 			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+// Alarm descriptions say what the thresholds are: a variable's name must be
+// interpolated, not left as literal text.
+func TestAlarmDescriptionsInterpolate(t *testing.T) {
+	literal := regexp.MustCompile(`(^|[^{])var\.[a-z_]+`)
+	for name, a := range alarms.Module()["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any) {
+		if d := a.(map[string]any)["alarm_description"].(string); literal.MatchString(d) {
+			t.Errorf("%s: %q", name, d)
 		}
 	}
 }
