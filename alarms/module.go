@@ -20,7 +20,27 @@ func alarm(name, description string, extra map[string]any) map[string]any {
 	for k, v := range extra {
 		a[k] = v
 	}
+	if _, ok := a["metric_query"]; ok {
+		// A metric-math alarm names its metrics in its queries only.
+		delete(a, "namespace")
+		delete(a, "dimensions")
+	}
 	return a
+}
+
+// health is an alarm on streamlens's own health: it notifies the ops
+// topics, not whoever owns the function's streams.
+func health(name, description string, extra map[string]any) map[string]any {
+	a := alarm(name, description, extra)
+	a["alarm_actions"], a["ok_actions"] = "${var.ops_sns_topic_arns}", "${var.ops_sns_topic_arns}"
+	return a
+}
+
+// mq is a metric_query row reading one statistic of one metric.
+func mq(id, namespace, metric, stat, period string) map[string]any {
+	return map[string]any{"id": id, "return_data": false, "metric": map[string]any{
+		"namespace": namespace, "metric_name": metric, "stat": stat, "period": period,
+		"dimensions": map[string]any{m.DimFunctionName: "${var.function_name}"}}}
 }
 
 // Module is the alarms module.
@@ -29,7 +49,11 @@ func Module() map[string]any {
 		"terraform": tfjson.Providers(),
 		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), map[string]any{
 			"alarm_name_prefix":                 tfjson.Var("string", "prefix of every alarm name", "streamlens"),
-			"alarm_sns_topic_arns":              tfjson.Var("list(string)", "SNS topics notified on ALARM and OK", []any{}),
+			"alarm_sns_topic_arns":              tfjson.Var("list(string)", "SNS topics notified on ALARM and OK by the alarms on the streams (truncation, TTFB, on-demand init)", []any{}),
+			"ops_sns_topic_arns":                tfjson.Var("list(string)", "SNS topics notified by the alarms on streamlens's own health (heartbeat, dropped events, configuration, instrument overflow, span export)", []any{}),
+			"ttfb_min_streams":                  tfjson.Var("number", "the TTFB p99 alarm looks at a period only when it has at least this many streams: a p99 of a handful is one slow stream", 20),
+			"heartbeat_min_invocations":         tfjson.Var("number", "the heartbeat alarm looks at a period only when Lambda counted at least this many invocations", 10),
+			"heartbeat_missing_ratio":           tfjson.Var("number", "alarm when more than this share of Lambda's invocations has no streamlens record", 0.5),
 			"truncation_threshold_percent":      tfjson.Var("number", "alarm when more than this % of streams are truncated", 0.1),
 			"truncation_period_seconds":         tfjson.Var("number", "period of the truncation-rate alarm", 300),
 			"truncation_evaluation_periods":     tfjson.Var("number", "periods evaluated by the truncation-rate alarm", 3),
@@ -52,31 +76,48 @@ func Module() map[string]any {
 					"comparison_operator": "GreaterThanThreshold", "period": "${var.truncation_period_seconds}",
 					"evaluation_periods": "${var.truncation_evaluation_periods}", "datapoints_to_alarm": "${var.truncation_datapoints_to_alarm}"}),
 			"ttfb_p99": alarm("ttfb-p99",
-				"Business time to first byte (handler start → first useful chunk), p99, is above ${var.ttfb_p99_threshold_ms} ms.",
-				map[string]any{"metric_name": m.TimeToFirstByte, "extended_statistic": "p99", "unit": "Milliseconds",
-					"threshold": "${var.ttfb_p99_threshold_ms}", "comparison_operator": "GreaterThanThreshold",
-					"period": "${var.ttfb_period_seconds}", "evaluation_periods": "${var.ttfb_evaluation_periods}",
-					"datapoints_to_alarm": "${var.ttfb_datapoints_to_alarm}"}),
+				"Business time to first byte (handler start → first useful chunk), p99, is above ${var.ttfb_p99_threshold_ms} ms, in periods with at least ${var.ttfb_min_streams} streams.",
+				map[string]any{"threshold": "${var.ttfb_p99_threshold_ms}", "comparison_operator": "GreaterThanThreshold",
+					"evaluation_periods": "${var.ttfb_evaluation_periods}", "datapoints_to_alarm": "${var.ttfb_datapoints_to_alarm}",
+					"metric_query": []any{
+						mq("p99", "${var.namespace}", m.TimeToFirstByte, "p99", "${var.ttfb_period_seconds}"),
+						mq("n", "${var.namespace}", m.TimeToFirstByte, "SampleCount", "${var.ttfb_period_seconds}"),
+						// A period with few streams is not judged: its p99 is
+						// its slowest stream.
+						map[string]any{"id": "guarded", "expression": "IF(n >= ${var.ttfb_min_streams}, p99, 0)", "label": "TTFB p99 (enough streams)", "return_data": true},
+					}}),
+			"heartbeat": health("heartbeat",
+				"More than ${var.heartbeat_missing_ratio} of the invocations Lambda counted have no streamlens record: the extension is not attached, crashed, or cannot write its metrics, and the other alarms see nothing. Missing data is breaching here.",
+				map[string]any{"threshold": "${var.heartbeat_missing_ratio}", "comparison_operator": "GreaterThanThreshold",
+					"evaluation_periods": 2, "datapoints_to_alarm": 2,
+					"metric_query": []any{
+						mq("inv", "AWS/Lambda", "Invocations", "Sum", "900"),
+						mq("rec", "${var.namespace}", m.ColdStart, "SampleCount", "900"),
+						// FILL: no streamlens data at all is the case this
+						// alarm exists for.
+						map[string]any{"id": "missing", "expression": "IF(inv >= ${var.heartbeat_min_invocations}, 1 - FILL(rec, 0) / inv, 0)",
+							"label": "share of invocations without a streamlens record", "return_data": true},
+					}}),
 			"on_demand_init": alarm("on-demand-init",
 				"An on-demand init (InitDuration > 0 with InitType on-demand) happened while provisioned concurrency is expected to serve every invocation: cold starts are reaching users.",
 				map[string]any{"count": "${var.provisioned_concurrency_expected ? 1 : 0}",
 					"metric_name": m.InitDuration, "statistic": "SampleCount", "threshold": 0,
 					"dimensions":          map[string]any{m.DimFunctionName: "${var.function_name}", m.DimInitType: "on-demand"},
 					"comparison_operator": "GreaterThanThreshold", "period": 60, "evaluation_periods": 1}),
-			"dropped_events": alarm("dropped-events",
+			"dropped_events": health("dropped-events",
 				"streamlens lost events between the function and the extension (client drops or sequence gaps): metrics for some streams are incomplete.",
 				map[string]any{"metric_name": m.DroppedEvents, "statistic": "Sum", "threshold": 0,
 					"comparison_operator": "GreaterThanThreshold", "period": "${var.dropped_events_period_seconds}",
 					"evaluation_periods": "${var.dropped_events_evaluation_periods}"}),
-			"config_errors": alarm("config-errors",
+			"config_errors": health("config-errors",
 				"A STREAMLENS_* or OTEL_* value the extension could not use fell back to its default (the function's log names it): the configuration is not what was deployed.",
 				map[string]any{"metric_name": m.ConfigErrors, "statistic": "Sum", "threshold": 0,
 					"comparison_operator": "GreaterThanThreshold", "period": 300, "evaluation_periods": 1}),
-			"instrument_overflow": alarm("instrument-overflow",
+			"instrument_overflow": health("instrument-overflow",
 				"More distinct instrument names than STREAMLENS_MAX_INSTRUMENTS in an hour (or names outside STREAMLENS_INSTRUMENT_ALLOW): their chunks go under Instrument=other. If the names come from callers, they are creating metrics; raise the cap only for real instruments.",
 				map[string]any{"metric_name": m.InstrumentOverflow, "statistic": "Sum", "threshold": 0,
 					"comparison_operator": "GreaterThanThreshold", "period": 3600, "evaluation_periods": 1}),
-			"span_export_failures": alarm("span-export-failures",
+			"span_export_failures": health("span-export-failures",
 				"Spans the OTLP collector did not take, in every one of the evaluated periods: the collector (layer or backend) is down, too slow for STREAMLENS_OTLP_TIMEOUT_MS, or rejecting them (the function's log says which, once a minute).",
 				map[string]any{"metric_name": m.SpanExportFailures, "statistic": "Sum", "threshold": 0,
 					"comparison_operator": "GreaterThanThreshold", "period": "${var.span_export_period_seconds}",

@@ -192,3 +192,29 @@ func TestAlarmDescriptionsInterpolate(t *testing.T) {
 		}
 	}
 }
+
+// The alarms on streamlens's own health go to the ops topics; the heartbeat
+// compares Lambda's invocations with streamlens's records and treats no
+// record at all as the failure it is; the TTFB p99 alarm ignores periods of
+// a handful of streams.
+func TestAlarmsForTheOnCall(t *testing.T) {
+	all := alarms.Module()["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any)
+	for _, name := range []string{"heartbeat", "dropped_events", "config_errors", "instrument_overflow", "span_export_failures"} {
+		if a := all[name].(map[string]any); a["alarm_actions"] != "${var.ops_sns_topic_arns}" {
+			t.Errorf("%s notifies %v", name, a["alarm_actions"])
+		}
+	}
+	for _, name := range []string{"truncation_rate", "ttfb_p99"} {
+		if a := all[name].(map[string]any); a["alarm_actions"] != "${var.alarm_sns_topic_arns}" {
+			t.Errorf("%s notifies %v", name, a["alarm_actions"])
+		}
+	}
+	hb := all["heartbeat"].(map[string]any)["metric_query"].([]any)
+	if inv := hb[0].(map[string]any)["metric"].(map[string]any); inv["namespace"] != "AWS/Lambda" || inv["metric_name"] != "Invocations" ||
+		!strings.Contains(hb[2].(map[string]any)["expression"].(string), "FILL(rec, 0)") {
+		t.Errorf("heartbeat %v", hb)
+	}
+	if q := all["ttfb_p99"].(map[string]any)["metric_query"].([]any); !strings.Contains(q[2].(map[string]any)["expression"].(string), "n >= ${var.ttfb_min_streams}") {
+		t.Errorf("ttfb p99 %v", q)
+	}
+}
