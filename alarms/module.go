@@ -10,7 +10,7 @@ import (
 func alarm(name, description string, extra map[string]any) map[string]any {
 	a := map[string]any{
 		"alarm_name":         "${var.alarm_name_prefix}-${var.function_name}-" + name,
-		"alarm_description":  description,
+		"alarm_description":  description + " " + tfjson.Runbook(name),
 		"namespace":          "${var.namespace}",
 		"dimensions":         map[string]any{m.DimFunctionName: "${var.function_name}"},
 		"alarm_actions":      "${var.alarm_sns_topic_arns}",
@@ -47,7 +47,8 @@ func mq(id, namespace, metric, stat, period string) map[string]any {
 func Module() map[string]any {
 	return map[string]any{
 		"terraform": tfjson.Providers(),
-		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), map[string]any{
+		"locals":    tfjson.RunbookLocals(),
+		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), tfjson.RunbookVars(), map[string]any{
 			"alarm_name_prefix":                 tfjson.Var("string", "prefix of every alarm name", "streamlens"),
 			"alarm_sns_topic_arns":              tfjson.Var("list(string)", "SNS topics notified on ALARM and OK by the alarms on the streams (truncation, TTFB, on-demand init)", []any{}),
 			"ops_sns_topic_arns":                tfjson.Var("list(string)", "SNS topics notified by the alarms on streamlens's own health (heartbeat, dropped events, configuration, instrument overflow, span export)", []any{}),

@@ -116,7 +116,7 @@ func Module(specs []Spec) map[string]any {
 				"alarm_name": fmt.Sprintf("${var.alarm_name_prefix}-${var.function_name}-%s-slo-%s", s.Name, sev),
 				// The description is the spec author's text: escaped, so that a
 				// "${" in it is not taken for a Terraform template.
-				"alarm_description": tfjson.Literal(fmt.Sprintf("SLO %s: %s. Multi-window burn rate (%s).", s.Name, s.Description, sev)),
+				"alarm_description": tfjson.Literal(fmt.Sprintf("SLO %s: %s. Multi-window burn rate (%s).", s.Name, s.Description, sev)) + " " + tfjson.Runbook("slo-burn"),
 				"alarm_rule":        strings.Join(rules[sev], " OR "),
 				"alarm_actions":     "${var." + sev + "_sns_topic_arns}",
 				"ok_actions":        "${var." + sev + "_sns_topic_arns}",
@@ -134,7 +134,8 @@ func Module(specs []Spec) map[string]any {
 	}
 	return map[string]any{
 		"terraform": tfjson.Providers(),
-		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), map[string]any{
+		"locals":    tfjson.RunbookLocals(),
+		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), tfjson.RunbookVars(), map[string]any{
 			"alarm_name_prefix":     tfjson.Var("string", "prefix of every alarm name", "streamlens"),
 			"page_sns_topic_arns":   tfjson.Var("list(string)", "SNS topics notified by page-severity burn-rate alerts", []any{}),
 			"ticket_sns_topic_arns": tfjson.Var("list(string)", "SNS topics notified by ticket-severity burn-rate alerts", []any{}),

@@ -218,3 +218,25 @@ func TestAlarmsForTheOnCall(t *testing.T) {
 		t.Errorf("ttfb p99 %v", q)
 	}
 }
+
+// Every alarm and composite links its runbook, and the page exists.
+func TestEveryAlarmHasARunbook(t *testing.T) {
+	link := regexp.MustCompile(`Runbook: \$\{local\.runbook\}/([a-z0-9-]+\.md)$`)
+	var descs []string
+	for _, a := range alarms.Module()["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any) {
+		descs = append(descs, a.(map[string]any)["alarm_description"].(string))
+	}
+	for _, c := range slo.Module(specs(t))["resource"].(map[string]any)["aws_cloudwatch_composite_alarm"].(map[string]any) {
+		descs = append(descs, c.(map[string]any)["alarm_description"].(string))
+	}
+	for _, d := range descs {
+		m := link.FindStringSubmatch(d)
+		if m == nil {
+			t.Errorf("no runbook link: %q", d)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("../../docs/runbooks", m[1])); err != nil {
+			t.Errorf("%q links a missing page: %v", d, err)
+		}
+	}
+}

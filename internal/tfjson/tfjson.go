@@ -60,3 +60,19 @@ func Merge(dst map[string]any, more ...map[string]any) map[string]any {
 	}
 	return dst
 }
+
+// RunbookVars declares runbook_base_url: where the alarms' runbooks
+// (docs/runbooks in the repository) are published.
+func RunbookVars() map[string]any {
+	return map[string]any{"runbook_base_url": Var("string",
+		"URL of the published docs/runbooks folder; alarm descriptions link each alarm's page there (default: the repository path docs/runbooks)", "")}
+}
+
+// RunbookLocals resolves runbook_base_url to the base the links use.
+func RunbookLocals() map[string]any {
+	return map[string]any{"runbook": `${var.runbook_base_url != "" ? trimsuffix(var.runbook_base_url, "/") : "docs/runbooks"}`}
+}
+
+// Runbook is the sentence that ends an alarm description: the link to the
+// alarm's runbook page, docs/runbooks/<page>.md.
+func Runbook(page string) string { return "Runbook: ${local.runbook}/" + page + ".md" }
