@@ -28,6 +28,12 @@ func numPlaceholder(v string) string { return "@@NUM:" + v + "@@" }
 func Body(specs []slo.Spec) (string, error) {
 	var widgets []any
 	for i, w := range Widgets(specs) {
+		x, y := (i%2)*12, (i/2)*6
+		if w.Text != "" {
+			widgets = append(widgets, map[string]any{"type": "text", "x": x, "y": y, "width": 12, "height": 6,
+				"properties": map[string]any{"markdown": w.Text}})
+			continue
+		}
 		var rows []any
 		for _, s := range w.Series {
 			opts := map[string]any{"id": s.ID, "stat": s.Stat}
@@ -37,7 +43,11 @@ func Body(specs []slo.Spec) (string, error) {
 			if s.Hidden {
 				opts["visible"] = false
 			}
-			rows = append(rows, []any{phNamespace, s.Metric, m.DimFunctionName, phFunction, opts})
+			ns := phNamespace
+			if s.Namespace != "" {
+				ns = s.Namespace
+			}
+			rows = append(rows, []any{ns, s.Metric, m.DimFunctionName, phFunction, opts})
 		}
 		for _, e := range w.Exprs {
 			rows = append(rows, []any{map[string]any{"id": e.ID, "expression": e.Expression, "label": e.Label}})
@@ -67,7 +77,7 @@ func Body(specs []slo.Spec) (string, error) {
 		if t := w.Threshold; t != nil {
 			props["annotations"] = map[string]any{"horizontal": []any{map[string]any{"label": t.Label, "value": numPlaceholder(t.Var)}}}
 		}
-		widgets = append(widgets, map[string]any{"type": "metric", "x": (i % 2) * 12, "y": (i / 2) * 6, "width": 12, "height": 6, "properties": props})
+		widgets = append(widgets, map[string]any{"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": props})
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -76,7 +86,8 @@ func Body(specs []slo.Spec) (string, error) {
 		return "", err
 	}
 	body := strings.TrimSpace(buf.String())
-	r := strings.NewReplacer(phNamespace, "${var.namespace}", phFunction, "${var.function_name}", phRegion, "${var.region}")
+	r := strings.NewReplacer(phNamespace, "${var.namespace}", phFunction, "${var.function_name}", phRegion, "${var.region}",
+		"@@RUNBOOK@@", "${local.runbook}")
 	body = r.Replace(body)
 	for _, w := range Widgets(specs) {
 		if t := w.Threshold; t != nil {
@@ -92,7 +103,7 @@ func Module(specs []slo.Spec) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	vars := tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), map[string]any{
+	vars := tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), tfjson.RunbookVars(), map[string]any{
 		"region":         tfjson.Var("string", "region the dashboard's widgets read from", nil),
 		"dashboard_name": tfjson.Var("string", "dashboard name; empty means streamlens-<function_name>", ""),
 	})
@@ -103,6 +114,7 @@ func Module(specs []slo.Spec) (map[string]any, error) {
 	}
 	return map[string]any{
 		"terraform": tfjson.Providers(),
+		"locals":    tfjson.RunbookLocals(),
 		"variable":  vars,
 		"resource": map[string]any{"aws_cloudwatch_dashboard": map[string]any{"streamlens": map[string]any{
 			"dashboard_name": `${var.dashboard_name != "" ? var.dashboard_name : "streamlens-${var.function_name}"}`,

@@ -15,8 +15,12 @@ import (
 // dimension.
 type Series struct {
 	ID, Metric, Stat, Label string
-	Hidden                  bool // used only by an expression
+	Hidden                  bool   // used only by an expression
+	Namespace               string // "" the streamlens namespace; "AWS/Lambda" for Lambda's own metrics
 }
+
+// LambdaNamespace holds Lambda's own metrics, by FunctionName too.
+const LambdaNamespace = "AWS/Lambda"
 
 // Expr is a metric-math line over Series ids. Eval computes the same value in
 // Go from the series' values, for the preview; the two are defined side by
@@ -50,6 +54,8 @@ type Widget struct {
 	Searches  []Search
 	Threshold *Threshold
 	Unit      string // y-axis label
+	// Text, if set, makes a text widget (Markdown) and nothing else is used.
+	Text string
 	// Range, if set, is the widget's own time range, whatever the
 	// dashboard's: an SLO's budget is over the SLO's window, not the last
 	// three hours.
@@ -102,6 +108,14 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "cpu50", Metric: m.ExtensionCPU, Stat: "p50", Label: "extension CPU, p50"},
 				{ID: "cpu99", Metric: m.ExtensionCPU, Stat: "p99", Label: "extension CPU, p99"},
 			}},
+		{Title: "Lambda: traffic, errors, throttles, concurrency", Unit: "count",
+			Series: []Series{
+				{ID: "inv", Namespace: LambdaNamespace, Metric: "Invocations", Stat: "Sum", Label: "invocations"},
+				{ID: "err", Namespace: LambdaNamespace, Metric: "Errors", Stat: "Sum", Label: "errors"},
+				{ID: "thr", Namespace: LambdaNamespace, Metric: "Throttles", Stat: "Sum", Label: "throttles"},
+				{ID: "conc", Namespace: LambdaNamespace, Metric: "ConcurrentExecutions", Stat: "Maximum", Label: "concurrent executions (max)"},
+				{ID: "spill", Namespace: LambdaNamespace, Metric: "ProvisionedConcurrencySpilloverInvocations", Stat: "Sum", Label: "provisioned concurrency spillover"},
+			}},
 		{Title: "Dropped and malformed events", Unit: "events",
 			Series: []Series{
 				{ID: "dropped", Metric: m.DroppedEvents, Stat: "Sum", Label: "dropped (client + in transit)"},
@@ -115,6 +129,13 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "spfail", Metric: m.SpanExportFailures, Stat: "Sum", Label: "export failures (lost)"},
 			}},
 	}
+	w = append(w, Widget{Title: "Runbooks", Text: "## Runbooks\n" +
+		"[Truncation rate](@@RUNBOOK@@/truncation-rate.md) · [TTFB p99](@@RUNBOOK@@/ttfb-p99.md) · " +
+		"[SLO burn](@@RUNBOOK@@/slo-burn.md) · [On-demand init](@@RUNBOOK@@/on-demand-init.md) · " +
+		"[Heartbeat](@@RUNBOOK@@/heartbeat.md) · [Dropped events](@@RUNBOOK@@/dropped-events.md) · " +
+		"[Configuration errors](@@RUNBOOK@@/config-errors.md) · [Instrument overflow](@@RUNBOOK@@/instrument-overflow.md) · " +
+		"[Span export failures](@@RUNBOOK@@/span-export-failures.md)\n\n" +
+		"Saved Logs Insights queries: *streamlens/<function>/…* (CloudWatch → Logs Insights → Saved queries)."})
 	for _, s := range specs {
 		bad, total := sloIDs(s)
 		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget left (%d-day objective %.4g %%)", s.Name, s.WindowDays, 100*s.Objective),

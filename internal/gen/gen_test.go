@@ -87,7 +87,7 @@ func TestDashboardBody(t *testing.T) {
 	for _, w := range dash.Widgets {
 		titles[w.Properties.Title] = true
 		for _, row := range w.Properties.Metrics {
-			if len(row) == 5 {
+			if len(row) == 5 && row[0] != dashboards.LambdaNamespace { // Lambda's own metrics are Lambda's names
 				if name, _ := row[1].(string); !known[name] {
 					t.Errorf("widget %q uses unknown metric %q", w.Properties.Title, name)
 				}

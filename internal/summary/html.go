@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +32,31 @@ type card struct {
 	Threshold string
 	LinePos   float64 // threshold line, percent of the scale; <0 none
 	Chart     *chart  // a time series widget; nil for bars (SEARCH top N) and single values
+	Text      template.HTML
+}
+
+var mdLink = regexp.MustCompile(`\[([^\]]+)\]\(([^)]+)\)`)
+
+// markdown renders the little Markdown of a text widget: its links, its
+// paragraphs; a heading line is dropped (the card has the title). Runbook
+// links point at the repository's docs/runbooks.
+func markdown(md string) template.HTML {
+	var paras []string
+	for _, p := range strings.Split(md, "\n\n") {
+		var lines []string
+		for _, l := range strings.Split(p, "\n") {
+			if !strings.HasPrefix(l, "#") {
+				lines = append(lines, l)
+			}
+		}
+		text := template.HTMLEscapeString(strings.Join(lines, " "))
+		text = strings.ReplaceAll(text, "@@RUNBOOK@@", "../docs/runbooks") // the page is out/dashboard.html
+		text = mdLink.ReplaceAllString(text, `<a href="$2">$1</a>`)
+		if text != "" {
+			paras = append(paras, "<p>"+text+"</p>")
+		}
+	}
+	return template.HTML(strings.Join(paras, ""))
 }
 
 // chart is a widget drawn as CloudWatch draws it: its series over the run's
@@ -150,6 +176,11 @@ func HTML(s *Summary, specs []slo.Spec, wf *Waterfall) []byte {
 	var cards []card
 	for _, w := range dashboards.Widgets(specs) {
 		c := card{Title: w.Title, Single: w.Single, LinePos: -1}
+		if w.Text != "" {
+			c.Text = markdown(w.Text)
+			cards = append(cards, c)
+			continue
+		}
 		vals := map[string]float64{}
 		for _, se := range w.Series {
 			vals[se.ID] = Stat(s.Values[se.Metric], se.Stat)
@@ -277,7 +308,8 @@ h1{font-size:1.4rem}p{color:#545b64}.grid{display:grid;grid-template-columns:rep
 <h1>streamlens — dashboard preview</h1>
 <p>The widgets of the CloudWatch dashboard (dashboards/dashboard.tf.json), computed from this run's EMF: {{.Streams}} streams, {{.Truncated}} truncated, over {{.Seconds}} s drawn as {{.Periods}} periods (CloudWatch's would be minutes); the legend gives each series' value over the whole run.</p>
 <div class="grid">{{range .Cards}}<div class="w"><h2>{{.Title}}</h2>
-{{if .Single}}{{range .Rows}}<div class="big">{{.Value}}</div><div style="text-align:center">{{.Label}}</div>{{end}}
+{{if .Text}}{{.Text}}
+{{else if .Single}}{{range .Rows}}<div class="big">{{.Value}}</div><div style="text-align:center">{{.Label}}</div>{{end}}
 {{else if .Chart}}{{with .Chart}}<svg class="chart" viewBox="0 0 {{.W}} {{.H}}" width="100%" role="img">
 <line x1="{{.L}}" y1="{{.Y0}}" x2="{{.W}}" y2="{{.Y0}}" class="axis"/><line x1="{{.L}}" y1="0" x2="{{.L}}" y2="{{.Y0}}" class="axis"/>
 <text x="{{.L}}" y="8" dx="3" class="lab">{{.YTop}}</text><text x="{{.L}}" y="{{.Y0}}" dx="-3" class="lab" text-anchor="end">0</text>
