@@ -24,6 +24,7 @@ import (
 
 	"github.com/streamlens/streamlens/extension/config"
 	"github.com/streamlens/streamlens/extension/state"
+	"github.com/streamlens/streamlens/internal/streamtest"
 	"github.com/streamlens/streamlens/internal/version"
 )
 
@@ -391,18 +392,7 @@ func TestExportRetriesAndPartialSuccess(t *testing.T) {
 		t.Errorf("partial success: lost %d (%v) after %d requests", lost, err, len(col.requests()))
 	}
 	// A collector that never answers: the budget ends the export, all lost.
-	hang, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer hang.Close()
-	go func() {
-		for {
-			c, err := hang.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	e = newExporter(t, config.OTLP{URL: "http://" + hang.Addr().String() + "/v1/traces"}, nil)
+	e = newExporter(t, config.OTLP{URL: streamtest.HangingCollector(t) + "/v1/traces"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	if lost, err := e.Export(ctx, two); lost != 2 || err == nil {
@@ -478,20 +468,6 @@ func BenchmarkSpanExport(b *testing.B) {
 	ln.Close()
 	b.Run("refused", func(b *testing.B) { benchExporter(b, refused, false) })
 
-	hang, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer hang.Close()
-	go func() {
-		var held []net.Conn
-		for {
-			c, err := hang.Accept()
-			if err != nil {
-				for _, c := range held {
-					c.Close()
-				}
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	b.Run("hanging", func(b *testing.B) { benchExporter(b, "http://"+hang.Addr().String()+"/v1/traces", false) })
+	hanging := streamtest.HangingCollector(b)
+	b.Run("hanging", func(b *testing.B) { benchExporter(b, hanging+"/v1/traces", false) })
 }

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/streamlens/streamlens/internal/sandbox"
+	"github.com/streamlens/streamlens/internal/streamtest"
 )
 
 // span is what the receiver decoded from real OTLP protobuf.
@@ -250,22 +251,9 @@ func TestSpanEventLimit(t *testing.T) {
 // counted. The bound on the delay is STREAMLENS_OTLP_TIMEOUT_MS, measured in
 // `make bench`, not asserted here.
 func TestDeadCollector(t *testing.T) {
-	hang, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hang.Close()
-	go func() {
-		for {
-			c, err := hang.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
+	hanging := streamtest.HangingCollector(t)
 	closed := "http://127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
-	for name, url := range map[string]string{"refused": closed, "hanging": "http://" + hang.Addr().String()} {
+	for name, url := range map[string]string{"refused": closed, "hanging": hanging} {
 		t.Run(name, func(t *testing.T) {
 			e := start(t, withOTLP(url, "STREAMLENS_OTLP_TIMEOUT_MS=20"))
 			for i := 0; i < 3; i++ {
@@ -376,21 +364,8 @@ func TestOTelVariablesReachTheCollector(t *testing.T) {
 // the export is cut at the budget and its loss is still written before the
 // extension exits (2 s budget).
 func TestShutdownExportStaysWithinItsBudget(t *testing.T) {
-	hang, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hang.Close()
-	go func() {
-		for {
-			c, err := hang.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
-	e := start(t, withOTLP("http://"+hang.Addr().String(), "STREAMLENS_OTLP_TIMEOUT_MS=10000"))
+	hanging := streamtest.HangingCollector(t)
+	e := start(t, withOTLP(hanging, "STREAMLENS_OTLP_TIMEOUT_MS=10000"))
 	e.invoke(t, "instruments=5")
 	e.sb.Close()
 	ds := e.log.docs(t)
