@@ -104,7 +104,7 @@ func Defs() []Def {
 		{ChunksExpected, emf.Count, false, "payload chunks the stream announced"},
 		{StreamTruncated, emf.Count, false, "1 if the stream did not end complete; its Average is the truncation rate"},
 		{IntegrityMismatch, emf.Count, false, "1 if the declared hash differs from the hash of delivered bytes"},
-		{TTFBBudgetBreach, emf.Count, false, "1 if TimeToFirstByte exceeded the SLO threshold"},
+		{TTFBBudgetBreach, emf.Count, false, "1 if TimeToFirstByte exceeded the SLO threshold, or the stream ended before its first byte"},
 		{StreamBytes, emf.Bytes, false, "payload bytes counted by the client"},
 		{ProducedBytes, emf.Bytes, false, "bytes counted by the platform (runtimeDone producedBytes)"},
 		{InitDuration, emf.Milliseconds, false, "sandbox init duration (platform.initReport)"},

@@ -120,6 +120,12 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 		d.Metrics = append(d.Metrics,
 			emf.Metric{Name: m.TimeToFirstByte, Unit: emf.Milliseconds, Values: []float64{math.Round(r.TTFBMs*1000) / 1000}},
 			emf.Metric{Name: m.TTFBBudgetBreach, Unit: emf.Count, Values: []float64{breach}})
+	} else if r.Truncated && r.Delivered == 0 {
+		// The caller never got a first byte at all: the worst TTFB there is,
+		// and a stream the TTFB SLO must count (its total is
+		// TTFBBudgetBreach's sample count). No TimeToFirstByte value: there
+		// is no time to give.
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TTFBBudgetBreach, Unit: emf.Count, Values: []float64{1}})
 	}
 	if detail && len(r.Chunks) > 0 {
 		vals := make([]float64, 0, 2*len(r.Chunks))

@@ -85,3 +85,34 @@ func countStreamsWithDetail(b []byte) int {
 	}
 	return len(ids)
 }
+
+// A stream that ended before its first byte (a crash, a timeout before the
+// first quote) has no TTFB, and is a TTFB failure all the same: it counts
+// as a breach, so the TTFB SLO sees it. A stream that delivered chunks but
+// has no start (no TTFB known) is not judged.
+func TestNoFirstByteIsATTFBBreach(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
+	now := time.Unix(1_800_000_000, 0)
+	for name, c := range map[string]struct {
+		r    state.Result
+		want any
+	}{
+		"nothing delivered":        {state.Result{QuoteID: "q", RequestID: "r", Time: now, Truncated: true, Reason: "runtime-failure", Integrity: -1, Expected: 50}, 1.0},
+		"chunks but no start":      {state.Result{QuoteID: "q", RequestID: "r", Time: now, Truncated: true, Delivered: 3, Integrity: -1, Expected: -1}, nil},
+		"complete, no TTFB known":  {state.Result{QuoteID: "q", RequestID: "r", Time: now, Delivered: 5, Integrity: -1, Expected: -1}, nil},
+		"slow first byte":          {state.Result{QuoteID: "q", RequestID: "r", Time: now, HasTTFB: true, TTFBMs: 150, Delivered: 5, Integrity: -1, Expected: -1}, 1.0},
+		"first byte within budget": {state.Result{QuoteID: "q", RequestID: "r", Time: now, HasTTFB: true, TTFBMs: 15, Delivered: 5, Integrity: -1, Expected: -1}, 0.0},
+	} {
+		out, err := enc.AppendStream(nil, &c.r, now, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d["TTFBBudgetBreach"] != c.want {
+			t.Errorf("%s: TTFBBudgetBreach %v, want %v", name, d["TTFBBudgetBreach"], c.want)
+		}
+	}
+}
