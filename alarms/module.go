@@ -53,6 +53,8 @@ func Module() map[string]any {
 			"alarm_sns_topic_arns":              tfjson.Var("list(string)", "SNS topics notified on ALARM and OK by the alarms on the streams (truncation, TTFB, on-demand init)", []any{}),
 			"ops_sns_topic_arns":                tfjson.Var("list(string)", "SNS topics notified by the alarms on streamlens's own health (heartbeat, dropped events, configuration, instrument overflow, span export)", []any{}),
 			"ttfb_min_streams":                  tfjson.Var("number", "the TTFB p99 alarm looks at a period only when it has at least this many streams: a p99 of a handful is one slow stream", 20),
+			"ttfb_anomaly_alarm":                tfjson.Var("bool", "also alarm when TTFB p99 leaves its learned band (CloudWatch anomaly detection: a regression below the fixed threshold shows too)", false),
+			"ttfb_anomaly_band":                 tfjson.Var("number", "width of the anomaly band, in standard deviations", 3),
 			"heartbeat_min_invocations":         tfjson.Var("number", "the heartbeat alarm looks at a period only when Lambda counted at least this many invocations", 10),
 			"heartbeat_missing_ratio":           tfjson.Var("number", "alarm when more than this share of Lambda's invocations has no streamlens record", 0.5),
 			"truncation_threshold_percent":      tfjson.Var("number", "alarm when more than this % of streams are truncated", 0.1),
@@ -86,6 +88,16 @@ func Module() map[string]any {
 						// A period with few streams is not judged: its p99 is
 						// its slowest stream.
 						map[string]any{"id": "guarded", "expression": "IF(n >= ${var.ttfb_min_streams}, p99, 0)", "label": "TTFB p99 (enough streams)", "return_data": true},
+					}}),
+			"ttfb_p99_anomaly": alarm("ttfb-p99-anomaly",
+				"Business TTFB p99 is above the band CloudWatch learned for it (${var.ttfb_anomaly_band} standard deviations), for 3 of 5 periods: a regression, even below the fixed threshold.",
+				map[string]any{"count": "${var.ttfb_anomaly_alarm ? 1 : 0}", "comparison_operator": "GreaterThanUpperThreshold",
+					"evaluation_periods": 5, "datapoints_to_alarm": 3, "threshold_metric_id": "band",
+					"metric_query": []any{
+						map[string]any{"id": "p99", "return_data": true, "metric": map[string]any{"namespace": "${var.namespace}",
+							"metric_name": m.TimeToFirstByte, "stat": "p99", "period": 300,
+							"dimensions": map[string]any{m.DimFunctionName: "${var.function_name}"}}},
+						map[string]any{"id": "band", "expression": "ANOMALY_DETECTION_BAND(p99, ${var.ttfb_anomaly_band})", "label": "TTFB p99 (expected)", "return_data": true},
 					}}),
 			"heartbeat": health("heartbeat",
 				"More than ${var.heartbeat_missing_ratio} of the invocations Lambda counted have no streamlens record: the extension is not attached, crashed, or cannot write its metrics, and the other alarms see nothing. Missing data is breaching here.",
