@@ -64,6 +64,9 @@ func Body(specs []slo.Spec) (string, error) {
 		}
 		props := map[string]any{"title": w.Title, "region": phRegion, "metrics": rows, "period": 300,
 			"view": "timeSeries", "stacked": false}
+		if w.Period > 0 {
+			props["period"] = w.Period
+		}
 		if w.Range > 0 {
 			props["start"] = fmt.Sprintf("-PT%dH", int(w.Range/time.Hour))
 			props["end"] = "P0D"
@@ -75,7 +78,11 @@ func Body(specs []slo.Spec) (string, error) {
 			props["yAxis"] = map[string]any{"left": map[string]any{"min": 0, "label": w.Unit, "showUnits": false}}
 		}
 		if t := w.Threshold; t != nil {
-			props["annotations"] = map[string]any{"horizontal": []any{map[string]any{"label": t.Label, "value": numPlaceholder(t.Var)}}}
+			var v any = t.Default
+			if t.Var != "" {
+				v = numPlaceholder(t.Var)
+			}
+			props["annotations"] = map[string]any{"horizontal": []any{map[string]any{"label": t.Label, "value": v}}}
 		}
 		widgets = append(widgets, map[string]any{"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": props})
 	}
@@ -90,7 +97,7 @@ func Body(specs []slo.Spec) (string, error) {
 		"@@RUNBOOK@@", "${local.runbook}")
 	body = r.Replace(body)
 	for _, w := range Widgets(specs) {
-		if t := w.Threshold; t != nil {
+		if t := w.Threshold; t != nil && t.Var != "" {
 			body = strings.ReplaceAll(body, `"`+numPlaceholder(t.Var)+`"`, "${var."+t.Var+"}")
 		}
 	}
@@ -108,7 +115,7 @@ func Module(specs []slo.Spec) (map[string]any, error) {
 		"dashboard_name": tfjson.Var("string", "dashboard name; empty means streamlens-<function_name>", ""),
 	})
 	for _, w := range Widgets(specs) {
-		if t := w.Threshold; t != nil {
+		if t := w.Threshold; t != nil && t.Var != "" {
 			vars[t.Var] = tfjson.Var("number", t.Label+" drawn on \""+w.Title+"\"", t.Default)
 		}
 	}

@@ -40,7 +40,7 @@ type Search struct {
 // Threshold is a horizontal annotation whose value is a module variable.
 type Threshold struct {
 	Label   string
-	Var     string  // Terraform variable holding the value
+	Var     string  // Terraform variable holding the value; "" the fixed Default
 	Default float64 // its default, used by the preview
 	Scale   float64 // the annotation is Var × Scale (1 if 0)
 }
@@ -56,6 +56,8 @@ type Widget struct {
 	Unit      string // y-axis label
 	// Text, if set, makes a text widget (Markdown) and nothing else is used.
 	Text string
+	// Period, if set, is the widget's period in seconds (default 300).
+	Period int
 	// Range, if set, is the widget's own time range, whatever the
 	// dashboard's: an SLO's budget is over the SLO's window, not the last
 	// three hours.
@@ -138,6 +140,20 @@ func Widgets(specs []slo.Spec) []Widget {
 		"Saved Logs Insights queries: *streamlens/<function>/…* (CloudWatch → Logs Insights → Saved queries)."})
 	for _, s := range specs {
 		bad, total := sloIDs(s)
+		page := s.Windows()[0] // the 1 h pair
+		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget burn rate (1 h periods)", s.Name), Unit: "×", Period: 3600,
+			Series: []Series{
+				{ID: bad + "_b", Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true},
+				{ID: total + "_b", Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},
+			},
+			Exprs: []Expr{{ID: s.Name + "_burn", Label: "burn rate", Expression: s.BurnExpression(bad+"_b", total+"_b"),
+				Eval: func(v map[string]float64) float64 {
+					if v[total+"_b"] <= 0 {
+						return 0
+					}
+					return (v[bad+"_b"] / v[total+"_b"]) / s.ErrorBudget()
+				}}},
+			Threshold: &Threshold{Label: fmt.Sprintf("pages when 1 h and 5 m both exceed %g×", page.Factor), Default: page.Factor}})
 		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget left (%d-day objective %.4g %%)", s.Name, s.WindowDays, 100*s.Objective),
 			Single: true, Unit: "%", Range: time.Duration(s.WindowDays) * 24 * time.Hour,
 			Series: []Series{
