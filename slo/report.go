@@ -34,6 +34,9 @@ type Status struct {
 	Attainment float64            `json:"attainment"`  // good / total; 1 with no events
 	BudgetLeft float64            `json:"budget_left"` // 1 − (bad/total)/(1−objective); negative when overspent
 	Burn       map[string]float64 `json:"burn_rate"`   // trailing window → burn rate
+	// HourlyBurn is the burn rate of each of the last 72 hours, oldest
+	// first (0 for an hour without events).
+	HourlyBurn []float64 `json:"hourly_burn"`
 }
 
 // BurnWindows are the trailing windows the report shows burn rates for (the
@@ -71,7 +74,42 @@ func Compute(spec Spec, h Series, window time.Duration) Status {
 		}
 		st.Burn[durName(w)] = burn
 	}
+	longest := BurnWindows()[len(BurnWindows())-1]
+	for from := end.Add(-longest); from.Before(end); from = from.Add(time.Hour) {
+		bad, total := sumBetween(h.Bad, from, from.Add(time.Hour)), sumBetween(h.Total, from, from.Add(time.Hour))
+		burn := 0.0
+		if total > 0 {
+			burn = (bad / total) / spec.ErrorBudget()
+		}
+		st.HourlyBurn = append(st.HourlyBurn, burn)
+	}
 	return st
+}
+
+func sumBetween(v map[time.Time]float64, from, to time.Time) float64 {
+	t := 0.0
+	for ts, x := range v {
+		if !ts.Before(from) && ts.Before(to) {
+			t += x
+		}
+	}
+	return t
+}
+
+// Sparkline draws burn rates as one block per value, scaled to their
+// maximum, with 1× (the sustainable rate) marked by the scale.
+func Sparkline(burns []float64) string {
+	const blocks = "▁▂▃▄▅▆▇█"
+	top := 1.0
+	for _, b := range burns {
+		top = max(top, b)
+	}
+	var sb strings.Builder
+	for _, b := range burns {
+		i := int(b / top * 7.999)
+		sb.WriteRune([]rune(blocks)[max(0, min(7, i))])
+	}
+	return sb.String()
 }
 
 // Periods and how far back CloudWatch keeps them: 5-minute data for 63
@@ -171,5 +209,18 @@ func PrintTable(w io.Writer, sts []Status) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range sts {
+		if len(s.HourlyBurn) == 0 {
+			continue
+		}
+		top := 1.0
+		for _, b := range s.HourlyBurn {
+			top = max(top, b)
+		}
+		fmt.Fprintf(w, "\n%s: burn rate per hour, last %d h (full block: %.2f×)\n  %s\n", s.Name, len(s.HourlyBurn), top, Sparkline(s.HourlyBurn))
+	}
+	return nil
 }

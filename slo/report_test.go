@@ -218,8 +218,13 @@ func TestReportAgainstCloudWatchWireProtocol(t *testing.T) {
 		!near(st.Burn["72h"], (5*72+0.5*792)/(100*864.0)/0.01) {
 		t.Errorf("burn %v", st.Burn)
 	}
+	// The last 72 hours, an hour each: 0.5× then the incident's 5× for 6.
+	if len(st.HourlyBurn) != 72 || !near(st.HourlyBurn[0], 0.5) || !near(st.HourlyBurn[65], 0.5) || !near(st.HourlyBurn[66], 5) || !near(st.HourlyBurn[71], 5) {
+		t.Errorf("hourly burn %v", st.HourlyBurn)
+	}
 	var buf bytes.Buffer
-	if err := PrintTable(&buf, []Status{st}); err != nil || !strings.Contains(buf.String(), "ttfb") || !strings.Contains(buf.String(), "5.00×") {
+	if err := PrintTable(&buf, []Status{st}); err != nil || !strings.Contains(buf.String(), "ttfb") || !strings.Contains(buf.String(), "5.00×") ||
+		!strings.Contains(buf.String(), strings.Repeat("▁", 66)+strings.Repeat("█", 6)) {
 		t.Errorf("table %q %v", buf.String(), err)
 	}
 	if b, err := json.Marshal(st); err != nil || !strings.Contains(string(b), `"budget_left"`) {
