@@ -8,6 +8,7 @@ FUZZ_TELEMETRY ?= 200000x
 FUZZ_EVENT ?= 700000x
 FUZZ_OTLP ?= 200000x
 FUZZ_LIST ?= 200000x
+FUZZ_OPENSLO ?= 20000x
 # staticcheck, fetched through the Go module proxy at a pinned version.
 STATICCHECK ?= v0.8.2
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
@@ -89,6 +90,7 @@ fuzz:
 	$(GO) test ./extension/extapi -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZ_EVENT)
 	$(GO) test ./extension/otlpsink -run '^$$' -fuzz '^FuzzPartialSuccess$$' -fuzztime $(FUZZ_OTLP)
 	$(GO) test ./extension/config -run '^$$' -fuzz '^FuzzParseList$$' -fuzztime $(FUZZ_LIST)
+	$(GO) test ./slo -run '^$$' -fuzz '^FuzzParseOpenSLO$$' -fuzztime $(FUZZ_OPENSLO)
 
 clean:
 	rm -rf $(BIN) out dist

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -280,4 +282,56 @@ func TestComputeWithoutEvents(t *testing.T) {
 	if st.Attainment != 1 || st.BudgetLeft != 1 || st.Burn["1h"] != 0 {
 		t.Errorf("%+v", st)
 	}
+}
+
+// The OpenSLO file says what slos.json says; what OpenSLO can say and
+// streamlens cannot is refused with the reason.
+func TestOpenSLOInput(t *testing.T) {
+	fromJSON, err := Load("slos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromYAML, err := Load("slos.openslo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%+v", fromJSON) != fmt.Sprintf("%+v", fromYAML) {
+		t.Errorf("JSON %+v\nOpenSLO %+v", fromJSON, fromYAML)
+	}
+	b, _ := os.ReadFile("slos.openslo.yaml")
+	doc := string(b)[strings.Index(string(b), "apiVersion"):strings.Index(string(b), "---")]
+	for why, bad := range map[string]string{
+		"good count":      strings.Replace(doc, "bad:", "good:", 1),
+		"calendar window": strings.Replace(doc, "isRolling: true", "isRolling: false", 1),
+		"time slices":     strings.Replace(doc, "budgetingMethod: Occurrences", "budgetingMethod: Timeslices", 1),
+		"other source":    strings.Replace(doc, "type: CloudWatch", "type: Prometheus", 1),
+		"unknown metric":  strings.Replace(doc, "metricName: TTFBBudgetBreach", "metricName: Nope", 1),
+		"hours":           strings.Replace(doc, "duration: 28d", "duration: 12h", 1),
+	} {
+		if _, err := ParseOpenSLO([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", why)
+		}
+	}
+}
+
+// FuzzParseOpenSLO: any input is refused with an error or read into specs
+// that pass the same checks as the JSON ones, and the generator can use
+// (every spec has its paging pair).
+func FuzzParseOpenSLO(f *testing.F) {
+	b, _ := os.ReadFile("slos.openslo.yaml")
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		specs, err := ParseOpenSLO(b)
+		if err != nil {
+			return
+		}
+		if _, err := check(specs); err != nil {
+			t.Errorf("accepted specs that fail the checks: %v", err)
+		}
+		for _, s := range specs {
+			if len(s.Windows()) == 0 {
+				t.Errorf("%s: no burn-rate window", s.Name)
+			}
+		}
+	})
 }

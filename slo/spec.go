@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/streamlens/streamlens/metrics"
 )
@@ -44,6 +45,11 @@ func Parse(b []byte) ([]Spec, error) {
 	if err := json.Unmarshal(b, &specs); err != nil {
 		return nil, fmt.Errorf("slo spec: %w", err)
 	}
+	return check(specs)
+}
+
+// check validates specs, from either format.
+func check(specs []Spec) ([]Spec, error) {
 	if len(specs) == 0 {
 		return nil, errors.New("slo spec: no SLOs")
 	}
@@ -77,11 +83,15 @@ func Parse(b []byte) ([]Spec, error) {
 	return specs, nil
 }
 
-// Load reads a spec file.
+// Load reads a spec file: streamlens's JSON, or OpenSLO v1 YAML (.yaml,
+// .yml).
 func Load(path string) ([]Spec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml") {
+		return ParseOpenSLO(b)
 	}
 	return Parse(b)
 }
