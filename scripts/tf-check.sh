@@ -27,7 +27,7 @@ provider_installation {
 }
 EOT
 export TF_CLI_CONFIG_FILE="$work/cli.tfrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
-modules=(dashboards alarms slo insights)
+modules=(dashboards alarms slo insights fleet)
 [ -d deploy ] && modules+=(deploy)
 for m in "${modules[@]}"; do
   mkdir -p "$work/$m"
@@ -49,6 +49,7 @@ cat > "$work/root/main.tf.json" <<'EOT'
     "slo": {"source": "../slo", "function_name": "pricing",
       "page_sns_topic_arns": ["arn:aws:sns:us-east-1:123456789012:page"], "ticket_sns_topic_arns": ["arn:aws:sns:us-east-1:123456789012:ticket"]},
     "insights": {"source": "../insights", "function_name": "pricing"},
+    "fleet": {"source": "../fleet", "region": "us-east-1"},
     "deploy": {"source": "../deploy", "region": "us-east-1", "provisioned_concurrency": 2,
       "function_zip": "../function.zip", "layer_zip_arm64": "../layer-arm64.zip", "layer_zip_amd64": "../layer-amd64.zip"}
   }

@@ -20,9 +20,14 @@ func Files(specs []slo.Spec) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	fleet, err := dashboards.FleetModule()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string][]byte{}
 	for path, v := range map[string]any{
 		"dashboards/dashboard.tf.json": dash,
+		"fleet/fleet.tf.json":          fleet,
 		"alarms/alarms.tf.json":        alarms.Module(),
 		"slo/slo.tf.json":              slo.Module(specs),
 		"insights/insights.tf.json":    ins,

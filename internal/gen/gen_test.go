@@ -240,3 +240,38 @@ func TestEveryAlarmHasARunbook(t *testing.T) {
 		}
 	}
 }
+
+// The fleet dashboard is valid JSON once Terraform interpolated it, each
+// widget a SEARCH over every function for a metric streamlens writes, with
+// CloudWatch's own ${PROP()} label intact.
+func TestFleetDashboard(t *testing.T) {
+	body, err := dashboards.FleetBody()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Widgets []struct {
+			Properties struct {
+				Metrics [][]map[string]string `json:"metrics"`
+			} `json:"properties"`
+		} `json:"widgets"`
+	}
+	if err := json.Unmarshal([]byte(interpolate(body)), &dash); err != nil {
+		t.Fatalf("not JSON after interpolation: %v", err)
+	}
+	known := map[string]bool{}
+	for _, d := range metrics.Defs() {
+		known[d.Name] = true
+	}
+	metric := regexp.MustCompile(`MetricName="([A-Za-z]+)"`)
+	if len(dash.Widgets) != len(dashboards.FleetWidgets()) {
+		t.Fatalf("%d widgets", len(dash.Widgets))
+	}
+	for _, w := range dash.Widgets {
+		e := w.Properties.Metrics[0][0]
+		mm := metric.FindStringSubmatch(e["expression"])
+		if mm == nil || !known[mm[1]] || !strings.Contains(e["expression"], "{Streamlens,FunctionName}") || e["label"] != "${PROP('Dim.FunctionName')}" {
+			t.Errorf("widget query %v", e)
+		}
+	}
+}
