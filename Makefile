@@ -42,6 +42,9 @@ vet:
 test: vet build portable
 	@scripts/need-chromium.sh
 	$(GO) test -count=1 ./...
+	@# The client runs on the function's goroutines and its own timer's:
+	@# its tests again under the race detector.
+	$(GO) test -race -count=1 ./client
 	$(MAKE) fuzz
 	scripts/tf-check.sh
 	scripts/node-test.sh $(BIN)/extensions/streamlens

@@ -49,6 +49,10 @@ type Client struct {
 	spare   []*Stream // the other buffer, reused
 	wtimer  *time.Timer
 	armed   bool
+	// maxWait is how long events may wait to share a datagram; 0 means
+	// coalesceWait. Tests that count datagrams set it long, so that a slow
+	// machine's pause cannot split a batch.
+	maxWait time.Duration
 }
 
 // wait has the events waiting in s sent within coalesceWait, if nothing
@@ -61,10 +65,14 @@ func (c *Client) wait(s *Stream) {
 	c.waiting = append(c.waiting, s)
 	if !c.armed {
 		c.armed = true
+		d := c.maxWait
+		if d == 0 {
+			d = coalesceWait
+		}
 		if c.wtimer == nil {
-			c.wtimer = time.AfterFunc(coalesceWait, c.flushWaiting)
+			c.wtimer = time.AfterFunc(d, c.flushWaiting)
 		} else {
-			c.wtimer.Reset(coalesceWait)
+			c.wtimer.Reset(d)
 		}
 	}
 	c.wmu.Unlock()

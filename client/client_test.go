@@ -152,6 +152,7 @@ func TestNoListenerNeverFailsTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.maxWait = time.Hour // datagrams are counted: no batch split by a pause
 	var out bytes.Buffer
 	s := c.Start(context.Background(), &out, StartOptions{Expected: 200})
 	for i := 0; i < 200; i++ {
@@ -217,6 +218,7 @@ func TestFullSocketBufferDropsInsteadOfBlocking(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.maxWait = time.Hour // datagrams are counted: no batch split by a pause
 	s := c.Start(context.Background(), &bytes.Buffer{}, StartOptions{})
 	const n = 5000
 	for i := 0; i < n; i++ {
@@ -241,6 +243,7 @@ func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
 	for _, k := range []int{1, 8} {
 		pc, c := listening(t)
 		c.SetCoalesce(k)
+		c.maxWait = time.Hour // datagrams are counted: no batch split by a pause
 		s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 50})
 		var perDatagram []int
 		var evs []protocol.Event
@@ -501,5 +504,17 @@ func TestStreamsAfterEndStayApart(t *testing.T) {
 	}
 	if _, err := uuid.Parse(idA); err != nil {
 		t.Errorf("quote id %q: %v", idA, err)
+	}
+}
+
+// The client's timer may send a stream's waiting events while the stream
+// ends: End and the timer must not race (run with -race).
+func TestEndWhileTheTimerSends(t *testing.T) {
+	c := deadClient(t) // every send fails: the timer's flush counts drops
+	defer c.Close()
+	for range 200 {
+		s := c.Start(context.Background(), io.Discard, StartOptions{RequestID: "r"})
+		time.Sleep(coalesceWait) // the timer is due now
+		s.End(EndOptions{})
 	}
 }

@@ -287,6 +287,10 @@ func (s *Stream) End(o EndOptions) Summary {
 		return s.final
 	}
 	s.ended = true
+	// Locked from here: the client's timer may be sending this stream's
+	// waiting events, and counting their loss, right now.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	sum := Summary{QuoteID: s.h.StreamID, Delivered: s.delivered, Bytes: s.bytes, Status: o.Status, Dropped: s.dropped}
 	if s.sum != nil {
 		// Summed into the Stream's own array: a local one would escape
@@ -311,8 +315,6 @@ func (s *Stream) End(o EndOptions) Summary {
 	s.h.TimeNs = s.now()
 	// The end goes at once, after the events still waiting (the start, if
 	// no chunk came), in the same datagram.
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.pending++
 	s.flush(protocol.AppendEnd(s.buf[:s.n], s.h, e), endYields)
 	s.final = sum
