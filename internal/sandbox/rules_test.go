@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -603,5 +604,23 @@ func TestCallerResponseEndsWithTheFunctionsResponse(t *testing.T) {
 	}
 	if last := ext[len(ext)-1]; last.str("ev") != "event" {
 		t.Errorf("the caller's response ended only after the extension was done (last record %v)", last)
+	}
+}
+
+// Rule: every process of the environment gets the variables Lambda sets,
+// the log group and stream included (an extension names its
+// faas.instance after the stream): /aws/lambda/<function> and
+// <date>/[<version>]<32 hex>.
+func TestEnvironmentVariablesAsLambdaSetsThem(t *testing.T) {
+	f := run(t, nil)
+	env := map[string]string{}
+	for _, kv := range f.sb.env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	stream := regexp.MustCompile(`^\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}$`)
+	if env["AWS_LAMBDA_LOG_GROUP_NAME"] != "/aws/lambda/"+f.sb.cfg.FunctionName || !stream.MatchString(env["AWS_LAMBDA_LOG_STREAM_NAME"]) ||
+		env["AWS_LAMBDA_FUNCTION_VERSION"] != "$LATEST" || env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "" || env["AWS_REGION"] == "" {
+		t.Errorf("environment %v", env)
 	}
 }
