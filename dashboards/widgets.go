@@ -87,10 +87,10 @@ func Widgets(specs []slo.Spec) []Widget {
 			Exprs: []Expr{{ID: "rate", Expression: "100 * trunc", Label: "truncated %",
 				Eval: func(v map[string]float64) float64 { return 100 * v["trunc"] }}},
 			Threshold: &Threshold{Label: "alarm", Var: "truncation_threshold_percent", Default: 0.1}},
-		{Title: "Chunks delivered vs expected", Unit: "chunks",
+		{Title: "Chunks missing from streams that announced their count", Unit: "chunks",
 			Series: []Series{
-				{ID: "delivered", Metric: m.ChunksDelivered, Stat: "Sum", Label: "delivered"},
-				{ID: "expected", Metric: m.ChunksExpected, Stat: "Sum", Label: "expected"},
+				{ID: "missing", Metric: m.ChunksMissing, Stat: "Sum", Label: "missing (announced − delivered)"},
+				{ID: "short", Metric: m.ChunksMissing, Stat: "SampleCount", Label: "streams that fell short"},
 			}},
 		{Title: "Slowest instruments (ChunkInterval p99, top 10)", Unit: "ms",
 			Searches: []Search{{Metric: m.ChunkInterval, Dim: m.DimInstrument, Stat: "p99", TopN: 10}}},

@@ -21,13 +21,16 @@ const (
 
 // Metric names (DESIGN.md §4).
 const (
-	TimeToFirstByte   = "TimeToFirstByte"
-	ResponseLatency   = "ResponseLatency"
-	ResponseDuration  = "ResponseDuration"
-	ChunkLatency      = "ChunkLatency"
-	ChunkInterval     = "ChunkInterval"
-	ChunksDelivered   = "ChunksDelivered"
-	ChunksExpected    = "ChunksExpected"
+	TimeToFirstByte  = "TimeToFirstByte"
+	ResponseLatency  = "ResponseLatency"
+	ResponseDuration = "ResponseDuration"
+	ChunkLatency     = "ChunkLatency"
+	ChunkInterval    = "ChunkInterval"
+	ChunksDelivered  = "ChunksDelivered"
+	ChunksExpected   = "ChunksExpected"
+	// ChunksMissing is expected − delivered for a stream that announced its
+	// count and fell short; absent otherwise.
+	ChunksMissing     = "ChunksMissing"
 	StreamTruncated   = "StreamTruncated"
 	IntegrityMismatch = "IntegrityMismatch"
 	TTFBBudgetBreach  = "TTFBBudgetBreach"
@@ -102,6 +105,7 @@ func Defs() []Def {
 		{ChunkInterval, emf.Milliseconds, true, "previous chunk → this chunk: the cost of computing this instrument"},
 		{ChunksDelivered, emf.Count, false, "payload chunks delivered in a stream"},
 		{ChunksExpected, emf.Count, false, "payload chunks the stream announced"},
+		{ChunksMissing, emf.Count, false, "announced chunks a stream did not deliver (written only when some are missing)"},
 		{StreamTruncated, emf.Count, false, "1 if the stream did not end complete; its Average is the truncation rate"},
 		{IntegrityMismatch, emf.Count, false, "1 if the declared hash differs from the hash of delivered bytes"},
 		{TTFBBudgetBreach, emf.Count, false, "1 if TimeToFirstByte exceeded the SLO threshold, or the stream ended before its first byte"},

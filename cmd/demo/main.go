@@ -272,7 +272,8 @@ func printSummary(s *summary.Summary, specs []slo.Spec) {
 	fmt.Printf("  TTFB (platform)     p50 %.1f ms   p99 %.1f ms\n", st(v[m.ResponseLatency], "p50"), st(v[m.ResponseLatency], "p99"))
 	fmt.Printf("  chunk latency       p50 %.1f ms   p99 %.1f ms\n", st(v[m.ChunkLatency], "p50"), st(v[m.ChunkLatency], "p99"))
 	fmt.Printf("  truncation rate     %.1f %% (%d of %d: %s) — every one of them was HTTP 200\n", 100*s.TruncationRate(), s.Truncated(), s.Streams(), counts(s.TruncReasons))
-	fmt.Printf("  chunks              %.0f delivered of %.0f expected\n", st(v[m.ChunksDelivered], "Sum"), st(v[m.ChunksExpected], "Sum"))
+	fmt.Printf("  chunks              %.0f delivered; %.0f missing from the %.0f streams that fell short of the count they announced\n",
+		st(v[m.ChunksDelivered], "Sum"), st(v[m.ChunksMissing], "Sum"), st(v[m.ChunksMissing], "SampleCount"))
 	for t, vals := range s.ByDim[m.DimInitType+"/"+m.InitDuration] {
 		fmt.Printf("  init (%s)    %d inits, p50 %.1f ms\n", t, len(vals), st(vals, "p50"))
 	}

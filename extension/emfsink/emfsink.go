@@ -151,6 +151,13 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 		emf.Metric{Name: m.DroppedEvents, Unit: emf.Count, Values: []float64{float64(r.Dropped)}})
 	if r.Expected >= 0 {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ChunksExpected, Unit: emf.Count, Values: []float64{float64(r.Expected)}})
+		if r.Delivered < r.Expected {
+			// What a caller missed, counted on the stream that announced
+			// its count: Sum(ChunksExpected) − Sum(ChunksDelivered) mixes
+			// streams that announced nothing. Written only when some are
+			// missing (the Sum is the same, the bytes are not).
+			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ChunksMissing, Unit: emf.Count, Values: []float64{float64(r.Expected - r.Delivered)}})
+		}
 	}
 	if r.Integrity >= 0 {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.IntegrityMismatch, Unit: emf.Count, Values: []float64{float64(r.Integrity)}})

@@ -31,6 +31,9 @@ func TestCompleteBundle(t *testing.T) {
 	if s["ChunkLatency"] != nil || s["ChunkInterval"] != nil {
 		t.Errorf("per-chunk values in the stream document: %v", s)
 	}
+	if s["ChunksMissing"] != nil {
+		t.Errorf("ChunksMissing on a complete stream: %v", s["ChunksMissing"])
+	}
 	for k, want := range map[string]float64{"ChunksDelivered": 50, "ChunksExpected": 50, "StreamTruncated": 0, "IntegrityMismatch": 0, "DroppedEvents": 0} {
 		if got := s.num(k); got != want {
 			t.Errorf("%s = %v, want %v", k, got, want)
@@ -112,8 +115,8 @@ func TestFailureMidStream(t *testing.T) {
 		t.Errorf("%d quotes before the failure", n)
 	}
 	s := e.onlyStream(t)
-	if s.num("StreamTruncated") != 1 || s.num("ChunksDelivered") != 20 || s.num("ChunksExpected") != 50 {
-		t.Errorf("truncated=%v delivered=%v expected=%v", s["StreamTruncated"], s["ChunksDelivered"], s["ChunksExpected"])
+	if s.num("StreamTruncated") != 1 || s.num("ChunksDelivered") != 20 || s.num("ChunksExpected") != 50 || s.num("ChunksMissing") != 30 {
+		t.Errorf("truncated=%v delivered=%v expected=%v missing=%v", s["StreamTruncated"], s["ChunksDelivered"], s["ChunksExpected"], s["ChunksMissing"])
 	}
 	if s.str("TruncationReason") != "status-error" {
 		t.Errorf("reason %q", s.str("TruncationReason"))
