@@ -43,6 +43,12 @@ func mq(id, namespace, metric, stat, period string) map[string]any {
 		"dimensions": map[string]any{m.DimFunctionName: "${var.function_name}"}}}
 }
 
+// TruncationRateExpression is the share of streams the service truncated,
+// in metric math over t (StreamTruncated Sum), n (its SampleCount), c
+// (TruncationByCaller Sum) and u (TruncationUnobserved Sum): the caller's
+// and the unjudged ones out of both counts. The dashboard draws the same.
+const TruncationRateExpression = "IF(n - FILL(c, 0) - FILL(u, 0) > 0, (t - FILL(c, 0) - FILL(u, 0)) / (n - FILL(c, 0) - FILL(u, 0)), 0)"
+
 // Module is the alarms module.
 func Module() map[string]any {
 	return map[string]any{
@@ -73,11 +79,16 @@ func Module() map[string]any {
 		}),
 		"resource": map[string]any{"aws_cloudwatch_metric_alarm": map[string]any{
 			"truncation_rate": alarm("truncation-rate",
-				"More than ${var.truncation_threshold_percent} % of response streams ended truncated (timeout, crash, error, client abort, or fewer chunks than expected) although they may have returned HTTP 200.",
-				map[string]any{"metric_name": m.StreamTruncated, "statistic": "Average",
-					"threshold":           "${var.truncation_threshold_percent / 100}",
-					"comparison_operator": "GreaterThanThreshold", "period": "${var.truncation_period_seconds}",
-					"evaluation_periods": "${var.truncation_evaluation_periods}", "datapoints_to_alarm": "${var.truncation_datapoints_to_alarm}"}),
+				"More than ${var.truncation_threshold_percent} % of response streams ended truncated by the service (timeout, crash, error, or fewer chunks than expected) although they may have returned HTTP 200. Streams whose caller went away, and streams streamlens could not judge, are not counted.",
+				map[string]any{"threshold": "${var.truncation_threshold_percent / 100}", "comparison_operator": "GreaterThanThreshold",
+					"evaluation_periods": "${var.truncation_evaluation_periods}", "datapoints_to_alarm": "${var.truncation_datapoints_to_alarm}",
+					"metric_query": []any{
+						mq("t", "${var.namespace}", m.StreamTruncated, "Sum", "${var.truncation_period_seconds}"),
+						mq("n", "${var.namespace}", m.StreamTruncated, "SampleCount", "${var.truncation_period_seconds}"),
+						mq("c", "${var.namespace}", m.TruncationByCaller, "Sum", "${var.truncation_period_seconds}"),
+						mq("u", "${var.namespace}", m.TruncationUnobserved, "Sum", "${var.truncation_period_seconds}"),
+						map[string]any{"id": "rate", "expression": TruncationRateExpression, "label": "truncated by the service (share)", "return_data": true},
+					}}),
 			"ttfb_p99": alarm("ttfb-p99",
 				"Business time to first byte (handler start → first useful chunk), p99, is above ${var.ttfb_p99_threshold_ms} ms, in periods with at least ${var.ttfb_min_streams} streams.",
 				map[string]any{"threshold": "${var.ttfb_p99_threshold_ms}", "comparison_operator": "GreaterThanThreshold",

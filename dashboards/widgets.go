@@ -5,8 +5,10 @@ package dashboards
 
 import (
 	"fmt"
+	"math"
 	"time"
 
+	"github.com/streamlens/streamlens/alarms"
 	m "github.com/streamlens/streamlens/metrics"
 	"github.com/streamlens/streamlens/slo"
 )
@@ -64,8 +66,61 @@ type Widget struct {
 	Range time.Duration
 }
 
-// SLOSeries returns the series ids of an SLO's bad and total events.
-func sloIDs(s slo.Spec) (bad, total string) { return s.Name + "_bad", s.Name + "_total" }
+// sloIDs returns the series ids of an SLO's bad and total events, and of
+// its excluded ones, with suffix (one widget's ids must be its own).
+func sloIDs(s slo.Spec, suffix string) (bad, total string, ex []string) {
+	return s.Name + "_bad" + suffix, s.Name + "_total" + suffix, s.ExcludeIDs(s.Name + suffix + "_")
+}
+
+// sloSeries are the hidden series an SLO's expressions read.
+func sloSeries(s slo.Spec, suffix string) []Series {
+	bad, total, ex := sloIDs(s, suffix)
+	out := []Series{
+		{ID: bad, Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true},
+		{ID: total, Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},
+	}
+	for i, id := range ex {
+		out = append(out, Series{ID: id, Metric: s.SLI.Exclude[i].Metric, Stat: s.SLI.Exclude[i].Stat, Hidden: true})
+	}
+	return out
+}
+
+// burnExpr is the SLO's burn rate over a widget's period, in metric math.
+func burnExpr(s slo.Spec, suffix string) string {
+	bad, total, ex := sloIDs(s, suffix)
+	return s.BurnExpression(bad, total, ex...)
+}
+
+// fill is FILL(x, 0): a series without data counts 0.
+func fill(x float64) float64 {
+	if math.IsNaN(x) {
+		return 0
+	}
+	return x
+}
+
+func pct(x, n float64) float64 {
+	if n <= 0 {
+		return math.NaN()
+	}
+	return 100 * x / n
+}
+
+// burnEval is burnExpr computed in Go, for the preview: a series without
+// data (NaN) counts 0, as FILL does.
+func burnEval(s slo.Spec, suffix string, v map[string]float64) float64 {
+	bad, total, ex := sloIDs(s, suffix)
+	e := 0.0
+	for _, id := range ex {
+		if x := v[id]; !math.IsNaN(x) {
+			e += x
+		}
+	}
+	if v[total]-e <= 0 {
+		return 0
+	}
+	return ((v[bad] - e) / (v[total] - e)) / s.ErrorBudget()
+}
 
 // Widgets is the dashboard, top to bottom.
 func Widgets(specs []slo.Spec) []Widget {
@@ -83,9 +138,26 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "business", Metric: m.TimeToFirstByte, Stat: "p99", Label: "business TTFB p99"},
 			}},
 		{Title: "Truncation rate (streams not ended complete)", Unit: "%",
-			Series: []Series{{ID: "trunc", Metric: m.StreamTruncated, Stat: "Average", Hidden: true}},
-			Exprs: []Expr{{ID: "rate", Expression: "100 * trunc", Label: "truncated %",
-				Eval: func(v map[string]float64) float64 { return 100 * v["trunc"] }}},
+			Series: []Series{
+				{ID: "t", Metric: m.StreamTruncated, Stat: "Sum", Hidden: true},
+				{ID: "n", Metric: m.StreamTruncated, Stat: "SampleCount", Hidden: true},
+				{ID: "c", Metric: m.TruncationByCaller, Stat: "Sum", Hidden: true},
+				{ID: "u", Metric: m.TruncationUnobserved, Stat: "Sum", Hidden: true},
+			},
+			Exprs: []Expr{
+				{ID: "rate", Expression: "100 * " + alarms.TruncationRateExpression, Label: "truncated by the service %",
+					Eval: func(v map[string]float64) float64 {
+						c, u := fill(v["c"]), fill(v["u"])
+						if v["n"]-c-u <= 0 {
+							return 0
+						}
+						return 100 * (v["t"] - c - u) / (v["n"] - c - u)
+					}},
+				{ID: "callers", Expression: "100 * FILL(c, 0) / n", Label: "callers gone %",
+					Eval: func(v map[string]float64) float64 { return pct(fill(v["c"]), v["n"]) }},
+				{ID: "unjudged", Expression: "100 * FILL(u, 0) / n", Label: "not judged (evicted, open at spin-down) %",
+					Eval: func(v map[string]float64) float64 { return pct(fill(v["u"]), v["n"]) }},
+			},
 			Threshold: &Threshold{Label: "alarm", Var: "truncation_threshold_percent", Default: 0.1}},
 		{Title: "Chunks missing from streams that announced their count", Unit: "chunks",
 			Series: []Series{
@@ -139,35 +211,17 @@ func Widgets(specs []slo.Spec) []Widget {
 		"[Span export failures](@@RUNBOOK@@/span-export-failures.md)\n\n" +
 		"Saved Logs Insights queries: *streamlens/<function>/…* (CloudWatch → Logs Insights → Saved queries)."})
 	for _, s := range specs {
-		bad, total := sloIDs(s)
 		page := s.Windows()[0] // the 1 h pair
 		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget burn rate (1 h periods)", s.Name), Unit: "×", Period: 3600,
-			Series: []Series{
-				{ID: bad + "_b", Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true},
-				{ID: total + "_b", Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},
-			},
-			Exprs: []Expr{{ID: s.Name + "_burn", Label: "burn rate", Expression: s.BurnExpression(bad+"_b", total+"_b"),
-				Eval: func(v map[string]float64) float64 {
-					if v[total+"_b"] <= 0 {
-						return 0
-					}
-					return (v[bad+"_b"] / v[total+"_b"]) / s.ErrorBudget()
-				}}},
+			Series: sloSeries(s, "_b"),
+			Exprs: []Expr{{ID: s.Name + "_burn", Label: "burn rate", Expression: burnExpr(s, "_b"),
+				Eval: func(v map[string]float64) float64 { return burnEval(s, "_b", v) }}},
 			Threshold: &Threshold{Label: fmt.Sprintf("pages when 1 h and 5 m both exceed %g×", page.Factor), Default: page.Factor}})
 		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget left (%d-day objective %.4g %%)", s.Name, s.WindowDays, 100*s.Objective),
 			Single: true, Unit: "%", Range: time.Duration(s.WindowDays) * 24 * time.Hour,
-			Series: []Series{
-				{ID: bad, Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true},
-				{ID: total, Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},
-			},
-			Exprs: []Expr{{ID: s.Name + "_budget", Label: "budget left %",
-				Expression: fmt.Sprintf("100 * (1 - IF(%s > 0, (%s / %s) / %g, 0))", total, bad, total, s.ErrorBudget()),
-				Eval: func(v map[string]float64) float64 {
-					if v[total] <= 0 {
-						return 100
-					}
-					return 100 * (1 - (v[bad]/v[total])/s.ErrorBudget())
-				}}}})
+			Series: sloSeries(s, ""),
+			Exprs: []Expr{{ID: s.Name + "_budget", Label: "budget left %", Expression: "100 * (1 - " + burnExpr(s, "") + ")",
+				Eval: func(v map[string]float64) float64 { return 100 * (1 - burnEval(s, "", v)) }}}})
 	}
 	return w
 }

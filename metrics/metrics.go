@@ -28,6 +28,13 @@ const (
 	ChunkInterval    = "ChunkInterval"
 	ChunksDelivered  = "ChunksDelivered"
 	ChunksExpected   = "ChunksExpected"
+	// TruncationByCaller is 1 for a stream truncated because its caller went
+	// away (status-aborted), TruncationUnobserved for one streamlens could
+	// not judge (evicted from its state, or still open at a spin-down, its
+	// end never sent); absent otherwise. The completeness SLO takes both out:
+	// they are not the service's truncations.
+	TruncationByCaller   = "TruncationByCaller"
+	TruncationUnobserved = "TruncationUnobserved"
 	// ChunksMissing is expected − delivered for a stream that announced its
 	// count and fell short; absent otherwise.
 	ChunksMissing     = "ChunksMissing"
@@ -105,6 +112,8 @@ func Defs() []Def {
 		{ChunkInterval, emf.Milliseconds, true, "previous chunk → this chunk: the cost of computing this instrument"},
 		{ChunksDelivered, emf.Count, false, "payload chunks delivered in a stream"},
 		{ChunksExpected, emf.Count, false, "payload chunks the stream announced"},
+		{TruncationByCaller, emf.Count, false, "1 for a stream truncated because its caller went away (status-aborted); written only then"},
+		{TruncationUnobserved, emf.Count, false, "1 for a stream streamlens could not judge (evicted, or open at a spin-down); written only then"},
 		{ChunksMissing, emf.Count, false, "announced chunks a stream did not deliver (written only when some are missing)"},
 		{StreamTruncated, emf.Count, false, "1 if the stream did not end complete; its Average is the truncation rate"},
 		{IntegrityMismatch, emf.Count, false, "1 if the declared hash differs from the hash of delivered bytes"},

@@ -64,9 +64,29 @@ func factorName(f float64) string {
 }
 
 // BurnExpression is the metric-math burn rate: the bad fraction over the
-// window divided by the budget fraction. With no events there is no burn.
-func (s Spec) BurnExpression(bad, total string) string {
-	return fmt.Sprintf("IF(%s > 0, (%s / %s) / %s, 0)", total, bad, total, strconv.FormatFloat(s.ErrorBudget(), 'g', -1, 64))
+// window divided by the budget fraction, the excluded events (series ids ex,
+// one per SLI.Exclude query; a period without them counts 0) taken out of
+// both. With no events there is no burn.
+func (s Spec) BurnExpression(bad, total string, ex ...string) string {
+	budget := strconv.FormatFloat(s.ErrorBudget(), 'g', -1, 64)
+	if len(ex) == 0 {
+		return fmt.Sprintf("IF(%s > 0, (%s / %s) / %s, 0)", total, bad, total, budget)
+	}
+	var fills []string
+	for _, id := range ex {
+		fills = append(fills, "FILL("+id+", 0)")
+	}
+	e := "(" + strings.Join(fills, " + ") + ")"
+	return fmt.Sprintf("IF(%s - %s > 0, ((%s - %s) / (%s - %s)) / %s, 0)", total, e, bad, e, total, e, budget)
+}
+
+// ExcludeIDs are the series ids of s's excluded queries, with prefix.
+func (s Spec) ExcludeIDs(prefix string) []string {
+	var ids []string
+	for i := range s.SLI.Exclude {
+		ids = append(ids, fmt.Sprintf("%sx%d", prefix, i))
+	}
+	return ids
 }
 
 func query(id string, q Query, period time.Duration) map[string]any {
@@ -97,11 +117,14 @@ func Module(specs []Spec) map[string]any {
 					"evaluation_periods":  1,
 					"treat_missing_data":  "notBreaching",
 					"actions_enabled":     false, // the composite alarms notify
-					"metric_query": []any{
-						query("bad", s.SLI.Bad, d),
-						query("total", s.SLI.Total, d),
-						map[string]any{"id": "burn", "expression": s.BurnExpression("bad", "total"), "label": "burn rate", "return_data": true},
-					},
+					"metric_query": func() []any {
+						q := []any{query("bad", s.SLI.Bad, d), query("total", s.SLI.Total, d)}
+						ex := s.ExcludeIDs("")
+						for i, id := range ex {
+							q = append(q, query(id, s.SLI.Exclude[i], d))
+						}
+						return append(q, map[string]any{"id": "burn", "expression": s.BurnExpression("bad", "total", ex...), "label": "burn rate", "return_data": true})
+					}(),
 					"tags": map[string]any{"streamlens:slo": s.Name, "streamlens:severity": w.Severity},
 				}
 				pair = append(pair, fmt.Sprintf("ALARM(${aws_cloudwatch_metric_alarm.%s.alarm_name})", key))

@@ -18,7 +18,8 @@ type openSLO struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
 	Metadata   struct {
-		Name string `yaml:"name"`
+		Name        string            `yaml:"name"`
+		Annotations map[string]string `yaml:"annotations"`
 	} `yaml:"metadata"`
 	Spec struct {
 		Description     string `yaml:"description"`
@@ -105,11 +106,25 @@ func ParseOpenSLO(b []byte) ([]Spec, error) {
 			}
 			qs[j] = Query{Metric: p.MetricSource.Spec.MetricName, Stat: p.MetricSource.Spec.Stat}
 		}
-		specs = append(specs, Spec{Name: d.Metadata.Name, Description: s.Description, Objective: s.Objectives[0].Target,
-			WindowDays: days, SLI: SLI{Bad: qs[0], Total: qs[1]}})
+		spec := Spec{Name: d.Metadata.Name, Description: s.Description, Objective: s.Objectives[0].Target,
+			WindowDays: days, SLI: SLI{Bad: qs[0], Total: qs[1]}}
+		if ex := d.Metadata.Annotations[ExcludeAnnotation]; ex != "" {
+			for _, item := range strings.Split(ex, ",") {
+				metric, stat, ok := strings.Cut(strings.TrimSpace(item), "/")
+				if !ok {
+					return nil, fmt.Errorf("%s: %s %q: want metric/stat, comma-separated", where, ExcludeAnnotation, ex)
+				}
+				spec.SLI.Exclude = append(spec.SLI.Exclude, Query{Metric: metric, Stat: stat})
+			}
+		}
+		specs = append(specs, spec)
 	}
 	return check(specs)
 }
+
+// ExcludeAnnotation carries SLI.Exclude in an OpenSLO SLO's metadata
+// (OpenSLO has no way to say it): "metric/stat,metric/stat".
+const ExcludeAnnotation = "streamlens.dev/exclude"
 
 // openSLODays reads an OpenSLO duration in whole days ("28d", or "4w").
 func openSLODays(d string) (int, error) {

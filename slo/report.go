@@ -20,6 +20,7 @@ import (
 // keyed by the period's start, up to End (a period boundary).
 type Series struct {
 	Bad, Total map[time.Time]float64
+	Excluded   map[time.Time]float64 // events of the SLI's Exclude queries, summed
 	End        time.Time
 	Period     time.Duration
 }
@@ -60,14 +61,16 @@ func Compute(spec Spec, h Series, window time.Duration) Status {
 	end := h.End
 	st := Status{Name: spec.Name, Objective: spec.Objective, WindowDays: int(window / (24 * time.Hour)), Burn: map[string]float64{}}
 	from := end.Add(-window)
-	st.Bad, st.Total = sumSince(h.Bad, from), sumSince(h.Total, from)
+	ex := sumSince(h.Excluded, from)
+	st.Bad, st.Total = max(0, sumSince(h.Bad, from)-ex), max(0, sumSince(h.Total, from)-ex)
 	st.Attainment, st.BudgetLeft = 1, 1
 	if st.Total > 0 {
 		st.Attainment = 1 - st.Bad/st.Total
 		st.BudgetLeft = 1 - (st.Bad/st.Total)/spec.ErrorBudget()
 	}
 	for _, w := range BurnWindows() {
-		bad, total := sumSince(h.Bad, end.Add(-w)), sumSince(h.Total, end.Add(-w))
+		ex := sumSince(h.Excluded, end.Add(-w))
+		bad, total := sumSince(h.Bad, end.Add(-w))-ex, sumSince(h.Total, end.Add(-w))-ex
 		burn := 0.0
 		if total > 0 {
 			burn = (bad / total) / spec.ErrorBudget()
@@ -76,7 +79,8 @@ func Compute(spec Spec, h Series, window time.Duration) Status {
 	}
 	longest := BurnWindows()[len(BurnWindows())-1]
 	for from := end.Add(-longest); from.Before(end); from = from.Add(time.Hour) {
-		bad, total := sumBetween(h.Bad, from, from.Add(time.Hour)), sumBetween(h.Total, from, from.Add(time.Hour))
+		ex := sumBetween(h.Excluded, from, from.Add(time.Hour))
+		bad, total := sumBetween(h.Bad, from, from.Add(time.Hour))-ex, sumBetween(h.Total, from, from.Add(time.Hour))-ex
 		burn := 0.0
 		if total > 0 {
 			burn = (bad / total) / spec.ErrorBudget()
@@ -143,10 +147,13 @@ func Fetch(ctx context.Context, cw *cloudwatch.Client, specs []Spec, namespace, 
 	}
 	for i, s := range specs {
 		queries = append(queries, q("bad"+strconv.Itoa(i), s.SLI.Bad), q("total"+strconv.Itoa(i), s.SLI.Total))
+		for j, x := range s.SLI.Exclude {
+			queries = append(queries, q(fmt.Sprintf("ex%d_%d", i, j), x))
+		}
 	}
 	out := make([]Series, len(specs))
 	for i := range out {
-		out[i] = Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, End: end, Period: period}
+		out[i] = Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, Excluded: map[time.Time]float64{}, End: end, Period: period}
 	}
 	p := cloudwatch.NewGetMetricDataPaginator(cw, &cloudwatch.GetMetricDataInput{
 		MetricDataQueries: queries, StartTime: aws.Time(end.Add(-window)), EndTime: aws.Time(end), ScanBy: types.ScanByTimestampAscending})
@@ -181,6 +188,12 @@ func Fetch(ctx context.Context, cw *cloudwatch.Client, specs []Spec, namespace, 
 				n, _ := strconv.Atoi(strings.TrimPrefix(id, "total"))
 				if n < len(out) {
 					dst = out[n].Total
+				}
+			case strings.HasPrefix(id, "ex"):
+				spec, _, _ := strings.Cut(strings.TrimPrefix(id, "ex"), "_")
+				n, _ := strconv.Atoi(spec)
+				if n < len(out) {
+					dst = out[n].Excluded // every excluded query adds to the same count
 				}
 			}
 			if dst == nil || len(r.Timestamps) != len(r.Values) {

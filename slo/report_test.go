@@ -335,3 +335,33 @@ func FuzzParseOpenSLO(f *testing.F) {
 		}
 	})
 }
+
+// Excluded events (a caller gone, a stream not judged) come out of both
+// counts: in the report, and in the alarms' metric math.
+func TestExcludedEventsLeaveBothCounts(t *testing.T) {
+	specs, err := Load("slos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := specs[1]
+	if c.Name != "completeness" || len(c.SLI.Exclude) != 2 {
+		t.Fatalf("%+v", c)
+	}
+	end := time.Date(2026, 11, 22, 12, 35, 0, 0, time.UTC)
+	h := Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, Excluded: map[time.Time]float64{}, End: end}
+	at := end.Add(-30 * time.Minute)
+	h.Total[at], h.Bad[at], h.Excluded[at] = 1000, 3, 2 // 2 of the 3 truncations are callers gone
+	st := Compute(c, h, 28*24*time.Hour)
+	if st.Total != 998 || st.Bad != 1 || math.Abs(st.Burn["1h"]-(1.0/998)/0.001) > 1e-9 {
+		t.Errorf("%+v", st)
+	}
+	if got := c.BurnExpression("bad", "total", c.ExcludeIDs("")...); got !=
+		"IF(total - (FILL(x0, 0) + FILL(x1, 0)) > 0, ((bad - (FILL(x0, 0) + FILL(x1, 0))) / (total - (FILL(x0, 0) + FILL(x1, 0)))) / 0.001, 0)" {
+		t.Errorf("expression %s", got)
+	}
+	a := Module(specs)["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any)["completeness_burn_1h_13_44x"].(map[string]any)
+	q := a["metric_query"].([]any)
+	if len(q) != 5 || q[2].(map[string]any)["metric"].(map[string]any)["metric_name"] != "TruncationByCaller" {
+		t.Errorf("queries %v", q)
+	}
+}

@@ -25,10 +25,14 @@ type Spec struct {
 	SLI         SLI     `json:"sli"`
 }
 
-// SLI names the bad and total event counts.
+// SLI names the bad and total event counts, and the events that are
+// neither: counted in bad (and total) by their metrics, but not the
+// service's doing (a caller that went away, a stream streamlens could not
+// judge). They are taken out of both.
 type SLI struct {
-	Bad   Query `json:"bad"`
-	Total Query `json:"total"`
+	Bad     Query   `json:"bad"`
+	Total   Query   `json:"total"`
+	Exclude []Query `json:"exclude,omitempty"`
 }
 
 // Query is one metric statistic (dimension FunctionName always applies).
@@ -71,7 +75,7 @@ func check(specs []Spec) ([]Spec, error) {
 			return nil, fmt.Errorf("%s: window_days %d must be 1..90", where, s.WindowDays)
 		}
 		seen[s.Name] = true
-		for _, q := range []Query{s.SLI.Bad, s.SLI.Total} {
+		for _, q := range append([]Query{s.SLI.Bad, s.SLI.Total}, s.SLI.Exclude...) {
 			if !known[q.Metric] {
 				return nil, fmt.Errorf("%s: unknown metric %q", where, q.Metric)
 			}

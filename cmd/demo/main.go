@@ -281,6 +281,9 @@ func printSummary(s *summary.Summary, specs []slo.Spec) {
 	fmt.Println("\nSLOs over this run (slo/slos.json)")
 	for _, sp := range specs {
 		bad, total := st(v[sp.SLI.Bad.Metric], sp.SLI.Bad.Stat), st(v[sp.SLI.Total.Metric], sp.SLI.Total.Stat)
+		for _, x := range sp.SLI.Exclude { // not the service's: out of both counts
+			bad, total = bad-st(v[x.Metric], x.Stat), total-st(v[x.Metric], x.Stat)
+		}
 		att, left := 1.0, 1.0
 		if total > 0 {
 			att, left = 1-bad/total, 1-(bad/total)/sp.ErrorBudget()

@@ -10,6 +10,7 @@ import (
 	"github.com/streamlens/streamlens/emf"
 	"github.com/streamlens/streamlens/extension/state"
 	m "github.com/streamlens/streamlens/metrics"
+	"github.com/streamlens/streamlens/protocol"
 )
 
 // Config is what the documents need to know of the extension's
@@ -149,6 +150,15 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 		emf.Metric{Name: m.StreamTruncated, Unit: emf.Count, Values: []float64{boolf(r.Truncated)}},
 		emf.Metric{Name: m.StreamBytes, Unit: emf.Bytes, Values: []float64{float64(r.Bytes)}},
 		emf.Metric{Name: m.DroppedEvents, Unit: emf.Count, Values: []float64{float64(r.Dropped)}})
+	// Truncations that are not the service's, told apart so that the
+	// completeness SLO and the truncation alarm can take them out; written
+	// only when they apply (the Sum is the same, the bytes are not).
+	switch {
+	case r.Truncated && r.Reason == state.ReasonStatus+protocol.StatusAborted.String():
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TruncationByCaller, Unit: emf.Count, Values: []float64{1}})
+	case r.Truncated && (r.Reason == state.ReasonEvicted || r.Reason == state.ReasonShutdown+"spindown"):
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TruncationUnobserved, Unit: emf.Count, Values: []float64{1}})
+	}
 	if r.Expected >= 0 {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ChunksExpected, Unit: emf.Count, Values: []float64{float64(r.Expected)}})
 		if r.Delivered < r.Expected {

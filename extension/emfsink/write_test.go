@@ -116,3 +116,30 @@ func TestNoFirstByteIsATTFBBreach(t *testing.T) {
 		}
 	}
 }
+
+// Truncations that are not the service's are told apart: the caller went
+// away (status-aborted), or streamlens could not judge the stream (evicted,
+// open at a spin-down). Service truncations carry neither.
+func TestTruncationsNotByTheService(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
+	now := time.Unix(1_800_000_000, 0)
+	for reason, want := range map[string]string{
+		"status-aborted": "TruncationByCaller", "evicted": "TruncationUnobserved", "shutdown-spindown": "TruncationUnobserved",
+		"runtime-timeout": "", "status-error": "", "short": "", "no-end": "", "shutdown-timeout": "",
+	} {
+		r := state.Result{QuoteID: "q", RequestID: "r", Time: now, Truncated: true, Reason: reason, Delivered: 3, Integrity: -1, Expected: -1}
+		out, err := enc.AppendStream(nil, &r, now, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"TruncationByCaller", "TruncationUnobserved"} {
+			if got, ok := d[k]; ok != (k == want) || ok && got != 1.0 {
+				t.Errorf("%s: %s = %v", reason, k, got)
+			}
+		}
+	}
+}
