@@ -328,8 +328,9 @@ func TestTimedOutSpanLastsUntilTheTimeout(t *testing.T) {
 		}
 	}
 	// The span starts when the handler started, a little after the
-	// invocation: it ends within that much of the 1 s timeout.
-	if d := s.end.Sub(s.start); d < 900*time.Millisecond || d > time.Second || last > 500*time.Millisecond {
+	// invocation, and ends when the platform saw the timeout, a little after
+	// the deadline: about 1 s, not the ~20 ms to the last chunk.
+	if d := s.end.Sub(s.start); d < 900*time.Millisecond || d > 1100*time.Millisecond || last > 500*time.Millisecond {
 		t.Errorf("span lasts %v, last chunk at %v; the timeout is 1s", d, last)
 	}
 }
