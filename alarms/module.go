@@ -3,6 +3,10 @@
 package alarms
 
 import (
+	"maps"
+	"slices"
+	"strings"
+
 	"github.com/streamlens/streamlens/internal/tfjson"
 	m "github.com/streamlens/streamlens/metrics"
 )
@@ -51,6 +55,29 @@ const TruncationRateExpression = "IF(n - FILL(c, 0) - FILL(u, 0) > 0, (t - FILL(
 
 // Module is the alarms module.
 func Module() map[string]any {
+	mod := module()
+	mod["output"] = map[string]any{"alarm_arns": map[string]any{
+		"description": "every alarm of this module, for the dashboard's alarm widget",
+		"value":       arns(mod["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any)),
+	}}
+	return mod
+}
+
+// arns is the Terraform expression listing the ARNs of alarms, whether
+// they exist once or zero-or-once (count).
+func arns(alarms map[string]any) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(alarms)) {
+		if _, counted := alarms[k].(map[string]any)["count"]; counted {
+			parts = append(parts, "aws_cloudwatch_metric_alarm."+k+"[*].arn")
+		} else {
+			parts = append(parts, "[aws_cloudwatch_metric_alarm."+k+".arn]")
+		}
+	}
+	return "${concat(" + strings.Join(parts, ", ") + ")}"
+}
+
+func module() map[string]any {
 	return map[string]any{
 		"terraform": tfjson.Providers(),
 		"locals":    tfjson.RunbookLocals(),

@@ -113,19 +113,28 @@ func Module(specs []slo.Spec) (map[string]any, error) {
 	vars := tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), tfjson.RunbookVars(), map[string]any{
 		"region":         tfjson.Var("string", "region the dashboard's widgets read from", nil),
 		"dashboard_name": tfjson.Var("string", "dashboard name; empty means streamlens-<function_name>", ""),
+		"alarm_arns": tfjson.Var("list(string)",
+			"alarms whose state the dashboard shows at its top (the alarms module's alarm_arns and the slo module's composite_alarm_arns); none: no alarm widget", []any{}),
 	})
 	for _, w := range Widgets(specs) {
 		if t := w.Threshold; t != nil && t.Var != "" {
 			vars[t.Var] = tfjson.Var("number", t.Label+" drawn on \""+w.Title+"\"", t.Default)
 		}
 	}
+	locals := tfjson.RunbookLocals()
+	locals["body"] = body
 	return map[string]any{
 		"terraform": tfjson.Providers(),
-		"locals":    tfjson.RunbookLocals(),
+		"locals":    locals,
 		"variable":  vars,
 		"resource": map[string]any{"aws_cloudwatch_dashboard": map[string]any{"streamlens": map[string]any{
 			"dashboard_name": `${var.dashboard_name != "" ? var.dashboard_name : "streamlens-${var.function_name}"}`,
-			"dashboard_body": body,
+			// The alarm-status widget exists only with alarms to show (an
+			// alarm widget without alarms is refused), so it is added here,
+			// in Terraform, above the widgets of the generated body.
+			"dashboard_body": `${jsonencode({widgets = concat(length(var.alarm_arns) == 0 ? [] : [{type = "alarm", x = 0, y = 0, width = 24, height = 3, ` +
+				`properties = {title = "Alarms", alarms = var.alarm_arns, sortBy = "stateUpdatedTimestamp", states = ["ALARM", "INSUFFICIENT_DATA", "OK"]}}], ` +
+				`[for w in jsondecode(local.body).widgets : merge(w, {y = w.y + (length(var.alarm_arns) == 0 ? 0 : 3)})])})}`,
 		}}},
 		"output": map[string]any{"dashboard_arn": map[string]any{"value": "${aws_cloudwatch_dashboard.streamlens.dashboard_arn}"}},
 	}, nil

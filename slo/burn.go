@@ -2,7 +2,9 @@ package slo
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,6 +91,15 @@ func (s Spec) ExcludeIDs(prefix string) []string {
 	return ids
 }
 
+// compositeARNs lists the composites' ARNs, in a stable order.
+func compositeARNs(composites map[string]any) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(composites)) {
+		parts = append(parts, "aws_cloudwatch_composite_alarm."+k+".arn")
+	}
+	return "${[" + strings.Join(parts, ", ") + "]}"
+}
+
 func query(id string, q Query, period time.Duration) map[string]any {
 	return map[string]any{"id": id, "return_data": false, "metric": map[string]any{
 		"namespace": "${var.namespace}", "metric_name": q.Metric, "stat": q.Stat, "period": int(period / time.Second),
@@ -167,5 +178,9 @@ func Module(specs []Spec) map[string]any {
 			"aws_cloudwatch_metric_alarm":    alarms,
 			"aws_cloudwatch_composite_alarm": composites,
 		},
+		"output": map[string]any{"composite_alarm_arns": map[string]any{
+			"description": "the page and ticket composites, for the dashboard's alarm widget",
+			"value":       compositeARNs(composites),
+		}},
 	}
 }

@@ -275,3 +275,32 @@ func TestFleetDashboard(t *testing.T) {
 		}
 	}
 }
+
+// The alarm-status widget: the alarms and slo modules list their alarms'
+// ARNs, and the dashboard shows them at its top when it is given any.
+func TestAlarmStatusWidget(t *testing.T) {
+	mod := alarms.Module()
+	out := mod["output"].(map[string]any)["alarm_arns"].(map[string]any)["value"].(string)
+	for k, a := range mod["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any) {
+		ref := "aws_cloudwatch_metric_alarm." + k
+		if _, counted := a.(map[string]any)["count"]; counted {
+			ref += "[*].arn"
+		} else {
+			ref = "[" + ref + ".arn]"
+		}
+		if !strings.Contains(out, ref) {
+			t.Errorf("alarm_arns lacks %s: %s", k, out)
+		}
+	}
+	if c := slo.Module(specs(t))["output"].(map[string]any)["composite_alarm_arns"].(map[string]any)["value"].(string); !strings.Contains(c, "aws_cloudwatch_composite_alarm.ttfb_page.arn") {
+		t.Errorf("composite_alarm_arns %s", c)
+	}
+	dash, err := dashboards.Module(specs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := dash["resource"].(map[string]any)["aws_cloudwatch_dashboard"].(map[string]any)["streamlens"].(map[string]any)["dashboard_body"].(string)
+	if !strings.Contains(body, `type = "alarm"`) || !strings.Contains(body, "alarms = var.alarm_arns") || !strings.Contains(body, "jsondecode(local.body)") {
+		t.Errorf("dashboard body %s", body)
+	}
+}
