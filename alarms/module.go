@@ -56,6 +56,23 @@ const TruncationRateExpression = "IF(n - FILL(c, 0) - FILL(u, 0) > 0, (t - FILL(
 // Module is the alarms module.
 func Module() map[string]any {
 	mod := module()
+	res := mod["resource"].(map[string]any)
+	// One incident, one notification: with the completeness SLO's page
+	// composite named, the truncation alarm notifies through a composite
+	// that the page suppresses (a truncation incident fires both).
+	tr := res["aws_cloudwatch_metric_alarm"].(map[string]any)["truncation_rate"].(map[string]any)
+	tr["alarm_actions"] = `${var.truncation_suppressor_alarm_name == "" ? var.alarm_sns_topic_arns : []}`
+	tr["ok_actions"] = tr["alarm_actions"]
+	res["aws_cloudwatch_composite_alarm"] = map[string]any{"truncation_rate": map[string]any{
+		"count":             `${var.truncation_suppressor_alarm_name == "" ? 0 : 1}`,
+		"alarm_name":        "${var.alarm_name_prefix}-${var.function_name}-truncation-rate-notify",
+		"alarm_description": "Notifies for the truncation-rate alarm unless the completeness SLO already pages. " + tfjson.Runbook("truncation-rate"),
+		"alarm_rule":        "ALARM(${aws_cloudwatch_metric_alarm.truncation_rate.alarm_name})",
+		"alarm_actions":     "${var.alarm_sns_topic_arns}",
+		"ok_actions":        "${var.alarm_sns_topic_arns}",
+		"actions_suppressor": []any{map[string]any{
+			"alarm": "${var.truncation_suppressor_alarm_name}", "extension_period": 3600, "wait_period": 300}},
+	}}
 	mod["output"] = map[string]any{"alarm_arns": map[string]any{
 		"description": "every alarm of this module, for the dashboard's alarm widget",
 		"value":       arns(mod["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any)),
@@ -84,6 +101,7 @@ func module() map[string]any {
 		"variable": tfjson.Merge(tfjson.FunctionVars(m.DefaultNamespace), tfjson.RunbookVars(), map[string]any{
 			"alarm_name_prefix":                 tfjson.Var("string", "prefix of every alarm name", "streamlens"),
 			"alarm_sns_topic_arns":              tfjson.Var("list(string)", "SNS topics notified on ALARM and OK by the alarms on the streams (truncation, TTFB, on-demand init)", []any{}),
+			"truncation_suppressor_alarm_name":  tfjson.Var("string", "name of the alarm that, while it fires, holds back the truncation alarm's notifications: the completeness SLO's page composite (the slo module's page_alarm_names.completeness); empty: none", ""),
 			"ops_sns_topic_arns":                tfjson.Var("list(string)", "SNS topics notified by the alarms on streamlens's own health (heartbeat, dropped events, configuration, instrument overflow, span export)", []any{}),
 			"ttfb_min_streams":                  tfjson.Var("number", "the TTFB p99 alarm looks at a period only when it has at least this many streams: a p99 of a handful is one slow stream", 20),
 			"ttfb_anomaly_alarm":                tfjson.Var("bool", "also alarm when TTFB p99 leaves its learned band (CloudWatch anomaly detection: a regression below the fixed threshold shows too)", false),

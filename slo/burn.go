@@ -91,6 +91,17 @@ func (s Spec) ExcludeIDs(prefix string) []string {
 	return ids
 }
 
+// pageNames maps each SLO with a page composite to that composite's name.
+func pageNames(composites map[string]any) map[string]any {
+	out := map[string]any{}
+	for k := range composites {
+		if name, ok := strings.CutSuffix(k, "_page"); ok {
+			out[name] = "${aws_cloudwatch_composite_alarm." + k + ".alarm_name}"
+		}
+	}
+	return out
+}
+
 // compositeARNs lists the composites' ARNs, in a stable order.
 func compositeARNs(composites map[string]any) string {
 	var parts []string
@@ -178,9 +189,15 @@ func Module(specs []Spec) map[string]any {
 			"aws_cloudwatch_metric_alarm":    alarms,
 			"aws_cloudwatch_composite_alarm": composites,
 		},
-		"output": map[string]any{"composite_alarm_arns": map[string]any{
-			"description": "the page and ticket composites, for the dashboard's alarm widget",
-			"value":       compositeARNs(composites),
-		}},
+		"output": map[string]any{
+			"composite_alarm_arns": map[string]any{
+				"description": "the page and ticket composites, for the dashboard's alarm widget",
+				"value":       compositeARNs(composites),
+			},
+			"page_alarm_names": map[string]any{
+				"description": "SLO name → its page composite's name (the alarms module's truncation_suppressor_alarm_name takes completeness's)",
+				"value":       pageNames(composites),
+			},
+		},
 	}
 }

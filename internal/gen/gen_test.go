@@ -204,10 +204,21 @@ func TestAlarmsForTheOnCall(t *testing.T) {
 			t.Errorf("%s notifies %v", name, a["alarm_actions"])
 		}
 	}
-	for _, name := range []string{"truncation_rate", "ttfb_p99"} {
-		if a := all[name].(map[string]any); a["alarm_actions"] != "${var.alarm_sns_topic_arns}" {
-			t.Errorf("%s notifies %v", name, a["alarm_actions"])
-		}
+	if a := all["ttfb_p99"].(map[string]any); a["alarm_actions"] != "${var.alarm_sns_topic_arns}" {
+		t.Errorf("ttfb_p99 notifies %v", a["alarm_actions"])
+	}
+	// The truncation alarm notifies itself unless a suppressor is named;
+	// then a composite that the completeness page suppresses does.
+	mod := alarms.Module()
+	if a := all["truncation_rate"].(map[string]any); a["alarm_actions"] != `${var.truncation_suppressor_alarm_name == "" ? var.alarm_sns_topic_arns : []}` {
+		t.Errorf("truncation_rate notifies %v", a["alarm_actions"])
+	}
+	c := mod["resource"].(map[string]any)["aws_cloudwatch_composite_alarm"].(map[string]any)["truncation_rate"].(map[string]any)
+	if c["alarm_actions"] != "${var.alarm_sns_topic_arns}" || c["actions_suppressor"].([]any)[0].(map[string]any)["alarm"] != "${var.truncation_suppressor_alarm_name}" {
+		t.Errorf("truncation composite %v", c)
+	}
+	if p := slo.Module(specs(t))["output"].(map[string]any)["page_alarm_names"].(map[string]any)["value"].(map[string]any); p["completeness"] != "${aws_cloudwatch_composite_alarm.completeness_page.alarm_name}" {
+		t.Errorf("page_alarm_names %v", p)
 	}
 	hb := all["heartbeat"].(map[string]any)["metric_query"].([]any)
 	if inv := hb[0].(map[string]any)["metric"].(map[string]any); inv["namespace"] != "AWS/Lambda" || inv["metric_name"] != "Invocations" ||
