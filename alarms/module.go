@@ -67,7 +67,7 @@ func Module() map[string]any {
 		"count":             `${var.truncation_suppressor_alarm_name == "" ? 0 : 1}`,
 		"alarm_name":        "${var.alarm_name_prefix}-${var.function_name}-truncation-rate-notify",
 		"alarm_description": "Notifies for the truncation-rate alarm unless the completeness SLO already pages. " + tfjson.Runbook("truncation-rate"),
-		"alarm_rule":        "ALARM(${aws_cloudwatch_metric_alarm.truncation_rate.alarm_name})",
+		"alarm_rule":        `ALARM("${aws_cloudwatch_metric_alarm.truncation_rate.alarm_name}")`, // the documented form: the name quoted
 		"alarm_actions":     "${var.alarm_sns_topic_arns}",
 		"ok_actions":        "${var.alarm_sns_topic_arns}",
 		"actions_suppressor": []any{map[string]any{

@@ -149,7 +149,7 @@ func Module(specs []Spec) map[string]any {
 					}(),
 					"tags": map[string]any{"streamlens:slo": s.Name, "streamlens:severity": w.Severity},
 				}
-				pair = append(pair, fmt.Sprintf("ALARM(${aws_cloudwatch_metric_alarm.%s.alarm_name})", key))
+				pair = append(pair, fmt.Sprintf(`ALARM("${aws_cloudwatch_metric_alarm.%s.alarm_name}")`, key))
 			}
 			rules[w.Severity] = append(rules[w.Severity], "("+strings.Join(pair, " AND ")+")")
 		}

@@ -135,8 +135,9 @@ func TestSLOModule(t *testing.T) {
 		t.Errorf("1h alarm %v", a)
 	}
 	page := comps["completeness_page"].(map[string]any)["alarm_rule"].(string)
-	want := "(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_1h_13_44x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_5m_13_44x.alarm_name})) OR " +
-		"(ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_6h_5_6x.alarm_name}) AND ALARM(${aws_cloudwatch_metric_alarm.completeness_burn_30m_5_6x.alarm_name}))"
+	// ALARM("name"): the documented form, the name quoted.
+	want := `(ALARM("${aws_cloudwatch_metric_alarm.completeness_burn_1h_13_44x.alarm_name}") AND ALARM("${aws_cloudwatch_metric_alarm.completeness_burn_5m_13_44x.alarm_name}")) OR ` +
+		`(ALARM("${aws_cloudwatch_metric_alarm.completeness_burn_6h_5_6x.alarm_name}") AND ALARM("${aws_cloudwatch_metric_alarm.completeness_burn_30m_5_6x.alarm_name}"))`
 	if page != want {
 		t.Errorf("page rule\n%s\nwant\n%s", page, want)
 	}
