@@ -171,6 +171,8 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "cl50", Metric: m.ChunkLatency, Stat: "p50", Label: "p50"},
 				{ID: "cl99", Metric: m.ChunkLatency, Stat: "p99", Label: "p99"},
 			}},
+		{Title: "By function version: TTFB p99 and truncation rate (STREAMLENS_VERSION_DIMENSION=on)", Unit: "ms / share",
+			Searches: []Search{{Metric: m.TimeToFirstByte, Dim: m.DimVersion, Stat: "p99"}, {Metric: m.StreamTruncated, Dim: m.DimVersion, Stat: "Average"}}},
 		{Title: "InitDuration by initialization type", Unit: "ms",
 			Searches: []Search{{Metric: m.InitDuration, Dim: m.DimInitType, Stat: "Maximum"}}},
 		{Title: "Cold starts by initialization type", Unit: "count",

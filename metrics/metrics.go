@@ -17,6 +17,9 @@ const (
 	// DimInitType (on-demand | provisioned-concurrency | snap-start) is a
 	// dimension of the per-invocation metrics only.
 	DimInitType = "InitType"
+	// DimVersion (the function version) is a dimension of the per-stream
+	// metrics only with STREAMLENS_VERSION_DIMENSION=on.
+	DimVersion = "Version"
 )
 
 // Metric names (DESIGN.md §4).

@@ -38,6 +38,7 @@ type Config struct {
 	InstrumentMetrics  bool           // STREAMLENS_INSTRUMENT_METRICS
 	MaxInstruments     int            // STREAMLENS_MAX_INSTRUMENTS
 	InstrumentAllow    *regexp.Regexp // STREAMLENS_INSTRUMENT_ALLOW, matched whole; nil: any name
+	Version            string         // AWS_LAMBDA_FUNCTION_VERSION when STREAMLENS_VERSION_DIMENSION=on, else ""
 	ShutdownMargin     time.Duration  // STREAMLENS_SHUTDOWN_MARGIN_MS
 	OTLP               OTLP           // STREAMLENS_OTLP*, STREAMLENS_TRACES_* and the standard OTEL_* variables (otel.go)
 	SpanMaxEvents      int            // STREAMLENS_SPAN_MAX_EVENTS
@@ -143,6 +144,13 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 			bad("STREAMLENS_INSTRUMENT_ALLOW", v, "want a regular expression (RE2): "+err.Error())
 		}
 		c.InstrumentAllow = re
+	}
+	if flag("STREAMLENS_VERSION_DIMENSION", false) {
+		c.Version = getenv("AWS_LAMBDA_FUNCTION_VERSION")
+		if c.Version != "" && !emf.ValidDimensionValue(c.Version) {
+			bad("AWS_LAMBDA_FUNCTION_VERSION", c.Version, "not a valid CloudWatch dimension value: no Version dimension")
+			c.Version = ""
+		}
 	}
 	c.ShutdownMargin = ms("STREAMLENS_SHUTDOWN_MARGIN_MS", 200, 0, 2000)
 	c.OTLP = otlpFromEnv(getenv, c.FunctionName, bad)

@@ -215,3 +215,14 @@ func TestInstrumentAllowlist(t *testing.T) {
 		t.Errorf("a bad pattern: %v %v", c.InstrumentAllow, err)
 	}
 }
+
+func TestVersionDimensionIsOptIn(t *testing.T) {
+	env := map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "AWS_LAMBDA_FUNCTION_VERSION": "7"}
+	if c, _ := FromEnv(func(k string) string { return env[k] }, "streamlens"); c.Version != "" {
+		t.Errorf("on by default: %q", c.Version)
+	}
+	env["STREAMLENS_VERSION_DIMENSION"] = "on"
+	if c, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil || c.Version != "7" {
+		t.Errorf("%q %v", c.Version, err)
+	}
+}

@@ -24,6 +24,10 @@ type Config struct {
 	// dimension, and not into each stream's document as well (half of a
 	// 50-chunk stream's EMF bytes).
 	InstrumentMetrics bool
+	// Version, if set, is the function version (AWS_LAMBDA_FUNCTION_VERSION)
+	// the stream metrics are also published under (STREAMLENS_VERSION_DIMENSION):
+	// releases side by side, at a custom metric per stream metric and version.
+	Version string
 }
 
 // Batch is everything one flush writes.
@@ -100,10 +104,16 @@ const (
 func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detail bool) ([]byte, error) {
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
 	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: clamp(r.Time, now), Dimensions: [][]string{{m.DimFunctionName}}}
+	if e.cfg.Version != "" {
+		d.Dimensions = [][]string{{m.DimFunctionName}, {m.DimFunctionName, m.DimVersion}}
+	}
 	d.Properties = append(make([]emf.Property, 0, 10), fn,
 		emf.Property{Key: m.PropQuoteID, Value: r.QuoteID},
 		emf.Property{Key: m.PropRequestID, Value: r.RequestID},
 		emf.Property{Key: m.PropStatus, Value: r.Status})
+	if e.cfg.Version != "" {
+		d.Properties = append(d.Properties, emf.Property{Key: m.DimVersion, Value: e.cfg.Version})
+	}
 	for _, p := range [...]struct{ k, v string }{
 		{m.PropBundleID, r.BundleID}, {m.PropClientID, r.ClientID}, {m.PropTraceParent, r.TraceParent},
 		{m.PropTruncateReason, r.Reason}, {"InvocationStatus", r.InvocationStatus},

@@ -143,3 +143,20 @@ func TestTruncationsNotByTheService(t *testing.T) {
 		}
 	}
 }
+
+// With STREAMLENS_VERSION_DIMENSION=on the stream metrics are published
+// per function version too; off (the default), the document is unchanged.
+func TestVersionDimension(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	r := state.Result{QuoteID: "q", RequestID: "r", Time: now, Delivered: 5, Integrity: -1, Expected: -1, HasTTFB: true, TTFBMs: 12}
+	for version, want := range map[string]string{"": `[["FunctionName"]]`, "7": `[["FunctionName"],["FunctionName","Version"]]`} {
+		enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond, Version: version})
+		out, err := enc.AppendStream(nil, &r, now, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(out, []byte(`"Dimensions":`+want)) || (version != "") != bytes.Contains(out, []byte(`"Version":"7"`)) {
+			t.Errorf("version %q: %s", version, out)
+		}
+	}
+}

@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	r := &runner{cfg: cfg, api: api, table: state.New(cfg.MaxOpenStreams, cfg.MaxChunksPerStream), changed: make(chan struct{}, 1),
 		stderr: stderr, log: lw, managed: managed,
 		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold,
-			InstrumentMetrics: cfg.InstrumentMetrics})}
+			InstrumentMetrics: cfg.InstrumentMetrics, Version: cfg.Version})}
 	in, err := ingest.Listen(cfg.Addr, &r.mu, func(b []byte, size int) {
 		if r.table.ApplyDatagram(b, size, time.Now()) {
 			r.notify()
