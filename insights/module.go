@@ -81,6 +81,12 @@ func Queries() []Query {
 | limit 50`},
 		{"what-streamlens-costs", `filter ispresent(ExtensionCPU)
 | stats count(*) as invocations, pct(ExtensionCPU, 50) as cpu_p50_ms, pct(ExtensionCPU, 99) as cpu_p99_ms, pct(ExtensionOverhead, 99) as after_runtime_p99_ms by bin(1h)`},
+		{"streamlens-messages", `fields @timestamp, @message
+| filter @message like /streamlens: /
+| sort @timestamp desc
+| limit 100`},
+		{"cold-starts", `filter ispresent(InitDuration)
+| stats count(*) as cold_starts, pct(InitDuration, 50) as init_p50_ms, pct(InitDuration, 99) as init_p99_ms by InitType, bin(1h)`},
 		{"extension-problems", `filter ispresent(EventsReceived)
 | stats sum(MalformedEvents) as malformed, sum(ConfigErrors) as config_errors, sum(SpanExportFailures) as span_export_failures, sum(DroppedEMFLines) as dropped_emf_lines, sum(EvictedStreams) as evicted by bin(1h)`},
 	}

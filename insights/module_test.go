@@ -20,7 +20,8 @@ func documents(t *testing.T) []map[string]any {
 	b := emfsink.Batch{
 		Streams: []state.Result{{QuoteID: "q", RequestID: "r", BundleID: "EQ-EU-50", ClientID: "desk-7", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 			Time: now, HasTTFB: true, TTFBMs: 150, Delivered: 20, Expected: 50, Truncated: true, Reason: "status-error", Status: "error", Integrity: 1, PlatformLatencyMs: -1}},
-		Invocations: []state.InvocationResult{{RequestID: "r", Time: now, Done: &state.RuntimeDone{Status: "success"}, Report: &state.Report{DurationMs: 3}, CPU: time.Millisecond}},
+		Invocations: []state.InvocationResult{{RequestID: "r", Time: now, Done: &state.RuntimeDone{Status: "success"}, Report: &state.Report{DurationMs: 3}, CPU: time.Millisecond,
+			ColdStart: true, InitKnown: true, Init: state.InitReport{InitType: "on-demand", DurationMs: 180}}},
 		Counters:    state.Counters{Malformed: 1},
 		Final:       true,
 	}
