@@ -22,8 +22,8 @@ func documents(t *testing.T) []map[string]any {
 			Time: now, HasTTFB: true, TTFBMs: 150, Delivered: 20, Expected: 50, Truncated: true, Reason: "status-error", Status: "error", Integrity: 1, PlatformLatencyMs: -1}},
 		Invocations: []state.InvocationResult{{RequestID: "r", Time: now, Done: &state.RuntimeDone{Status: "success"}, Report: &state.Report{DurationMs: 3}, CPU: time.Millisecond,
 			ColdStart: true, InitKnown: true, Init: state.InitReport{InitType: "on-demand", DurationMs: 180}}},
-		Counters:    state.Counters{Malformed: 1},
-		Final:       true,
+		Counters: state.Counters{Malformed: 1},
+		Final:    true,
 	}
 	var out []byte
 	if errs := enc.Write(b, now, now.Add(time.Second), func(p []byte) { out = append(out, p...) }); len(errs) > 0 {
