@@ -109,3 +109,50 @@ func BenchmarkScenarioPostRuntime(b *testing.B) {
 		}
 	}
 }
+
+// cpuRound runs n invocations of a bundle of the given size with the
+// streamlens extension and returns its CPU per invocation.
+func cpuRound(b *testing.B, ext string, n, instruments int) time.Duration {
+	b.Helper()
+	sb, err := sandbox.Start(sandbox.Config{Function: bins.function, Extensions: []string{ext}, Timeout: 10 * time.Second,
+		Freeze: true, InitType: "provisioned-concurrency", Log: io.Discard,
+		Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(b)), "STREAMLENS_OTLP=off"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Close()
+	ev := []byte(`{"queryStringParameters":{"instruments":"` + strconv.Itoa(instruments) + `","delay_ms":"0"}}`)
+	pid := sb.Extensions()[0].PID
+	for i := 0; i < 10; i++ { // warm: page faults, first-time paths
+		if res, err := sb.Invoke(b.Context(), ev, io.Discard); err != nil || res.Status != "success" {
+			b.Fatalf("warm-up %d: %+v %v", i, res, err)
+		}
+	}
+	cpu0 := procCPU(pid)
+	for i := 0; i < n; i++ {
+		if res, err := sb.Invoke(b.Context(), ev, io.Discard); err != nil || res.Status != "success" {
+			b.Fatalf("invocation %d: %+v %v", i, res, err)
+		}
+	}
+	return (procCPU(pid) - cpu0) / time.Duration(n)
+}
+
+// BenchmarkScenarioCPUPerEvent: the extension's CPU for one more chunk
+// event — the slope between invocations of 50 and of 500 instruments, in
+// interleaved rounds — against decoding and applying one event alone
+// (BenchmarkIngest): what a chunk costs the extension beyond the fixed
+// cost of an invocation (event/next, telemetry, the flush). -benchtime=1x.
+func BenchmarkScenarioCPUPerEvent(b *testing.B) {
+	const rounds, n = 5, 100
+	for b.Loop() {
+		var slopes []float64
+		for r := 0; r < rounds; r++ {
+			small, large := cpuRound(b, bins.extension, n, 50), cpuRound(b, bins.extension, n, 500)
+			slopes = append(slopes, float64((large - small).Nanoseconds())/450)
+		}
+		sort.Float64s(slopes)
+		b.ReportMetric(slopes[0], "ns/event-min")
+		b.ReportMetric(slopes[rounds/2], "ns/event-median")
+		b.ReportMetric(slopes[rounds-1], "ns/event-max")
+	}
+}
