@@ -148,7 +148,7 @@ func BenchmarkScenarioCPUPerEvent(b *testing.B) {
 		var slopes []float64
 		for r := 0; r < rounds; r++ {
 			small, large := cpuRound(b, bins.extension, n, 50), cpuRound(b, bins.extension, n, 500)
-			slopes = append(slopes, float64((large - small).Nanoseconds())/450)
+			slopes = append(slopes, float64((large-small).Nanoseconds())/450)
 		}
 		sort.Float64s(slopes)
 		b.ReportMetric(slopes[0], "ns/event-min")
