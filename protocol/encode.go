@@ -22,18 +22,13 @@ func AppendChunk(dst []byte, h Header, c Chunk) []byte {
 	return appendChunkBody(appendHeader(dst, "chunk", h), c)
 }
 
-// ChunkPrefix returns the part of a stream's chunk lines that never changes
-// ("sl1 chunk <streamId> <requestId> "), for AppendChunkPrefixed.
-func ChunkPrefix(streamID, requestID string) []byte {
-	return AppendChunkPrefix(nil, streamID, requestID)
-}
-
-// AppendChunkPrefix is ChunkPrefix appended to dst.
+// AppendChunkPrefix appends the part of a stream's chunk lines that never
+// changes ("sl1 chunk <streamId> <requestId> "), for AppendChunkPrefixed.
 func AppendChunkPrefix(dst []byte, streamID, requestID string) []byte {
 	return appendPrefix(dst, "chunk", streamID, requestID)
 }
 
-// AppendChunkPrefixed is AppendChunk for a stream whose ChunkPrefix was
+// AppendChunkPrefixed is AppendChunk for a stream whose AppendChunkPrefix was
 // computed once: the ids are not escaped again on every chunk.
 func AppendChunkPrefixed(dst, prefix []byte, seq uint32, timeNs int64, c Chunk) []byte {
 	return appendChunkBody(appendSeqTime(append(dst, prefix...), seq, timeNs), c)

@@ -220,7 +220,7 @@ func TestChunkPrefixedMatchesAppendChunk(t *testing.T) {
 	h := Header{StreamID: "q 1%", RequestID: "r\n1", Seq: 42, TimeNs: 1732300000000000001}
 	c := Chunk{Instrument: "BRK B", Bytes: 12, Flags: FlagFirstUseful | FlagError}
 	a := AppendChunk(nil, h, c)
-	b := AppendChunkPrefixed(nil, ChunkPrefix(h.StreamID, h.RequestID), h.Seq, h.TimeNs, c)
+	b := AppendChunkPrefixed(nil, AppendChunkPrefix(nil, h.StreamID, h.RequestID), h.Seq, h.TimeNs, c)
 	if string(a) != string(b) {
 		t.Errorf("%q != %q", a, b)
 	}
