@@ -35,10 +35,16 @@ func Report(b *testing.B, ns [][]float64, i, base int, name string) {
 	for r := range ns {
 		ratios[r], abs[r] = ns[r][i]/ns[r][base], ns[r][i]
 	}
-	sort.Float64s(ratios)
+	Spread(b, ratios, name+"/")
 	sort.Float64s(abs)
-	b.ReportMetric(ratios[0], name+"/min")
-	b.ReportMetric(ratios[len(ratios)/2], name+"/median")
-	b.ReportMetric(ratios[len(ratios)-1], name+"/max")
 	b.ReportMetric(abs[len(abs)/2], name+"-ns")
+}
+
+// Spread reports the minimum, median and maximum of per-round values as
+// prefix+"min", prefix+"median" and prefix+"max". It sorts vals.
+func Spread(b *testing.B, vals []float64, prefix string) {
+	sort.Float64s(vals)
+	b.ReportMetric(vals[0], prefix+"min")
+	b.ReportMetric(vals[len(vals)/2], prefix+"median")
+	b.ReportMetric(vals[len(vals)-1], prefix+"max")
 }

@@ -10,14 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamlens/streamlens/internal/benchround"
 	"github.com/streamlens/streamlens/internal/sandbox"
 )
 
-// overheadRound runs n 50-instrument invocations with extension ext (default
-// configuration, OTLP off: no collector) and returns each one's post-runtime
-// time as the sandbox measured it (report − runtimeDone) and the extension
-// process's CPU time per invocation.
-func overheadRound(b *testing.B, ext string, n int) (post []time.Duration, cpuPerInvoke time.Duration) {
+// overheadRound runs n invocations of a bundle of instruments chunks with
+// extension ext (default configuration, OTLP off: no collector), after warm
+// unmeasured ones (page faults, first-time paths), and returns each
+// measured one's post-runtime time as the sandbox measured it (report −
+// runtimeDone) and the extension process's CPU time per invocation.
+func overheadRound(b *testing.B, ext string, n, instruments, warm int) (post []time.Duration, cpuPerInvoke time.Duration) {
 	b.Helper()
 	sb, err := sandbox.Start(sandbox.Config{Function: bins.function, Extensions: []string{ext}, Timeout: 10 * time.Second,
 		Freeze: true, InitType: "provisioned-concurrency", Log: io.Discard,
@@ -26,15 +28,20 @@ func overheadRound(b *testing.B, ext string, n int) (post []time.Duration, cpuPe
 		b.Fatal(err)
 	}
 	defer sb.Close()
-	ev := []byte(`{"queryStringParameters":{"instruments":"50","delay_ms":"0"}}`)
+	ev := []byte(`{"queryStringParameters":{"instruments":"` + strconv.Itoa(instruments) + `","delay_ms":"0"}}`)
 	pid := sb.Extensions()[0].PID
-	cpu0 := procCPU(pid)
-	for i := 0; i < n; i++ {
+	var cpu0 time.Duration
+	for i := 0; i < warm+n; i++ {
+		if i == warm {
+			cpu0 = procCPU(pid)
+		}
 		res, err := sb.Invoke(b.Context(), ev, io.Discard)
 		if err != nil || res.Status != "success" {
 			b.Fatalf("invocation %d: %+v %v", i, res, err)
 		}
-		post = append(post, res.PostRuntime())
+		if i >= warm {
+			post = append(post, res.PostRuntime())
+		}
 	}
 	return post, (procCPU(pid) - cpu0) / time.Duration(n)
 }
@@ -87,8 +94,8 @@ func BenchmarkScenarioPostRuntime(b *testing.B) {
 		var p50, p99, cpu []float64
 		var sCPU, mCPU time.Duration
 		for r := 0; r < rounds; r++ {
-			sp, sc := overheadRound(b, sl, n)
-			mp, mc := overheadRound(b, minext, n)
+			sp, sc := overheadRound(b, sl, n, 50, 0)
+			mp, mc := overheadRound(b, minext, n, 50, 0)
 			sPost, mPost = append(sPost, sp...), append(mPost, mp...)
 			sCPU, mCPU = sCPU+sc, mCPU+mc
 			p50 = append(p50, pct(sp, 0.5)/pct(mp, 0.5))
@@ -102,39 +109,9 @@ func BenchmarkScenarioPostRuntime(b *testing.B) {
 		b.ReportMetric(float64(sCPU.Microseconds())/1000/rounds, "cpu-ms/invoke")
 		b.ReportMetric(float64(mCPU.Microseconds())/1000/rounds, "baseline-cpu-ms/invoke")
 		for name, v := range map[string][]float64{"p50": p50, "p99": p99, "cpu": cpu} {
-			sort.Float64s(v)
-			b.ReportMetric(v[0], name+"/baseline-min")
-			b.ReportMetric(v[len(v)/2], name+"/baseline-median")
-			b.ReportMetric(v[len(v)-1], name+"/baseline-max")
+			benchround.Spread(b, v, name+"/baseline-")
 		}
 	}
-}
-
-// cpuRound runs n invocations of a bundle of the given size with the
-// streamlens extension and returns its CPU per invocation.
-func cpuRound(b *testing.B, ext string, n, instruments int) time.Duration {
-	b.Helper()
-	sb, err := sandbox.Start(sandbox.Config{Function: bins.function, Extensions: []string{ext}, Timeout: 10 * time.Second,
-		Freeze: true, InitType: "provisioned-concurrency", Log: io.Discard,
-		Env: []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(b)), "STREAMLENS_OTLP=off"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sb.Close()
-	ev := []byte(`{"queryStringParameters":{"instruments":"` + strconv.Itoa(instruments) + `","delay_ms":"0"}}`)
-	pid := sb.Extensions()[0].PID
-	for i := 0; i < 10; i++ { // warm: page faults, first-time paths
-		if res, err := sb.Invoke(b.Context(), ev, io.Discard); err != nil || res.Status != "success" {
-			b.Fatalf("warm-up %d: %+v %v", i, res, err)
-		}
-	}
-	cpu0 := procCPU(pid)
-	for i := 0; i < n; i++ {
-		if res, err := sb.Invoke(b.Context(), ev, io.Discard); err != nil || res.Status != "success" {
-			b.Fatalf("invocation %d: %+v %v", i, res, err)
-		}
-	}
-	return (procCPU(pid) - cpu0) / time.Duration(n)
 }
 
 // BenchmarkScenarioCPUPerEvent: the extension's CPU for one more chunk
@@ -147,12 +124,10 @@ func BenchmarkScenarioCPUPerEvent(b *testing.B) {
 	for b.Loop() {
 		var slopes []float64
 		for r := 0; r < rounds; r++ {
-			small, large := cpuRound(b, bins.extension, n, 50), cpuRound(b, bins.extension, n, 500)
+			_, small := overheadRound(b, bins.extension, n, 50, 10)
+			_, large := overheadRound(b, bins.extension, n, 500, 10)
 			slopes = append(slopes, float64((large-small).Nanoseconds())/450)
 		}
-		sort.Float64s(slopes)
-		b.ReportMetric(slopes[0], "ns/event-min")
-		b.ReportMetric(slopes[rounds/2], "ns/event-median")
-		b.ReportMetric(slopes[rounds-1], "ns/event-max")
+		benchround.Spread(b, slopes, "ns/event-")
 	}
 }

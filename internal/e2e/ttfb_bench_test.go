@@ -3,11 +3,11 @@ package e2e
 import (
 	"io"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/streamlens/streamlens/internal/benchround"
 	"github.com/streamlens/streamlens/internal/sandbox"
 )
 
@@ -104,11 +104,7 @@ func BenchmarkScenarioTTFB(b *testing.B) {
 						for r := range ratios {
 							ratios[r] = q.v[i][r] / q.v[0][r]
 						}
-						sort.Float64s(ratios)
-						unit := c.name + "-" + q.name + "/none"
-						b.ReportMetric(ratios[0], unit+"/min")
-						b.ReportMetric(ratios[rounds/2], unit+"/median")
-						b.ReportMetric(ratios[rounds-1], unit+"/max")
+						benchround.Spread(b, ratios, c.name+"-"+q.name+"/none/")
 					}
 				}
 			}
