@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -15,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/streamlens/streamlens/internal/otlpbody"
 	"github.com/streamlens/streamlens/internal/summary"
 )
 
@@ -40,13 +38,7 @@ func startReceiver() (*receiver, error) {
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(req.Body, 16<<20))
-	if err == nil && req.Header.Get("Content-Encoding") == "gzip" {
-		var zr *gzip.Reader
-		if zr, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
-			body, err = io.ReadAll(zr)
-		}
-	}
+	body, err := otlpbody.Read(req, 16<<20)
 	er := ptraceotlp.NewExportRequest()
 	if err == nil {
 		err = er.UnmarshalProto(body)

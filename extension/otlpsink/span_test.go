@@ -2,7 +2,6 @@ package otlpsink
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/streamlens/streamlens/extension/config"
 	"github.com/streamlens/streamlens/extension/state"
+	"github.com/streamlens/streamlens/internal/otlpbody"
 	"github.com/streamlens/streamlens/internal/streamtest"
 	"github.com/streamlens/streamlens/internal/version"
 )
@@ -188,14 +188,10 @@ type collector struct {
 func newCollector(t *testing.T, answer ...int) *collector {
 	c := &collector{answer: answer}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(bytes.NewReader(body))
-			if err != nil {
-				t.Errorf("gzip: %v", err)
-				return
-			}
-			body, _ = io.ReadAll(zr)
+		body, err := otlpbody.Read(r, 16<<20)
+		if err != nil {
+			t.Errorf("OTLP request: %v", err)
+			return
 		}
 		c.mu.Lock()
 		c.got = append(c.got, received{r.Header.Clone(), body})

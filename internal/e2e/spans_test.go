@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"compress/gzip"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/streamlens/streamlens/internal/otlpbody"
 	"github.com/streamlens/streamlens/internal/sandbox"
 	"github.com/streamlens/streamlens/internal/streamtest"
 )
@@ -52,15 +50,9 @@ func newReceiver(t *testing.T) *otlpReceiver {
 		if req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
 			t.Errorf("OTLP request %s %s (%s)", req.Method, req.URL.Path, req.Header.Get("Content-Type"))
 		}
-		body, _ := io.ReadAll(req.Body)
-		if req.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(bytes.NewReader(body))
-			if err == nil {
-				body, err = io.ReadAll(zr)
-			}
-			if err != nil {
-				t.Errorf("gzip: %v", err)
-			}
+		body, err := otlpbody.Read(req, 16<<20)
+		if err != nil {
+			t.Errorf("OTLP request: %v", err)
 		}
 		r.mu.Lock()
 		r.headers = append(r.headers, req.Header.Clone())
