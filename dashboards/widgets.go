@@ -116,10 +116,7 @@ func burnEval(s slo.Spec, suffix string, v map[string]float64) float64 {
 			e += x
 		}
 	}
-	if v[total]-e <= 0 {
-		return 0
-	}
-	return ((v[bad] - e) / (v[total] - e)) / s.ErrorBudget()
+	return s.Burn(v[bad], v[total], e)
 }
 
 // Widgets is the dashboard, top to bottom.

@@ -82,6 +82,16 @@ func (s Spec) BurnExpression(bad, total string, ex ...string) string {
 	return fmt.Sprintf("IF(%s - %s > 0, ((%s - %s) / (%s - %s)) / %s, 0)", total, e, bad, e, total, e, budget)
 }
 
+// Burn is BurnExpression computed from counts: the bad fraction, the
+// excluded events taken out of bad and total, over the error budget; 0
+// without events.
+func (s Spec) Burn(bad, total, excluded float64) float64 {
+	if total-excluded <= 0 {
+		return 0
+	}
+	return ((bad - excluded) / (total - excluded)) / s.ErrorBudget()
+}
+
 // ExcludeIDs are the series ids of s's excluded queries, with prefix.
 func (s Spec) ExcludeIDs(prefix string) []string {
 	var ids []string

@@ -63,29 +63,18 @@ func Compute(spec Spec, h Series, window time.Duration) Status {
 	from := end.Add(-window)
 	ex := sumSince(h.Excluded, from)
 	st.Bad, st.Total = max(0, sumSince(h.Bad, from)-ex), max(0, sumSince(h.Total, from)-ex)
-	st.Attainment, st.BudgetLeft = 1, 1
+	st.Attainment, st.BudgetLeft = 1, 1-spec.Burn(st.Bad, st.Total, 0)
 	if st.Total > 0 {
 		st.Attainment = 1 - st.Bad/st.Total
-		st.BudgetLeft = 1 - (st.Bad/st.Total)/spec.ErrorBudget()
 	}
 	for _, w := range BurnWindows() {
-		ex := sumSince(h.Excluded, end.Add(-w))
-		bad, total := sumSince(h.Bad, end.Add(-w))-ex, sumSince(h.Total, end.Add(-w))-ex
-		burn := 0.0
-		if total > 0 {
-			burn = (bad / total) / spec.ErrorBudget()
-		}
-		st.Burn[durName(w)] = burn
+		from := end.Add(-w)
+		st.Burn[durName(w)] = spec.Burn(sumSince(h.Bad, from), sumSince(h.Total, from), sumSince(h.Excluded, from))
 	}
 	longest := BurnWindows()[len(BurnWindows())-1]
 	for from := end.Add(-longest); from.Before(end); from = from.Add(time.Hour) {
-		ex := sumBetween(h.Excluded, from, from.Add(time.Hour))
-		bad, total := sumBetween(h.Bad, from, from.Add(time.Hour))-ex, sumBetween(h.Total, from, from.Add(time.Hour))-ex
-		burn := 0.0
-		if total > 0 {
-			burn = (bad / total) / spec.ErrorBudget()
-		}
-		st.HourlyBurn = append(st.HourlyBurn, burn)
+		to := from.Add(time.Hour)
+		st.HourlyBurn = append(st.HourlyBurn, spec.Burn(sumBetween(h.Bad, from, to), sumBetween(h.Total, from, to), sumBetween(h.Excluded, from, to)))
 	}
 	return st
 }

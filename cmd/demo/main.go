@@ -284,9 +284,9 @@ func printSummary(s *summary.Summary, specs []slo.Spec) {
 		for _, x := range sp.SLI.Exclude { // not the service's: out of both counts
 			bad, total = bad-st(v[x.Metric], x.Stat), total-st(v[x.Metric], x.Stat)
 		}
-		att, left := 1.0, 1.0
+		att, left := 1.0, 1-sp.Burn(bad, total, 0)
 		if total > 0 {
-			att, left = 1-bad/total, 1-(bad/total)/sp.ErrorBudget()
+			att = 1 - bad/total
 		}
 		fmt.Printf("  %-13s objective %.4g %%: attainment %.2f %% (%.0f bad of %.0f), error budget left %.0f %%\n", sp.Name, 100*sp.Objective, 100*att, bad, total, 100*left)
 	}
