@@ -112,9 +112,7 @@ func burnEval(s slo.Spec, suffix string, v map[string]float64) float64 {
 	bad, total, ex := sloIDs(s, suffix)
 	e := 0.0
 	for _, id := range ex {
-		if x := v[id]; !math.IsNaN(x) {
-			e += x
-		}
+		e += fill(v[id])
 	}
 	return s.Burn(v[bad], v[total], e)
 }

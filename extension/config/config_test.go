@@ -24,7 +24,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, v)
 		}
 	}
-	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_ADDR": "10.0.0.5:8126"}
+	env = map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_ADDR": "10.0.0.5:9126"}
 	if _, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("non-loopback address: %v", err)
 	}
@@ -43,7 +43,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 	env := map[string]string{
 		"AWS_LAMBDA_RUNTIME_API":       "127.0.0.1:9001",
-		"STREAMLENS_ADDR":              "10.0.0.5:8126",
+		"STREAMLENS_ADDR":              "10.0.0.5:9126",
 		"STREAMLENS_TTFB_THRESHOLD_MS": "fast",
 		"STREAMLENS_TELEMETRY":         "maybe",
 		"STREAMLENS_OTLP_ENDPOINT":     "collector:1234",
@@ -86,12 +86,12 @@ func otlpOf(t *testing.T, env map[string]string) (OTLP, error) {
 // them; a STREAMLENS_* variable wins where both are set.
 func TestOTelVariables(t *testing.T) {
 	o, err := otlpOf(t, map[string]string{})
-	if err != nil || !o.On || o.URL != "http://localhost:4318/v1/traces" || o.Gzip || o.Timeout != 25*time.Millisecond ||
+	if err != nil || !o.On || o.URL != defaultOTLPEndpoint+"/v1/traces" || o.Gzip || o.Timeout != 25*time.Millisecond ||
 		o.ServiceName != "pricing" || o.Sampler != (Sampler{ParentBased: true, Ratio: 0.1, KeepFailed: true}) {
 		t.Errorf("defaults: %+v %v", o, err)
 	}
 	o, err = otlpOf(t, map[string]string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT":    "https://otlp.example.com:4318/base/",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":    "https://otlp.example.com/base/",
 		"OTEL_EXPORTER_OTLP_HEADERS":     "x-api-key=abc%3D%3D, x-team = pricing",
 		"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
 		"OTEL_EXPORTER_OTLP_TIMEOUT":     "500",
@@ -101,7 +101,7 @@ func TestOTelVariables(t *testing.T) {
 		"OTEL_TRACES_SAMPLER":            "traceidratio",
 		"OTEL_TRACES_SAMPLER_ARG":        "0.5",
 	})
-	if err != nil || o.URL != "https://otlp.example.com:4318/base/v1/traces" || !o.Gzip || o.Timeout != 500*time.Millisecond ||
+	if err != nil || o.URL != "https://otlp.example.com/base/v1/traces" || !o.Gzip || o.Timeout != 500*time.Millisecond ||
 		o.CACert != "/opt/ca.pem" || o.ServiceName != "pricing-svc" || len(o.Headers) != 2 ||
 		o.Headers[0] != (KV{"x-api-key", "abc=="}) || o.Headers[1] != (KV{"x-team", "pricing"}) ||
 		len(o.Resource) != 2 || o.Sampler != (Sampler{Ratio: 0.5, KeepFailed: true}) {
@@ -110,8 +110,8 @@ func TestOTelVariables(t *testing.T) {
 	// Signal-specific variables win over generic ones, and the traces
 	// endpoint is used as it is; STREAMLENS_* wins over both.
 	o, err = otlpOf(t, map[string]string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT":           "http://generic:4318",
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":    "http://traces:4318/custom/path",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":           "http://generic",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":    "http://traces/custom/path",
 		"OTEL_EXPORTER_OTLP_COMPRESSION":        "gzip",
 		"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none",
 		"OTEL_EXPORTER_OTLP_TIMEOUT":            "500",
@@ -120,12 +120,12 @@ func TestOTelVariables(t *testing.T) {
 		"STREAMLENS_TRACES_SAMPLE_RATIO":        "0.2",
 		"STREAMLENS_TRACES_KEEP_FAILED":         "off",
 	})
-	if err != nil || o.URL != "http://traces:4318/custom/path" || o.Gzip || o.Timeout != 40*time.Millisecond ||
+	if err != nil || o.URL != "http://traces/custom/path" || o.Gzip || o.Timeout != 40*time.Millisecond ||
 		o.Sampler != (Sampler{ParentBased: true, Ratio: 0.2}) {
 		t.Errorf("precedence: %+v %v", o, err)
 	}
-	o, _ = otlpOf(t, map[string]string{"STREAMLENS_OTLP_ENDPOINT": "http://mine:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://theirs:4318/v1/traces"})
-	if o.URL != "http://mine:4318/v1/traces" {
+	o, _ = otlpOf(t, map[string]string{"STREAMLENS_OTLP_ENDPOINT": "http://mine", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://theirs/v1/traces"})
+	if o.URL != "http://mine/v1/traces" {
 		t.Errorf("STREAMLENS_OTLP_ENDPOINT does not win: %s", o.URL)
 	}
 	for env, on := range map[[2]string]bool{
@@ -146,14 +146,14 @@ func TestOTelVariables(t *testing.T) {
 // header list, which may hold a credential, is never echoed.
 func TestBadOTelValuesFallBack(t *testing.T) {
 	o, err := otlpOf(t, map[string]string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT":    "collector:4318",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":    "collector",
 		"OTEL_EXPORTER_OTLP_HEADERS":     "authorization=Bearer%20s3cret,broken",
 		"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd",
 		"OTEL_EXPORTER_OTLP_PROTOCOL":    "grpc",
 		"OTEL_TRACES_SAMPLER":            "xray",
 		"OTEL_EXPORTER_OTLP_CLIENT_KEY":  "/opt/key.pem",
 	})
-	if err == nil || o.URL != "http://localhost:4318/v1/traces" || o.Headers != nil || o.Gzip || o.ClientKey != "" ||
+	if err == nil || o.URL != defaultOTLPEndpoint+"/v1/traces" || o.Headers != nil || o.Gzip || o.ClientKey != "" ||
 		o.Sampler != (Sampler{ParentBased: true, Ratio: 0.1, KeepFailed: true}) {
 		t.Fatalf("%+v %v", o, err)
 	}

@@ -179,7 +179,7 @@ func start(t *testing.T, mod func(*sandbox.Config)) *env {
 		// net.unix.max_dgram_qlen (10) datagrams, too few for a fast burst.
 		// The telemetry listener is the production default, sandbox.localdomain:4243.
 		// Spans are off unless a test brings its own receiver (withOTLP):
-		// the default endpoint, localhost:4318, may belong to another program.
+		// the default endpoint (localhost, the standard OTLP/HTTP port) may belong to another program.
 		Env: []string{"STREAMLENS_ADDR=" + addr, "OTEL_SDK_DISABLED=true"},
 	}
 	if mod != nil {
