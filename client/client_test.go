@@ -315,7 +315,7 @@ func TestNilClientWritesThrough(t *testing.T) {
 }
 
 func TestBadAddr(t *testing.T) {
-	for _, a := range []string{"nonsense", "127.0.0.1", "unix:relative", "127.0.0.1:0", "example.com:8126"} {
+	for _, a := range []string{"nonsense", "127.0.0.1", "unix:relative", "127.0.0.1:0", "example.com:9126"} {
 		if _, err := New(a); err == nil {
 			t.Errorf("New(%q) accepted", a)
 		}
