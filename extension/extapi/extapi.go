@@ -41,15 +41,17 @@ type Event struct {
 
 // Client talks to $AWS_LAMBDA_RUNTIME_API.
 type Client struct {
+	host string // host:port
 	base string
 	http *http.Client
 	id   string
+	next nextConn
 }
 
 // New returns a client for the API at host:port.
 func New(runtimeAPI string) *Client {
 	// No client timeout: /event/next blocks for as long as the sandbox is idle.
-	return &Client{base: "http://" + runtimeAPI, http: &http.Client{}}
+	return &Client{host: runtimeAPI, base: "http://" + runtimeAPI, http: &http.Client{}}
 }
 
 // ID is the identifier the sandbox gave at registration.
@@ -88,19 +90,6 @@ func (e *APIError) Error() string { return fmt.Sprintf("status %d: %s", e.Status
 func InvokeRefused(err error) bool {
 	var ae *APIError
 	return errors.As(err, &ae) && ae.Status == http.StatusForbidden && ae.Type == "Extension.InvalidEventType"
-}
-
-// Next blocks until the next event.
-func (c *Client) Next(ctx context.Context) (Event, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/2020-01-01/extension/event/next", nil, nil)
-	if err != nil {
-		return Event{}, fmt.Errorf("event/next: %w", err)
-	}
-	ev, err := DecodeEvent(resp.Body)
-	if err != nil {
-		return Event{}, fmt.Errorf("event/next: %w", err)
-	}
-	return ev, nil
 }
 
 // DecodeEvent decodes an /event/next body. Any input gives an event or an
@@ -212,13 +201,18 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, h htt
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			ErrorType string `json:"errorType"`
-		}
-		_ = json.Unmarshal(b, &e)
-		return nil, fmt.Errorf("%s %s: %w", method, path, &APIError{Status: resp.StatusCode, Type: e.ErrorType, Body: truncate(b)})
+		return nil, fmt.Errorf("%s %s: %w", method, path, apiError(resp.StatusCode, b))
 	}
 	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+// apiError is the answer b with a status outside 2xx.
+func apiError(status int, b []byte) *APIError {
+	var e struct {
+		ErrorType string `json:"errorType"`
+	}
+	_ = json.Unmarshal(b, &e)
+	return &APIError{Status: status, Type: e.ErrorType, Body: truncate(b)}
 }
 
 func truncate(b []byte) string {

@@ -39,6 +39,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	defer ew.Close(cfg.StdoutWait)
 	stderr = ew
 	api := extapi.New(cfg.RuntimeAPI)
+	defer api.Close()
 	managed := false
 	if err := api.Register(ctx, cfg.Name); extapi.InvokeRefused(err) {
 		// Lambda Managed Instances: no INVOKE, so no invocation boundary;
