@@ -45,6 +45,7 @@ type Config struct {
 	StdoutWait         time.Duration  // STREAMLENS_STDOUT_WAIT_MS
 	StdoutBuffer       int            // STREAMLENS_STDOUT_BUFFER_KB, in bytes
 	Strict             bool           // STREAMLENS_STRICT: a bad value fails init instead of falling back
+	SchedIdle          bool           // STREAMLENS_SCHED_IDLE: the extension's threads run under SCHED_IDLE
 }
 
 // FromEnv reads the configuration. A bad STREAMLENS_* value falls back to
@@ -157,6 +158,7 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c.SpanMaxEvents = num("STREAMLENS_SPAN_MAX_EVENTS", 128, 0, 10_000)
 	c.StdoutWait = ms("STREAMLENS_STDOUT_WAIT_MS", 50, 0, 10_000)
 	c.StdoutBuffer = num("STREAMLENS_STDOUT_BUFFER_KB", 4096, 64, 1<<20) << 10
+	c.SchedIdle = flag("STREAMLENS_SCHED_IDLE", true)
 	return c, errors.Join(errs...)
 }
 

@@ -33,7 +33,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		t.Errorf("explicit override refused: %v", err)
 	}
 	c, err := FromEnv(func(k string) string { return map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1"}[k] }, "/opt/extensions/streamlens")
-	if err != nil || c.Name != "streamlens" || c.Addr.String() != protocol.DefaultAddr || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry {
+	if err != nil || c.Name != "streamlens" || c.Addr.String() != protocol.DefaultAddr || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry || !c.SchedIdle {
 		t.Errorf("defaults %+v %v", c, err)
 	}
 }
@@ -48,13 +48,14 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 		"STREAMLENS_TELEMETRY":         "maybe",
 		"STREAMLENS_OTLP_ENDPOINT":     "collector:1234",
 		"STREAMLENS_TELEMETRY_ADDR":    "nowhere",
+		"STREAMLENS_SCHED_IDLE":        "low",
 	}
 	c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
 	if err == nil || c.Strict {
 		t.Fatalf("err %v strict %v", err, c.Strict)
 	}
 	if c.Addr.String() != protocol.DefaultAddr || c.TTFBThreshold != 100*time.Millisecond || !c.Telemetry ||
-		c.OTLP.URL != defaultOTLPEndpoint+"/v1/traces" || c.TelemetryAddr != "sandbox.localdomain:4243" {
+		c.OTLP.URL != defaultOTLPEndpoint+"/v1/traces" || c.TelemetryAddr != "sandbox.localdomain:4243" || !c.SchedIdle {
 		t.Errorf("not the defaults: %+v", c)
 	}
 	for _, ns := range []string{"AWS/Lambda", "Streamélens", "   ", "tab\there", strings.Repeat("n", 256)} {

@@ -20,6 +20,7 @@ import (
 	"github.com/streamlens/streamlens/extension/ingest"
 	"github.com/streamlens/streamlens/extension/logpipe"
 	"github.com/streamlens/streamlens/extension/otlpsink"
+	"github.com/streamlens/streamlens/extension/sched"
 	"github.com/streamlens/streamlens/extension/state"
 	"github.com/streamlens/streamlens/extension/telemetry"
 )
@@ -51,6 +52,14 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 		}
 	} else if err != nil {
 		return err
+	}
+	if cfg.SchedIdle {
+		// From here on the extension only takes CPU the function leaves
+		// (package sched): registered at full speed, since Lambda starts
+		// the runtime only once every extension has.
+		if _, err := sched.Idle(); err != nil {
+			fmt.Fprintf(stderr, "streamlens: STREAMLENS_SCHED_IDLE: %v: running at normal priority\n", err)
+		}
 	}
 	fail := func(errType string, err error) error {
 		if rerr := api.InitError(ctx, errType, err.Error()); rerr != nil {
