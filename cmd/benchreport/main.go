@@ -74,15 +74,22 @@ func figures(b map[string]map[string]float64) []figure {
 	add(figure{"  … … unix sends refused (queue of 10 datagrams full) in that run", 100 * get("BenchmarkClientRatios", "unix-dropped-share"), "%", "info", info})
 	add(figure{"client Start (stream state, id, start event encoded; sent with the first chunk)", get("BenchmarkStart", "start-ns") / 1000, "µs", "≤ 2", le(2)},
 		figure{"  … allocations, Start and End", get("BenchmarkStart", "allocs/op"), "allocs", "≤ 1", le(1)})
-	add(spread("TTFB p50 with streamlens (client + extension) / without, uncapped", "BenchmarkScenarioTTFB/uncapped", "streamlens-p50/none", "×", "≤ 1.05", le(1.05))...)
-	add(spread("TTFB p99 with streamlens / without, uncapped", "BenchmarkScenarioTTFB/uncapped", "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
-	add(figure{"  … TTFB p50 without / with streamlens, uncapped (median of rounds)", get("BenchmarkScenarioTTFB/uncapped", "none-p50-ms"), "ms", "info", info},
-		figure{"  … … with streamlens", get("BenchmarkScenarioTTFB/uncapped", "streamlens-p50-ms"), "ms", "info", info},
-		figure{"  … p50 with a minimal extension (register, next) and no client / without", get("BenchmarkScenarioTTFB/uncapped", "minimal-extension-p50/none/median"), "×", "info", info},
-		figure{"  … p50 with the client alone (no extension) / without", get("BenchmarkScenarioTTFB/uncapped", "client-only-p50/none/median"), "×", "info", info},
-		figure{"  … p50 with streamlens / with a minimal extension", get("BenchmarkScenarioTTFB/uncapped", "streamlens-p50-ms") / get("BenchmarkScenarioTTFB/uncapped", "minimal-extension-p50-ms"), "×", "info", info})
-	add(spread("TTFB p50 with streamlens / without, capped like a 128 MB function", "BenchmarkScenarioTTFB/capped128", "streamlens-p50/none", "×", "≤ 1.05", le(1.05))...)
-	add(spread("TTFB p99 with streamlens / without, capped like a 128 MB function", "BenchmarkScenarioTTFB/capped128", "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
+	const ttfbU, ttfbC = "BenchmarkScenarioTTFB/uncapped", "BenchmarkScenarioTTFB/capped128"
+	ratio := func(bench, key string) float64 { return get(bench, key+"/median") }
+	add(spread("TTFB p50 with streamlens (client + extension) / without, uncapped", ttfbU, "streamlens-p50/none", "×", "≤ 1.05", le(1.05))...)
+	add(spread("TTFB p99 with streamlens / without, uncapped", ttfbU, "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
+	add(figure{"  … TTFB p50 without / with streamlens, uncapped (median of rounds)", get(ttfbU, "none-p50-ms"), "ms", "info", info},
+		figure{"  … … with streamlens", get(ttfbU, "streamlens-p50-ms"), "ms", "info", info},
+		figure{"  … p50 with the floor extension (INVOKE; blocking syscalls, SCHED_IDLE) / without", ratio(ttfbU, "floor-extension-p50/none"), "×", "info", info},
+		figure{"  … p50 with streamlens / with the floor extension, median of rounds", ratio(ttfbU, "streamlens-p50/floor"), "×", "info", info},
+		figure{"  … p50 with an extension registered for SHUTDOWN only (frozen and thawed, never woken) / without", ratio(ttfbU, "shutdown-only-extension-p50/none"), "×", "info", info},
+		figure{"  … p50 with streamlens at normal priority (STREAMLENS_SCHED_IDLE=off) / without", ratio(ttfbU, "streamlens-normal-priority-p50/none"), "×", "info", info},
+		figure{"  … p50 with the minimal net/http extension (register, next) / without", ratio(ttfbU, "minimal-extension-p50/none"), "×", "info", info},
+		figure{"  … p50 with the client alone (no extension) / without", ratio(ttfbU, "client-only-p50/none"), "×", "info", info})
+	add(spread("TTFB p50 with streamlens / without, capped like a 128 MB function", ttfbC, "streamlens-p50/none", "×", "≤ 1.05", le(1.05))...)
+	add(spread("TTFB p99 with streamlens / without, capped like a 128 MB function", ttfbC, "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
+	add(figure{"  … p50 with the floor extension / without, capped", ratio(ttfbC, "floor-extension-p50/none"), "×", "info", info},
+		figure{"  … p50 with streamlens / with the floor extension, capped, median of rounds", ratio(ttfbC, "streamlens-p50/floor"), "×", "info", info})
 	add([]figure{
 		{"client allocations per chunk", get("BenchmarkChunk", "allocs/op"), "allocs", "0", le(0)},
 		{"chunk write p99, extension dead / alive", get("BenchmarkChunkP99", "dead/alive-p99"), "×", "≤ 1.05", le(1.05)},

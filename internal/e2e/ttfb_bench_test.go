@@ -14,8 +14,9 @@ import (
 // ttfbConfig is one way of running the pricing function.
 type ttfbConfig struct {
 	name     string
-	ext      string // extension executable; "" none
-	clientOn bool   // the function's streamlens client sends (else STREAMLENS_ADDR=off)
+	ext      string   // extension executable; "" none
+	clientOn bool     // the function's streamlens client sends (else STREAMLENS_ADDR=off)
+	env      []string // more environment
 }
 
 // ttfbSandbox starts the pricing function as c says, capped like a 128 MB
@@ -32,6 +33,7 @@ func ttfbSandbox(b *testing.B, c ttfbConfig, capped bool) *sandbox.Sandbox {
 		// chunk, not before it, in any case).
 		cfg.Env = []string{"STREAMLENS_ADDR=127.0.0.1:" + strconv.Itoa(freeUDPPort(b)), "STREAMLENS_OTLP=off"}
 	}
+	cfg.Env = append(cfg.Env, c.env...)
 	sb, err := sandbox.Start(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -58,21 +60,33 @@ func ttfbRound(b *testing.B, sb *sandbox.Sandbox, n int) []time.Duration {
 
 // BenchmarkScenarioTTFB: the time to first byte streamlens (client and
 // extension) adds to a streaming function, against the same function with
-// the client off and no extension, in rounds that alternate the two (both
-// environments exist throughout, the idle one frozen), uncapped and capped
-// like a 128 MB function (7 % of a core, where cgroups allow). Ratios of
-// p50 and p99 per round; min/median/max over the rounds. -benchtime=1x.
+// the client off and no extension, in rounds that alternate the
+// configurations (all environments exist throughout, the idle ones frozen),
+// uncapped and capped like a 128 MB function (7 % of a core, where cgroups
+// allow). Ratios of p50 and p99 per round; min/median/max over the rounds.
+// -benchtime=1x.
+//
+// Beside them, what bounds any extension: floorext (testdata) registers and
+// asks next again with blocking system calls under SCHED_IDLE, the least an
+// extension woken by INVOKE can do; registered for SHUTDOWN only it is
+// never woken by an invocation, and what it costs is that of one more
+// process frozen and thawed with the function.
 func BenchmarkScenarioTTFB(b *testing.B) {
 	minext := filepath.Join(b.TempDir(), "minext")
 	buildTo(b, minext, "./internal/e2e/testdata/minext", "CGO_ENABLED=0")
+	floorext := filepath.Join(b.TempDir(), "floorext")
+	buildTo(b, floorext, "./internal/e2e/testdata/floorext", "CGO_ENABLED=0")
 	none := ttfbConfig{name: "none"}
 	full := ttfbConfig{name: "streamlens", ext: bins.extension, clientOn: true}
+	floor := ttfbConfig{name: "floor-extension", ext: floorext}
 	for _, capped := range []bool{false, true} {
-		name, configs, n := "uncapped", []ttfbConfig{none, full,
-			{name: "client-only", clientOn: true}, {name: "minimal-extension", ext: minext}}, 200
+		name, configs, n := "uncapped", []ttfbConfig{none, full, floor,
+			{name: "client-only", clientOn: true}, {name: "minimal-extension", ext: minext},
+			{name: "shutdown-only-extension", ext: floorext, env: []string{"FLOOREXT_EVENTS=SHUTDOWN"}},
+			{name: "streamlens-normal-priority", ext: bins.extension, clientOn: true, env: []string{"STREAMLENS_SCHED_IDLE=off"}}}, 200
 		if capped {
-			// 7 % of a core: fewer invocations, and only the two that decide.
-			name, configs, n = "capped128", []ttfbConfig{none, full}, 100
+			// 7 % of a core: fewer invocations, and only the ones that decide.
+			name, configs, n = "capped128", []ttfbConfig{none, full, floor}, 100
 		}
 		b.Run(name, func(b *testing.B) {
 			const rounds = 5
@@ -90,23 +104,28 @@ func BenchmarkScenarioTTFB(b *testing.B) {
 						p50[i], p99[i] = append(p50[i], pct(t, 0.5)), append(p99[i], pct(t, 0.99))
 					}
 				}
-				for i, c := range configs {
-					b.ReportMetric(median(p50[i]), c.name+"-p50-ms")
-					b.ReportMetric(median(p99[i]), c.name+"-p99-ms")
-					if i == 0 {
-						continue
-					}
+				// Each configuration against none, and streamlens against the
+				// floor under it (configs[1] against configs[2] in both lists).
+				spread := func(i, base int, suffix string) {
 					for _, q := range []struct {
 						name string
 						v    [][]float64
 					}{{"p50", p50}, {"p99", p99}} {
 						ratios := make([]float64, rounds)
 						for r := range ratios {
-							ratios[r] = q.v[i][r] / q.v[0][r]
+							ratios[r] = q.v[i][r] / q.v[base][r]
 						}
-						benchround.Spread(b, ratios, c.name+"-"+q.name+"/none/")
+						benchround.Spread(b, ratios, configs[i].name+"-"+q.name+"/"+suffix+"/")
 					}
 				}
+				for i, c := range configs {
+					b.ReportMetric(median(p50[i]), c.name+"-p50-ms")
+					b.ReportMetric(median(p99[i]), c.name+"-p99-ms")
+					if i > 0 {
+						spread(i, 0, "none")
+					}
+				}
+				spread(1, 2, "floor")
 			}
 		})
 	}
