@@ -21,7 +21,7 @@ func BenchmarkIngest(b *testing.B) {
 		if i++; i == len(dgs) {
 			i = 0
 			tb.Finalize(streamtest.RequestID, "")
-			tb.flushed, tb.flushedFIFO = map[string]struct{}{}, nil // the same ids come again
+			tb.flushed, tb.flushedFIFO = map[key]struct{}{}, nil // the same ids come again
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")

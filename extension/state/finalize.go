@@ -406,12 +406,12 @@ func (inv *invocation) end(reason string) time.Time {
 	return time.Time{}
 }
 
-func (t *Table) markFlushed(key string) {
-	if _, ok := t.flushed[key]; ok {
+func (t *Table) markFlushed(k key) {
+	if _, ok := t.flushed[k]; ok {
 		return
 	}
-	t.flushed[key] = struct{}{}
-	t.flushedFIFO = append(t.flushedFIFO, key)
+	t.flushed[k] = struct{}{}
+	t.flushedFIFO = append(t.flushedFIFO, k)
 	if len(t.flushedFIFO) > maxFlushedMemory {
 		delete(t.flushed, t.flushedFIFO[0])
 		t.flushedFIFO = t.flushedFIFO[1:]

@@ -41,7 +41,7 @@ func Ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
 // (streamKey): a quote id is the client's, and the same one under another
 // invocation is another stream, never a late event of the first.
 type stream struct {
-	key                string
+	key                key
 	id, requestID      string
 	hasStart           bool
 	startNs            int64
@@ -65,8 +65,13 @@ type stream struct {
 	seqs               []uint64  // chunk sequence numbers seen, as a bitset up to maxSeqTracked
 }
 
+// key is a stream's key in the table. Two strings, not one joined: the
+// decoder hands out shared copies of both, and a joined key cost an
+// allocation per event.
+type key struct{ requestID, streamID string }
+
 // streamKey is a stream's key in the table.
-func streamKey(requestID, streamID string) string { return requestID + "\x00" + streamID }
+func streamKey(requestID, streamID string) key { return key{requestID, streamID} }
 
 // maxPlausibleMs bounds any time between two events of one stream: Lambda's
 // longest invocation is 15 minutes, so more is a skewed or forged clock.
@@ -91,7 +96,7 @@ type invocation struct {
 }
 
 type fifoEntry struct {
-	id  string
+	id  key
 	seq uint64
 }
 
@@ -150,16 +155,15 @@ func (c *Counters) Add(d Counters) {
 // also reads (a read and its application are one step, so "socket empty"
 // under the lock means "everything sent is applied").
 type Table struct {
-	streams     map[string]*stream
-	flushed     map[string]struct{} // recently flushed quote ids, to count late events
-	flushedFIFO []string
+	streams     map[key]*stream
+	flushed     map[key]struct{} // recently flushed quote ids, to count late events
+	flushedFIFO []key
 	invocations map[string]*invocation
 	invOrder    []string
-	fifo        []fifoEntry       // open streams, oldest first (may hold stale entries)
-	byReq       map[string]int    // open streams per request id
-	names       map[string]string // interned instrument names
-	current     string            // request id of the invocation in progress
-	telemetry   bool              // subscribed: platform events are expected
+	fifo        []fifoEntry    // open streams, oldest first (may hold stale entries)
+	byReq       map[string]int // open streams per request id
+	current     string         // request id of the invocation in progress
+	telemetry   bool           // subscribed: platform events are expected
 	init        InitReport
 	initKnown   bool
 	invokes     int64
@@ -175,11 +179,10 @@ type Table struct {
 // invocation (4× that in all) and maxChunks chunk records per stream.
 func New(maxOpen, maxChunks int) *Table {
 	return &Table{
-		streams:     make(map[string]*stream),
-		flushed:     make(map[string]struct{}),
+		streams:     make(map[key]*stream),
+		flushed:     make(map[key]struct{}),
 		invocations: make(map[string]*invocation),
 		byReq:       make(map[string]int),
-		names:       make(map[string]string),
 		maxOpen:     maxOpen,
 		maxChunks:   maxChunks,
 	}
@@ -230,7 +233,7 @@ func (t *Table) apply(ev *protocol.Event, now time.Time) (progress bool) {
 			t.counters.LateEvents++
 			return false
 		}
-		s = t.open(key, ev.StreamID, ev.RequestID, now)
+		s = t.open(key, now)
 		progress = true
 	}
 	if s.end != nil && !reordered(s, ev) {
@@ -274,7 +277,9 @@ func (t *Table) apply(ev *protocol.Event, now time.Time) (progress bool) {
 				s.firstUsefulNs = ev.TimeNs
 			}
 			if len(s.chunks) < t.maxChunks {
-				rec := Chunk{Inst: t.intern(c.Instrument), LatencyMs: -1, IntervalMs: -1, Seq: ev.Seq, Bytes: uint32(min(c.Bytes, math.MaxUint32))}
+				// The name is the decoder's shared copy (protocol.Decoder):
+				// a bundle's names repeat in every stream.
+				rec := Chunk{Inst: c.Instrument, LatencyMs: -1, IntervalMs: -1, Seq: ev.Seq, Bytes: uint32(min(c.Bytes, math.MaxUint32))}
 				if s.hasStart {
 					rec.LatencyMs = t.plausibleMs(s.startNs, ev.TimeNs)
 				}
@@ -345,22 +350,6 @@ func (t *Table) plausibleMs(fromNs, toNs int64) float32 {
 	return float32(msBetween(fromNs, toNs))
 }
 
-// maxInterned bounds the instrument-name table; past it names are simply not
-// shared (a flood of made-up names must not grow it).
-const maxInterned = 4096
-
-// intern returns one shared copy of an instrument name: a bundle repeats the
-// same names in every stream, and each decoded event brings its own copy.
-func (t *Table) intern(s string) string {
-	if v, ok := t.names[s]; ok {
-		return v
-	}
-	if len(t.names) < maxInterned {
-		t.names[s] = s
-	}
-	return s
-}
-
 func msBetween(fromNs, toNs int64) float64 {
 	d := toNs - fromNs
 	if d < 0 {
@@ -374,9 +363,9 @@ func msBetween(fromNs, toNs int64) float64 {
 // cap; its oldest stream is evicted first) and 4×maxOpen in all, where the
 // oldest stream of another request than the current invocation goes first, so
 // a flood under made-up request ids cannot push out a real stream.
-func (t *Table) open(key, id, requestID string, now time.Time) *stream {
-	if t.byReq[requestID] >= t.maxOpen {
-		t.evictOldest(func(s *stream) bool { return s.requestID == requestID })
+func (t *Table) open(k key, now time.Time) *stream {
+	if t.byReq[k.requestID] >= t.maxOpen {
+		t.evictOldest(func(s *stream) bool { return s.requestID == k.requestID })
 	}
 	if len(t.streams) >= 4*t.maxOpen {
 		if !t.evictOldest(func(s *stream) bool { return s.requestID != t.current }) {
@@ -384,10 +373,10 @@ func (t *Table) open(key, id, requestID string, now time.Time) *stream {
 		}
 	}
 	t.arrivals++
-	s := &stream{key: key, id: id, requestID: requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
-	t.streams[key] = s
-	t.byReq[requestID]++
-	t.fifo = append(t.fifo, fifoEntry{key, t.arrivals})
+	s := &stream{key: k, id: k.streamID, requestID: k.requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
+	t.streams[k] = s
+	t.byReq[k.requestID]++
+	t.fifo = append(t.fifo, fifoEntry{k, t.arrivals})
 	return s
 }
 
