@@ -295,7 +295,31 @@ func appendValue(dst []byte, v any) []byte {
 	return appendString(dst, fmt.Sprint(v))
 }
 
+// Most values are milliseconds with at most three decimals (the extension
+// rounds per-chunk values to three significant digits), and strconv's
+// shortest-representation search was most of the encoder's time on them.
+// Such a value is written from its integer thousandths, with the same
+// bytes strconv gives: below 1e9 two numbers of at most three decimals are
+// never the same float64, so the shortest decimal that reads back as v is
+// the one with the trailing zeros of n/1000 trimmed.
 func appendFloat(dst []byte, v float64) []byte {
+	if n := math.Round(v * 1000); math.Abs(v) < 1e9 && n/1000 == v && v != 0 {
+		i := int64(n)
+		if i < 0 {
+			dst = append(dst, '-')
+			i = -i
+		}
+		dst = strconv.AppendInt(dst, i/1000, 10)
+		if frac := i % 1000; frac != 0 {
+			digits := [4]byte{'.', byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+			end := 4
+			for digits[end-1] == '0' {
+				end--
+			}
+			dst = append(dst, digits[:end]...)
+		}
+		return dst
+	}
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }
 

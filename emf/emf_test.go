@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -252,4 +255,39 @@ func TestMetricWithoutValuesIsLeftOut(t *testing.T) {
 	if _, ok := got["Empty"]; ok || len(got) != 1 {
 		t.Errorf("got %v", got)
 	}
+}
+
+// appendFloat writes what strconv's shortest representation writes, on
+// values of three decimals (its fast path) and on any other.
+func TestAppendFloatIsStrconvs(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	check := func(v float64) {
+		t.Helper()
+		if got, want := string(appendFloat(nil, v)), strconv.FormatFloat(v, 'f', -1, 64); got != want {
+			t.Fatalf("appendFloat(%v) = %s, strconv: %s", v, got, want)
+		}
+	}
+	for _, v := range []float64{0, -0.0, 1, -1, 0.001, 0.1, 0.5, 12.3, 1230, 999_999_999.999, 1e9, 1e9 + 0.5, 123456789.125, -42.07, 0.0005, 1e-7, 3e21} {
+		check(v)
+	}
+	for range 200_000 {
+		n := r.Int64N(2e12) - 1e12 // thousandths up to ±1e9
+		check(float64(n) / 1000)
+		check(math.Round(r.Float64()*1e6) / 1000)
+		check(r.NormFloat64() * math.Pow(10, float64(r.IntN(24)-8)))
+	}
+}
+
+func FuzzAppendFloat(f *testing.F) {
+	for _, v := range []float64{0, 0.001, 12.3, 1e9, -7.25, 1e300} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return // refused before appendFloat (appendValue)
+		}
+		if got, want := string(appendFloat(nil, v)), strconv.FormatFloat(v, 'f', -1, 64); got != want {
+			t.Fatalf("appendFloat(%v) = %s, strconv: %s", v, got, want)
+		}
+	})
 }

@@ -129,13 +129,28 @@ func (a *Instruments) Add(results []state.Result, now time.Time) {
 // ms): at most 0.5 % off, less than one chunk's run-to-run variation, and a
 // third fewer bytes for the values that are most of the EMF a stream costs.
 // Never below 1 µs, the resolution of the values.
+//
+// By comparisons, not logarithms: it runs for every chunk value, and
+// math.Log10 and math.Pow were 4 % of the extension's CPU.
 func sig3(v float64) float64 {
-	if v <= 0 {
+	switch {
+	case !(v > 0): // and NaN
 		return 0
+	case v < 1:
+		return math.Round(v*1000) / 1000
+	case v < 10:
+		return math.Round(v*100) / 100
+	case v < 100:
+		return math.Round(v*10) / 10
+	case v < 1000:
+		return math.Round(v)
 	}
-	scale := math.Pow(10, 2-math.Floor(math.Log10(v)))
-	scale = min(scale, 1000)
-	return math.Round(v*scale) / scale
+	// 1,000 and up: keep 3 digits, in steps of an exact power of ten.
+	step := 10.0
+	for v >= step*1000 && step < 1e300 {
+		step *= 10
+	}
+	return math.Round(v/step) * step
 }
 
 // hold appends v to vals, dropping the oldest value past maxHeldValues.

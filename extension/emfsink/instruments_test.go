@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"regexp"
 	"testing"
 	"time"
@@ -181,9 +183,21 @@ func TestInstrumentNamesAreValidDimensionValues(t *testing.T) {
 
 func TestSig3(t *testing.T) {
 	for in, want := range map[float64]float64{0: 0, -1: 0, 0.0004: 0, 0.0006: 0.001, 0.23456: 0.235, 2.3456: 2.35, 12.345: 12.3,
-		123.45: 123, 1234.5: 1230, 99.96: 100} {
+		123.45: 123, 1234.5: 1230, 99.96: 100, 0.9996: 1, 9.996: 10, 999.6: 1000, 1000: 1000, 9994: 9990, 9996: 10000,
+		123456: 123000, 899_999.9: 900_000, math.NaN(): 0, math.Inf(1): math.Inf(1)} {
 		if got := sig3(in); got != want {
 			t.Errorf("sig3(%v) = %v, want %v", in, got, want)
+		}
+	}
+	// The same as rounding at 10^(2 - floor(log10 v)), the definition, away
+	// from the boundaries where log10 itself rounds.
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100_000 {
+		v := math.Pow(10, r.Float64()*9-3) // 0.001 .. 1,000,000 ms
+		scale := min(math.Pow(10, 2-math.Floor(math.Log10(v))), 1000)
+		want := math.Round(v*scale) / scale
+		if got := sig3(v); math.Abs(got-want) > 1e-9*want {
+			t.Fatalf("sig3(%v) = %v, want %v", v, got, want)
 		}
 	}
 }
