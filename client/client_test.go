@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,14 +190,16 @@ func TestListenerStoppedMidStream(t *testing.T) {
 		t.Fatalf("drops while the listener was up: %+v", c.Stats())
 	}
 	pc.Close()
-	for i := 0; i < 50; i++ {
+	// Enough chunks for several datagrams: the first send to the closed port
+	// goes out, the ones after the kernel's "port unreachable" are refused.
+	for i := 0; i < 500; i++ {
 		if _, err := s.WriteChunk([]byte("q"), ChunkOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sum := s.End(EndOptions{})
-	if sum.Delivered != 60 || sum.Dropped == 0 {
-		t.Errorf("summary %+v: want 60 delivered and drops counted", sum)
+	if sum.Delivered != 510 || sum.Dropped == 0 {
+		t.Errorf("summary %+v: want 510 delivered and drops counted", sum)
 	}
 }
 
@@ -516,5 +519,44 @@ func TestEndWhileTheTimerSends(t *testing.T) {
 		s := c.Start(context.Background(), io.Discard, StartOptions{RequestID: "r"})
 		time.Sleep(coalesceWait) // the timer is due now
 		s.End(EndOptions{})
+	}
+}
+
+// With the longest ids and instrument names the protocol allows, escaped
+// at three bytes a byte, every datagram stays within protocol.MaxDatagram
+// (the extension refuses larger ones) and every event arrives.
+func TestLargestEventsStayInsideADatagram(t *testing.T) {
+	pc, c := listening(t)
+	c.maxWait = time.Hour
+	s := c.Start(context.Background(), io.Discard, StartOptions{RequestID: strings.Repeat("r", protocol.MaxIDLen)})
+	long := strings.Repeat("é", protocol.MaxValueLen/2) // 256 bytes, 768 escaped
+	for i := 0; i < 200; i++ {
+		inst := long
+		if i%3 == 0 {
+			inst = fmt.Sprintf("I%d", i) // ordinary ones between
+		}
+		s.WriteChunk([]byte("q"), ChunkOptions{Instrument: inst})
+	}
+	s.End(EndOptions{})
+	chunks, largest := 0, 0
+	buf := make([]byte, 64<<10)
+	for {
+		_ = pc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		largest = max(largest, n)
+		if n > protocol.MaxDatagram {
+			t.Errorf("a datagram of %d bytes, over %d", n, protocol.MaxDatagram)
+		}
+		protocol.Decode(buf[:n], func(ev *protocol.Event) {
+			if ev.Kind == protocol.KindChunk {
+				chunks++
+			}
+		}, func(err error) { t.Errorf("decode: %v", err) })
+	}
+	if chunks != 200 || largest < protocol.MaxDatagram/2 {
+		t.Errorf("%d chunk events, largest datagram %d bytes", chunks, largest)
 	}
 }

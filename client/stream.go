@@ -104,8 +104,10 @@ type Stream struct {
 	pending       int64     // how many events those are
 	// buf holds the events waiting: up to coalesceBytes, and the event that
 	// goes past it. An event longer than the rest of buf (an instrument name
-	// of kilobytes) still goes out, from a buffer of its own.
-	buf [bufBytes]byte
+	// of kilobytes) still goes out, from a buffer of its own. It comes from
+	// bufPool at Start and goes back at End: a Stream allocated with a
+	// datagram's worth of buffer inside would make Start slower.
+	buf *[bufBytes]byte
 	// The stream id and the chunk prefix live in the Stream itself: Start
 	// allocates nothing but the Stream (it is on the path to the first byte).
 	idBuf     [36]byte
@@ -115,6 +117,9 @@ type Stream struct {
 // hashPool holds SHA-256 states between streams: one per stream would be an
 // allocation on the path to the first byte.
 var hashPool = sync.Pool{New: func() any { return sha256.New() }}
+
+// bufPool holds the buffers of waiting events between streams.
+var bufPool = sync.Pool{New: func() any { return new([bufBytes]byte) }}
 
 // Start begins recording a stream written to w. The quote id is generated
 // here (UUIDv7): it is never taken from the request. A nil Client gives a
@@ -126,7 +131,8 @@ var hashPool = sync.Pool{New: func() any { return sha256.New() }}
 // its first byte): Start costs no system call and one allocation, the
 // Stream, on the path to the first byte.
 func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream {
-	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful, hashed: !o.SkipPayloadHash}
+	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful, hashed: !o.SkipPayloadHash,
+		buf: bufPool.Get().(*[bufBytes]byte)}
 	if s.hashed {
 		s.sum = hashPool.Get().(hash.Hash)
 		s.sum.Reset()
@@ -230,6 +236,9 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	s.h.TimeNs = s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.buf == nil { // written after End: recorded all the same (a late event)
+		s.buf = bufPool.Get().(*[bufBytes]byte)
+	}
 	b := protocol.AppendChunkPrefixed(s.buf[:s.n], s.chunkPrefix, s.h.Seq, s.h.TimeNs,
 		protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags})
 	s.pending++
@@ -252,15 +261,21 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 }
 
 // Coalesced chunk events are sent when coalesceBytes wait, whatever their
-// number (well inside loopback's limits and protocol.MaxDatagram), and at
-// most coalesceWait after the first of them.
+// number, and at most coalesceWait after the first of them. Fewer, larger
+// datagrams cost the function fewer sends and the extension fewer wake-ups:
+// each wake-up (scheduler, epoll, a context switch each way) costs the
+// extension more than decoding a dozen events. coalesceBytes leaves room
+// under protocol.MaxDatagram for the event that goes past it, whatever its
+// size (maxEventBytes).
 const (
-	coalesceBytes = 2048
+	coalesceBytes = protocol.MaxDatagram - maxEventBytes
 	coalesceWait  = 2 * time.Millisecond
-	// bufBytes keeps the Stream, allocated in Start, small (its size is
-	// most of Start's cost): room for coalesceBytes and the event that goes
-	// past it, a few hundred bytes at most unless names are huge.
+	// bufBytes is coalesceBytes and an ordinary event past it; a longer one
+	// makes append move the events to a buffer of their own, sent at once.
 	bufBytes = coalesceBytes + 512
+	// maxEventBytes bounds a chunk event: its two ids and its instrument
+	// escaped at 3 bytes a byte, keys, numbers and flags.
+	maxEventBytes = 3*(2*protocol.MaxIDLen+protocol.MaxValueLen) + 128
 )
 
 // flushWaiting sends the events waiting, if any (the timer's goroutine).
@@ -317,6 +332,10 @@ func (s *Stream) End(o EndOptions) Summary {
 	// no chunk came), in the same datagram.
 	s.pending++
 	s.flush(protocol.AppendEnd(s.buf[:s.n], s.h, e), endYields)
+	// Nothing waits now (flush emptied buf), and the client's timer sends
+	// only what waits; a chunk written after End takes a buffer again.
+	bufPool.Put(s.buf)
+	s.buf = nil
 	s.final = sum
 	return sum
 }
