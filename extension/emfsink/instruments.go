@@ -45,7 +45,28 @@ type Instruments struct {
 	fixed    int64     // chunks whose name CloudWatch would refuse as a dimension value (made valid)
 	allow    *regexp.Regexp
 	refused  map[string]struct{} // names the allowlist refused, so that it runs once a name
+	// routes remembers, per name as the chunks carry it, where its values
+	// go: one map lookup a chunk instead of making the name valid, asking
+	// admission and finding its instrument each time. Cleared with the
+	// admission window, which is when instruments are dropped.
+	routes map[string]route
 }
+
+// route is where the values of one chunk name go.
+type route struct {
+	in       *instrument
+	overflow bool // under OtherInstrument: counted
+	fixed    bool // its name was made valid for CloudWatch: counted
+}
+
+// maxRoutes bounds the routes kept; made-up names must not grow memory.
+const maxRoutes = 10_000
+
+// keepCap is the largest value array an instrument keeps once written
+// (4 KiB): the usual ones (a document of 100 values; "other", which takes
+// the values of many names at once) are reused, not grown again, and one
+// that grew in a burst is let go. At most ~0.8 MB for 100 names.
+const keepCap = 512
 
 // Allow admits only the names re matches whole (STREAMLENS_INSTRUMENT_ALLOW);
 // the rest go under OtherInstrument and are counted with the overflow. nil
@@ -86,32 +107,31 @@ func NewInstruments(max int) *Instruments {
 // Add takes the chunk values of finished streams, received at now.
 func (a *Instruments) Add(results []state.Result, now time.Time) {
 	if now.Sub(a.since) >= instrumentWindow {
-		a.since, a.admitted = now, map[string]struct{}{}
+		a.since, a.admitted, a.routes = now, map[string]struct{}{}, nil
+		// A new window admits other names: the old ones' instruments go
+		// once written, so that they do not add up hour after hour.
+		for name, in := range a.byName {
+			if len(in.lat) == 0 && len(in.intv) == 0 {
+				delete(a.byName, name)
+			}
+		}
 	}
 	for _, r := range results {
 		for _, c := range r.Chunks {
 			if c.Inst == "" || (c.LatencyMs < 0 && c.IntervalMs < 0) {
 				continue
 			}
-			// The name is a dimension value: made valid for CloudWatch, which
-			// would drop the document without a word.
-			name, changed := emf.DimensionValue(c.Inst)
-			if changed {
+			rt, ok := a.routes[c.Inst]
+			if !ok {
+				rt = a.route(c.Inst)
+			}
+			if rt.fixed {
 				a.fixed++
 			}
-			if _, ok := a.admitted[name]; !ok {
-				if len(a.admitted) < a.max && a.allowed(name) {
-					a.admitted[name] = struct{}{}
-				} else {
-					name = OtherInstrument
-					a.overflow++
-				}
+			if rt.overflow {
+				a.overflow++
 			}
-			in := a.byName[name]
-			if in == nil {
-				in = &instrument{}
-				a.byName[name] = in
-			}
+			in := rt.in
 			if len(in.lat) == 0 && len(in.intv) == 0 {
 				in.oldest = now
 			}
@@ -123,6 +143,31 @@ func (a *Instruments) Add(results []state.Result, now time.Time) {
 			}
 		}
 	}
+}
+
+// route decides where the values of chunk name raw go, and remembers it.
+func (a *Instruments) route(raw string) route {
+	// The name is a dimension value: made valid for CloudWatch, which would
+	// drop the document without a word.
+	name, fixed := emf.DimensionValue(raw)
+	rt := route{fixed: fixed}
+	if _, ok := a.admitted[name]; !ok {
+		if len(a.admitted) < a.max && a.allowed(name) {
+			a.admitted[name] = struct{}{}
+		} else {
+			name, rt.overflow = OtherInstrument, true
+		}
+	}
+	rt.in = a.byName[name]
+	if rt.in == nil {
+		rt.in = &instrument{}
+		a.byName[name] = rt.in
+	}
+	if a.routes == nil || len(a.routes) >= maxRoutes {
+		a.routes = make(map[string]route)
+	}
+	a.routes[raw] = rt
+	return rt
 }
 
 // sig3 rounds a per-chunk value to 3 significant digits (12.3, 0.235, 1230
@@ -210,15 +255,19 @@ func (e *Encoder) Take(dst []byte, a *Instruments, now time.Time, all bool) ([]b
 			if dst, err = emf.Append(dst, d); err != nil {
 				errs = append(errs, err)
 			}
-			in.lat, in.intv = in.lat[nl:], in.intv[ni:]
+			// What is left moves to the front: the arrays are reused.
+			in.lat, in.intv = append(in.lat[:0], in.lat[nl:]...), append(in.intv[:0], in.intv[ni:]...)
 			if !all && max(len(in.lat), len(in.intv)) < maxInstrumentValues && !in.due(now) {
 				break // a partial document waits until it is old enough
 			}
 		}
-		if len(in.lat) == 0 && len(in.intv) == 0 {
-			delete(a.byName, name) // its arrays are not reused: a fresh one is smaller than the peak
-		} else {
+		switch {
+		case len(in.lat) > 0 || len(in.intv) > 0:
 			in.oldest = now
+		case cap(in.lat) > keepCap || cap(in.intv) > keepCap:
+			// Grown in a burst: a fresh array is smaller than the peak. The
+			// instrument stays (routes point to it).
+			in.lat, in.intv = nil, nil
 		}
 	}
 	if a.overflow > 0 {

@@ -224,3 +224,53 @@ func TestInstrumentAllowlist(t *testing.T) {
 		t.Errorf("names %v, overflow %v", seen, overflow)
 	}
 }
+
+// In the steady state (the same bundle again and again, a document written
+// every 100 values) adding a stream's values allocates nothing: names are
+// routed once, and written instruments keep their arrays.
+func TestInstrumentsSteadyStateAllocatesNothing(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(100)
+	names := make([]string, 150) // 100 named, 50 under "other"
+	for i := range names {
+		names[i] = fmt.Sprintf("I%d", i)
+	}
+	res := []state.Result{streamOf(names...)}
+	now := time.Unix(1_800_000_000, 0)
+	var out []byte
+	cycle := func() {
+		a.Add(res, now)
+		if a.Due(now) {
+			out, _ = enc.Take(out[:0], a, now, false)
+		}
+	}
+	for range 300 { // warm: arrays grown, routes known
+		cycle()
+	}
+	lat0, other0 := &a.byName["I0"].lat[:1][0], &a.byName[OtherInstrument].lat[:1][0]
+	for range 250 { // documents of I0 and of other written meanwhile
+		cycle()
+	}
+	if &a.byName["I0"].lat[:1][0] != lat0 || &a.byName[OtherInstrument].lat[:1][0] != other0 {
+		t.Error("written instruments were given new arrays")
+	}
+	if allocs := testing.AllocsPerRun(50, func() { a.Add(res, now) }); allocs > 0 {
+		t.Errorf("%v allocations per Add", allocs)
+	}
+}
+
+// Instruments of an earlier admission window do not add up: once written,
+// they go with the window.
+func TestOldWindowsInstrumentsGo(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(3)
+	now := time.Unix(1_800_000_000, 0)
+	for h := range 10 {
+		t0 := now.Add(time.Duration(h) * time.Hour)
+		a.Add([]state.Result{streamOf(fmt.Sprintf("a%d", h), fmt.Sprintf("b%d", h), fmt.Sprintf("c%d", h))}, t0)
+		enc.Take(nil, a, t0, true)
+	}
+	if len(a.byName) > 3 {
+		t.Errorf("%d instruments held after 10 hours of 3 new names each", len(a.byName))
+	}
+}
