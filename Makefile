@@ -103,7 +103,7 @@ clean:
 bench:
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./client ./emf | tee out/bench.txt
-	$(GO) test -run '^$$' -bench 'Ingest|Flush50|EMFBytes|Cardinality' -benchmem -cpu 1 ./extension/state ./extension/emfsink ./extension/ingest | tee -a out/bench.txt
+	$(GO) test -run '^$$' -bench 'Ingest|Flush50|EMFBytes|Cardinality|Take' -benchmem -cpu 1 ./extension/state ./extension/emfsink ./extension/ingest | tee -a out/bench.txt
 	$(GO) test -run '^$$' -bench SpanExport -benchtime 20x ./extension/otlpsink | tee -a out/bench.txt
 	$(GO) test -run '^$$' -bench Scenario -benchtime 1x ./extension/ingest ./internal/e2e | tee -a out/bench.txt
 	@echo; $(GO) run ./cmd/benchreport < out/bench.txt

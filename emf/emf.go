@@ -111,8 +111,10 @@ func Append(dst []byte, d *Document) ([]byte, error) {
 	start := len(dst)
 	if cap(dst)-len(dst) < minRoom {
 		// One allocation of about a document's size, not a series of
-		// doublings from nothing, for a caller that does not reuse dst.
-		dst = append(make([]byte, 0, len(dst)+minRoom+estimate(d)), dst...)
+		// doublings from nothing, for a caller that does not reuse dst;
+		// and at least double, so that a caller appending document after
+		// document does not copy what it has again for each one.
+		dst = append(make([]byte, 0, max(len(dst)+minRoom+estimate(d), 2*cap(dst))), dst...)
 	}
 	metrics := d.Metrics
 	for len(metrics) > 0 {

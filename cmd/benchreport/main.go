@@ -107,6 +107,8 @@ func figures(b map[string]map[string]float64) []figure {
 		{"  … / minimal extension, median of rounds (min–max in out/bench.txt)", get("BenchmarkScenarioPostRuntime", "cpu/baseline-median"), "×", "≤ 3", le(3)},
 		{"extension CPU per additional chunk event (slope from 50- to 500-chunk invocations), median of rounds", get("BenchmarkScenarioCPUPerEvent", "ns/event-median"), "ns", "info", info},
 		{"  … / decode + apply of one event (BenchmarkIngest)", get("BenchmarkScenarioCPUPerEvent", "ns/event-median") / get("BenchmarkIngest", "ns/op"), "×", "≤ 3", le(3)},
+		{"  … decode + apply of one event (BenchmarkIngest, one core)", get("BenchmarkIngest", "ns/op"), "ns", "info", info},
+		{"  … its value aggregated per instrument and written (BenchmarkTake)", get("BenchmarkTake", "ns/value"), "ns", "info", info},
 		{"extension RSS after 10k streams", get("BenchmarkScenarioRSS10k", "rss-MB"), "MB", "≤ 20", le(20)},
 		{"  … streams flushed in that run", get("BenchmarkScenarioRSS10k", "bench-streams-flushed"), "streams", "10000", ge(10000)},
 		{"stripped binary linux/amd64", get("BenchmarkScenarioSizes", "amd64-binary-MB"), "MB", "info", info},

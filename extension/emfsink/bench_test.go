@@ -145,3 +145,28 @@ func BenchmarkCardinality(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(metrics)), "custom-metrics/6001-names")
 }
+
+// BenchmarkTake: the per-instrument documents of a 500-chunk bundle (100
+// names and "other"), written as they come due; per chunk value.
+func BenchmarkTake(b *testing.B) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(100)
+	names := make([]string, 500)
+	for i := range names {
+		names[i] = fmt.Sprintf("I%d", i)
+	}
+	var r state.Result
+	for i, in := range names {
+		r.Chunks = append(r.Chunks, state.Chunk{Inst: in, LatencyMs: float32(i%37) + 0.123, IntervalMs: 0.5})
+	}
+	res := []state.Result{r}
+	now := time.Unix(1_800_000_000, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Add(res, now)
+		if a.Due(now) {
+			enc.Take(nil, a, now, false)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/500, "ns/value")
+}
