@@ -152,6 +152,13 @@ func (in *Socket) run() {
 			}
 			in.rbuf.apply(n, in.apply)
 			in.mu.Unlock()
+			if n < batchSize {
+				// recvmmsg stops at an empty queue: nothing was waiting, so
+				// wait for readability now rather than spend a system call
+				// on its EAGAIN. A datagram that came meanwhile has left the
+				// poller's ready mark, and the wait returns at once.
+				return false
+			}
 		}
 	})
 }
