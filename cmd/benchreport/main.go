@@ -108,6 +108,8 @@ func figures(b map[string]map[string]float64) []figure {
 		{"extension CPU per additional chunk event (slope from 50- to 500-chunk invocations), median of rounds", get("BenchmarkScenarioCPUPerEvent", "ns/event-median"), "ns", "info", info},
 		{"  … / decode + apply of one event (BenchmarkIngest)", get("BenchmarkScenarioCPUPerEvent", "ns/event-median") / get("BenchmarkIngest", "ns/op"), "×", "≤ 3", le(3)},
 		{"  … decode + apply of one event (BenchmarkIngest, one core)", get("BenchmarkIngest", "ns/op"), "ns", "info", info},
+		{"  … of the slope, user space only (utime over every round)", get("BenchmarkScenarioCPUPerEvent", "user-ns/event"), "ns", "info", info},
+		{"  … … / decode + apply of one event", get("BenchmarkScenarioCPUPerEvent", "user-ns/event") / get("BenchmarkIngest", "ns/op"), "×", "info", info},
 		{"  … its value aggregated per instrument and written (BenchmarkTake)", get("BenchmarkTake", "ns/value"), "ns", "info", info},
 		{"extension RSS after 10k streams", get("BenchmarkScenarioRSS10k", "rss-MB"), "MB", "≤ 20", le(20)},
 		{"  … streams flushed in that run", get("BenchmarkScenarioRSS10k", "bench-streams-flushed"), "streams", "10000", ge(10000)},
