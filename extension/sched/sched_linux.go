@@ -46,12 +46,28 @@ func Idle() (int, error) {
 	return len(done), nil
 }
 
-// Policy is thread tid's scheduling policy (0 normal, 5 SCHED_IDLE), as
-// /proc shows it.
-func Policy(pid, tid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+// Policies is the scheduling policy (0 normal, 5 SCHED_IDLE) of every
+// thread of process pid, as /proc shows it; a thread that ended while they
+// were read is left out.
+func Policies(pid int) (map[int]int, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("sched: %w", err)
 	}
-	return statPolicy(b)
+	out := make(map[int]int, len(ents))
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/stat")
+		if err != nil {
+			continue // ended meanwhile
+		}
+		if p, err := statPolicy(b); err == nil {
+			out[tid] = p
+		}
+	}
+	return out, nil
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,20 +14,11 @@ import (
 // threadPolicies is the policy of every thread of process pid.
 func threadPolicies(t *testing.T, pid int) map[int]int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	pols, err := Policies(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int]int{}
-	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
-		p, err := Policy(pid, tid)
-		if err != nil {
-			continue // ended meanwhile
-		}
-		out[tid] = p
-	}
-	return out
+	return pols
 }
 
 // TestIdleChild is the child of TestIdle: it sets its threads idle, starts

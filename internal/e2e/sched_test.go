@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -13,19 +11,11 @@ import (
 // extPolicies is the scheduling policy of every thread of the extension.
 func extPolicies(t *testing.T, e *env) map[int]int {
 	t.Helper()
-	pid := e.sb.Extensions()[0].PID
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	pols, err := sched.Policies(e.sb.Extensions()[0].PID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int]int{}
-	for _, ent := range ents {
-		tid, _ := strconv.Atoi(ent.Name())
-		if p, err := sched.Policy(pid, tid); err == nil {
-			out[tid] = p
-		}
-	}
-	return out
+	return pols
 }
 
 // The extension's threads, the ones the Go runtime started after
