@@ -267,7 +267,7 @@ func TestAppendFloatIsStrconvs(t *testing.T) {
 			t.Fatalf("appendFloat(%v) = %s, strconv: %s", v, got, want)
 		}
 	}
-	for _, v := range []float64{0, -0.0, 1, -1, 0.001, 0.1, 0.5, 12.3, 1230, 999_999_999.999, 1e9, 1e9 + 0.5, 123456789.125, -42.07, 0.0005, 1e-7, 3e21} {
+	for _, v := range []float64{0, math.Copysign(0, -1), 1, -1, 0.001, 0.1, 0.5, 12.3, 1230, 999_999_999.999, 1e9, 1e9 + 0.5, 123456789.125, -42.07, 0.0005, 1e-7, 3e21} {
 		check(v)
 	}
 	for range 200_000 {
