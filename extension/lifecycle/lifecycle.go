@@ -342,6 +342,16 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 		now := time.Now()
 		var p state.Progress
 		r.locked(func(t *state.Table) { p = t.Progress(requestID) })
+		if p.Seen == 0 && !now.Before(startBy) || p.Open > 0 && now.Sub(p.LastArrival) >= quiet {
+			// A rule of time is about to let the invocation go. The reader
+			// goroutine may lag behind the socket (the extension yields the
+			// CPU to the function: SCHED_IDLE, a 128 MB function's 7 % of a
+			// core), so decide on what the function sent, not on what was
+			// read: drain first, then look again.
+			r.in.Drain(earlier(limit, now.Add(maxDrain)))
+			now = time.Now()
+			r.locked(func(t *state.Table) { p = t.Progress(requestID) })
+		}
 		switch {
 		case p.RuntimeStatus != "" && p.RuntimeStatus != "success":
 			return state.ReasonRuntime + p.RuntimeStatus
