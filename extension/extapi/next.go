@@ -67,10 +67,14 @@ func (c *Client) ask(ctx context.Context) ([]byte, error) {
 		n.req = []byte("GET /2020-01-01/extension/event/next HTTP/1.1\r\nHost: " + c.host +
 			"\r\nUser-Agent: streamlens\r\n" + HeaderIdentifier + ": " + c.id + "\r\n\r\n")
 	}
-	// Cancelling ctx unblocks the read: a callback, no goroutine while it waits.
-	stop := context.AfterFunc(ctx, func() { _ = n.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Cancelling ctx unblocks the read: a callback, no goroutine while it
+	// waits. It gets the connection itself, not n, which closeNext clears.
+	conn := n.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	b, keep, err := n.roundTrip()
+	if !stop() {
+		keep = false // the callback ran or runs: its deadline must not outlive this call
+	}
 	if err != nil || !keep {
 		c.closeNext()
 	}
