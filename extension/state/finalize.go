@@ -311,7 +311,7 @@ func (t *Table) TakeCounters() Counters {
 
 func (t *Table) result(s *stream, noEndReason string) Result {
 	r := Result{
-		QuoteID: s.id, RequestID: s.requestID, BundleID: s.bundleID, ClientID: s.clientID, TraceParent: s.traceParent,
+		QuoteID: s.streamID, RequestID: s.requestID, BundleID: s.bundleID, ClientID: s.clientID, TraceParent: s.traceParent,
 		Chunks: s.chunks, Delivered: s.payloadChunks, Expected: s.expected, Bytes: s.payloadBytes,
 		Status: "none", Integrity: -1, PlatformLatencyMs: -1,
 	}

@@ -41,8 +41,7 @@ func Ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
 // (streamKey): a quote id is the client's, and the same one under another
 // invocation is another stream, never a late event of the first.
 type stream struct {
-	key                key
-	id, requestID      string
+	key                // requestID, streamID
 	hasStart           bool
 	startNs            int64
 	expected           int64
@@ -373,7 +372,7 @@ func (t *Table) open(k key, now time.Time) *stream {
 		}
 	}
 	t.arrivals++
-	s := &stream{key: k, id: k.streamID, requestID: k.requestID, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
+	s := &stream{key: k, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
 	t.streams[k] = s
 	t.byReq[k.requestID]++
 	t.fifo = append(t.fifo, fifoEntry{k, t.arrivals})
