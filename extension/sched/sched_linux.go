@@ -17,14 +17,13 @@ const schedIdle = 5 // SCHED_IDLE, linux/sched.h
 func Idle() (int, error) {
 	done := map[int]bool{}
 	for range 10 {
-		ents, err := os.ReadDir("/proc/self/task")
+		tids, err := threads(os.Getpid())
 		if err != nil {
-			return len(done), fmt.Errorf("sched: %w", err)
+			return len(done), err
 		}
 		fresh := 0
-		for _, e := range ents {
-			tid, err := strconv.Atoi(e.Name())
-			if err != nil || done[tid] {
+		for _, tid := range tids {
+			if done[tid] {
 				continue
 			}
 			var param [4]byte // struct sched_param{sched_priority: 0}
@@ -50,18 +49,13 @@ func Idle() (int, error) {
 // thread of process pid, as /proc shows it; a thread that ended while they
 // were read is left out.
 func Policies(pid int) (map[int]int, error) {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	ents, err := os.ReadDir(dir)
+	tids, err := threads(pid)
 	if err != nil {
-		return nil, fmt.Errorf("sched: %w", err)
+		return nil, err
 	}
-	out := make(map[int]int, len(ents))
-	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(dir + "/" + e.Name() + "/stat")
+	out := make(map[int]int, len(tids))
+	for _, tid := range tids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
 		if err != nil {
 			continue // ended meanwhile
 		}
@@ -70,4 +64,19 @@ func Policies(pid int) (map[int]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// threads lists the thread ids of process pid.
+func threads(pid int) ([]int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil, fmt.Errorf("sched: %w", err)
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }
