@@ -71,7 +71,9 @@ func main() {
 	if resp.StatusCode != http.StatusOK {
 		os.Exit(1)
 	}
-	reports := make(chan struct{}, 100)
+	// One token per platform.report received; the loop counts INVOKEs.
+	reports := make(chan struct{}, 10_000)
+	invokes := 0
 	if host := get("SUBSCRIBE"); host != "" {
 		subscribe(id, host, reports)
 	}
@@ -90,14 +92,21 @@ func main() {
 		_ = json.Unmarshal(b, &ev)
 		record(map[string]any{"ev": "event", "event": ev})
 		if ev["eventType"] == "SHUTDOWN" {
-			// Wait for the telemetry still on its way (the last report), then go.
-			select {
-			case <-reports:
-			case <-time.After(envMs("SHUTDOWN_WAIT_MS")):
+			// Wait for the telemetry still on its way (a report for every
+			// invocation, the last one's included), then go.
+			deadline := time.After(envMs("SHUTDOWN_WAIT_MS"))
+		wait:
+			for ; invokes > 0; invokes-- {
+				select {
+				case <-reports:
+				case <-deadline:
+					break wait
+				}
 			}
 			record(map[string]any{"ev": "exit"})
 			return
 		}
+		invokes++
 		time.Sleep(envMs("HOLD_MS"))
 	}
 }
