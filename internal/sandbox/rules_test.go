@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -547,6 +548,62 @@ func TestResourceCaps(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Rule 10, uncapped: the environment's processes still share a CPU group of
+// their own, as they share a microVM on Lambda, so a process that yields
+// (SCHED_IDLE) yields to the function, not to whatever else the host runs.
+func TestEnvironmentHasItsOwnCPUGroup(t *testing.T) {
+	f := run(t, nil)
+	f.invoke(t, `{}`)
+	if strings.Contains(f.log.String(), "no CPU group") {
+		t.Skipf("SKIPPED LOUDLY: cgroups are not writable here, the environment shares the host's CPU group: %s", f.log.String())
+	}
+	own := cpuGroup(t, os.Getpid())
+	pids := []int{f.sb.RuntimePID()}
+	for _, e := range f.sb.Extensions() {
+		pids = append(pids, e.PID)
+	}
+	env := cpuGroup(t, pids[0])
+	if env == own {
+		t.Fatalf("the runtime is in the sandbox's own CPU group %s", own)
+	}
+	for _, pid := range pids[1:] {
+		if g := cpuGroup(t, pid); g != env {
+			t.Errorf("process %d in CPU group %s, the runtime in %s", pid, g, env)
+		}
+	}
+	for _, want := range []struct{ file, value string }{{"cpu.cfs_quota_us", "-1"}, {"cpu.max", "max 100000"}} {
+		for _, d := range f.sb.cg.dirs {
+			if b, err := os.ReadFile(filepath.Join(d, want.file)); err == nil && strings.TrimSpace(string(b)) != want.value {
+				t.Errorf("%s/%s = %s uncapped, want %s", d, want.file, b, want.value)
+			}
+		}
+	}
+}
+
+// cpuGroup is the cgroup of pid that schedules its CPU: the v1 cpu
+// controller's, else the v2 hierarchy's.
+func cpuGroup(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" {
+			v2 = parts[2]
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "cpu") {
+			return parts[2]
+		}
+	}
+	return v2
 }
 
 // Rule 11: platform.report carries what AWS sends: errorType, initDurationMs

@@ -77,7 +77,9 @@ type Config struct {
 	MemoryMB     int      // default 128
 	// CapResources limits the environment's processes to MemoryMB of memory
 	// and MemoryMB/1769 of a CPU core, as Lambda does, where cgroups are
-	// writable; elsewhere it says so on the log and runs uncapped.
+	// writable; elsewhere it says so on the log and runs uncapped. Capped or
+	// not, the environment's processes share a CPU group of their own where
+	// cgroups are writable, as they share a microVM on Lambda.
 	CapResources    bool
 	Timeout         time.Duration // function timeout, covering extensions; default 3s
 	InitType        string        // "on-demand" (default) or "provisioned-concurrency"
@@ -263,14 +265,16 @@ func Start(cfg Config) (*Sandbox, error) {
 	s := &Sandbox{cfg: cfg, log: &syncWriter{w: cfg.Log}, ln: ln, slots: make(chan struct{}, cfg.MaxConcurrency),
 		arn:       "arn:aws:lambda:us-east-1:123456789012:function:" + cfg.FunctionName,
 		logStream: time.Now().UTC().Format("2006/01/02") + "/[$LATEST]" + randomHex(16)}
-	if cfg.CapResources {
-		cg, err := newCgroup(cfg.MemoryMB)
-		if err != nil {
-			fmt.Fprintf(s.log, "SANDBOX WARNING: cannot cap CPU and memory like a %d MB function (%v): running uncapped\n", cfg.MemoryMB, err)
-		} else {
-			s.cg = cg
-			fmt.Fprintf(s.log, "SANDBOX capped like a %d MB function: %s\n", cfg.MemoryMB, cg)
-		}
+	switch cg, err := newCgroup(cfg.MemoryMB, cfg.CapResources); {
+	case err != nil && cfg.CapResources:
+		fmt.Fprintf(s.log, "SANDBOX WARNING: cannot cap CPU and memory like a %d MB function (%v): running uncapped\n", cfg.MemoryMB, err)
+	case err != nil:
+		fmt.Fprintf(s.log, "SANDBOX WARNING: no CPU group of the environment's own (%v): its processes compete with every busy process of the host, which on Lambda they never do\n", err)
+	case cfg.CapResources:
+		s.cg = cg
+		fmt.Fprintf(s.log, "SANDBOX capped like a %d MB function: %s\n", cfg.MemoryMB, cg)
+	default:
+		s.cg = cg
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", s.runtimeNext)
@@ -328,7 +332,7 @@ func (s *Sandbox) spawn(name, path string) (*proc, error) {
 	}
 	if s.cg != nil {
 		if err := s.cg.add(p.cmd.Process.Pid); err != nil {
-			fmt.Fprintf(s.log, "SANDBOX WARNING: %s not capped: %v\n", name, err)
+			fmt.Fprintf(s.log, "SANDBOX WARNING: %s is not in the environment's cgroup: %v\n", name, err)
 		}
 	}
 	return p, nil
