@@ -495,15 +495,17 @@ func (s *Sandbox) InvokeRequest(ctx context.Context, req Request, w io.Writer) (
 	}
 	defer func() { <-s.slots }()
 
-	// The timeout starts now: a suppressed init below counts against it.
+	// The timeout starts now: a suppressed init below counts against it (a
+	// cold start's does not: the clock starts again after it).
 	inv := &invocation{id: uuid.NewString(), payload: req.Payload, start: time.Now(), w: w,
 		buffered: s.cfg.InvokeMode == ModeBuffered, done: make(chan struct{})}
 	inv.xray = traceHeader(s.cfg.Tracing, req.TraceHeader, inv.start)
 	inv.deadline = inv.start.Add(s.cfg.Timeout)
 	inv.ctx, inv.cancel = context.WithDeadline(ctx, inv.deadline)
-	defer inv.cancel()
+	defer func() { inv.cancel() }()
 
-	st, suppressed, err := s.environment(inv)
+	st, phase, err := s.environment(inv)
+	suppressed := phase == "invoke"
 	if err != nil {
 		if suppressed && errors.Is(err, errTimedOut) {
 			// The suppressed init ran out the invocation's own timeout.
@@ -514,6 +516,14 @@ func (s *Sandbox) InvokeRequest(ctx context.Context, req Request, w io.Writer) (
 			return res, nil
 		}
 		return Result{}, err
+	}
+	if phase == "init" {
+		// A cold start's init is the Init phase, with a limit of its own:
+		// the invocation, its timeout and its duration start after it.
+		inv.cancel()
+		inv.start = time.Now()
+		inv.deadline = inv.start.Add(s.cfg.Timeout)
+		inv.ctx, inv.cancel = context.WithDeadline(ctx, inv.deadline)
 	}
 	s.thaw(st)
 	st.mu.Lock()
@@ -624,23 +634,25 @@ func (s *Sandbox) InvokeRequest(ctx context.Context, req Request, w io.Writer) (
 }
 
 // environment returns the initialised environment, running an init first if
-// there is none. After the first, an init is suppressed: it runs inside the
-// invocation (phase "invoke") and its time counts against inv's timeout.
-func (s *Sandbox) environment(inv *invocation) (*state, bool, error) {
+// there is none, and the phase of the init it ran ("" if none). The first is
+// the Init phase ("init"), before the invocation; after it, an init is
+// suppressed: it runs inside the invocation (phase "invoke") and its time
+// counts against inv's timeout.
+func (s *Sandbox) environment(inv *invocation) (*state, string, error) {
 	s.envMu.Lock()
 	defer s.envMu.Unlock()
 	if s.down {
-		return nil, false, errors.New("sandbox is shut down")
+		return nil, "", errors.New("sandbox is shut down")
 	}
 	if st := s.state(); st != nil {
-		return st, false, nil
+		return st, "", nil
 	}
 	if s.inits == 0 {
 		st, err := s.init(time.Now().Add(s.cfg.InitTimeout), "init")
-		return st, false, err
+		return st, "init", err
 	}
 	st, err := s.init(inv.deadline, "invoke")
-	return st, true, err
+	return st, "invoke", err
 }
 
 // invokeExtensions lists the extensions registered for INVOKE.
