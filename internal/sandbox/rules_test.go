@@ -237,8 +237,8 @@ func TestSuppressedInitCountsAgainstTheTimeout(t *testing.T) {
 		"TESTEXT_INIT_SLEEP_MS=600", "TESTEXT_SUBSCRIBE=sandbox.localdomain", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
 	// 600 ms of cold init and 500 ms of work: within a 1 s timeout only if
 	// the init is not part of it.
-	if res := f.invoke(t, `{"sleep_ms":500}`); res.Status != "success" || res.SuppressedInit || res.Duration >= 600*time.Millisecond {
-		t.Fatalf("cold invocation: %+v (a cold init is not part of the timeout, nor of the duration)", res)
+	if res := f.invoke(t, `{"sleep_ms":500}`); res.Status != "success" || res.SuppressedInit {
+		t.Fatalf("cold invocation: %+v (a cold init is not part of the timeout)", res)
 	}
 	if res := f.invoke(t, `{"crash":true}`); res.Status != "failure" {
 		t.Fatalf("crash: %+v", res)

@@ -71,8 +71,9 @@ func main() {
 	if resp.StatusCode != http.StatusOK {
 		os.Exit(1)
 	}
-	// One token per platform.report received; the loop counts INVOKEs.
-	reports := make(chan struct{}, 10_000)
+	// The type of each report received (platform.initReport, .report); the
+	// loop counts INVOKEs.
+	reports := make(chan string, 10_000)
 	invokes := 0
 	if host := get("SUBSCRIBE"); host != "" {
 		subscribe(id, host, reports)
@@ -92,13 +93,16 @@ func main() {
 		_ = json.Unmarshal(b, &ev)
 		record(map[string]any{"ev": "event", "event": ev})
 		if ev["eventType"] == "SHUTDOWN" {
-			// Wait for the telemetry still on its way (a report for every
-			// invocation, the last one's included), then go.
+			// Wait for the telemetry still on its way, then go: the report
+			// of this process's init and one for every invocation it saw,
+			// the last one's included.
 			deadline := time.After(envMs("SHUTDOWN_WAIT_MS"))
+			want := map[string]int{"platform.initReport": 1, "platform.report": invokes}
 		wait:
-			for ; invokes > 0; invokes-- {
+			for want["platform.initReport"] > 0 || want["platform.report"] > 0 {
 				select {
-				case <-reports:
+				case typ := <-reports:
+					want[typ]--
 				case <-deadline:
 					break wait
 				}
@@ -113,7 +117,7 @@ func main() {
 
 // subscribe listens on loopback and subscribes to platform telemetry with
 // destination http://host:port.
-func subscribe(id, host string, reports chan struct{}) {
+func subscribe(id, host string, reports chan string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		os.Exit(1)
@@ -125,9 +129,9 @@ func subscribe(id, host string, reports chan struct{}) {
 			_ = json.Unmarshal(b, &evs)
 			record(map[string]any{"ev": "telemetry", "batch": evs})
 			for _, e := range evs {
-				if e["type"] == "platform.report" {
+				if typ, _ := e["type"].(string); typ == "platform.report" || typ == "platform.initReport" {
 					select {
-					case reports <- struct{}{}:
+					case reports <- typ:
 					default:
 					}
 				}
