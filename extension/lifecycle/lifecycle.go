@@ -254,12 +254,13 @@ func (r *runner) loop(ctx context.Context) error {
 			r.bg.finish(until)
 			return err
 		}
-		// Whatever the function sent while we were frozen is in the socket now.
-		r.in.Drain(time.Now().Add(maxDrain))
 		switch ev.EventType {
 		case extapi.Invoke:
 			r.invocation(ctx, ev)
 		case extapi.Shutdown:
+			// Whatever the function sent while we were frozen is in the
+			// socket now.
+			r.in.Drain(time.Now().Add(maxDrain))
 			r.shutdown(ev)
 			return nil
 		}
@@ -275,6 +276,12 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	r.locked(func(t *state.Table) {
 		t.BeginInvocation(state.Invoke{RequestID: ev.RequestID, Deadline: deadline, Tracing: ev.Tracing.Value, InvokedARN: ev.InvokedFunctionArn}, started)
 	})
+	// Whatever the function sent while we were frozen, or while this
+	// process waited for a CPU, is in the socket now. It is read only once
+	// the table knows this invocation: under a flood of made-up streams the
+	// table evicts those of other requests than the current one first, and
+	// read before, this invocation's own stream would count as another's.
+	r.in.Drain(time.Now().Add(maxDrain))
 
 	// Everything below, flush included, ends by half the margin before the
 	// deadline.
