@@ -152,11 +152,16 @@ func invocationDocs(ds []doc) []doc {
 // for the next event, but the bytes still cross a pipe to the log.
 func (l *logBuf) waitDocs(t *testing.T, what string, pred func([]doc) bool) []doc {
 	t.Helper()
-	for i := 0; i < 1000; i++ {
+	// A deadline, not a count of tries: parsing a flood's thousands of
+	// documents makes each try slow, and a count let one failure wait 5 min.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		if ds := l.docs(t); pred(ds) {
 			return ds
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if ds := l.docs(t); pred(ds) {
+		return ds
 	}
 	t.Fatalf("no %s in the log:\n%s", what, l.String())
 	return nil
