@@ -38,7 +38,7 @@ type Chunk struct {
 func Ms(v float32) float64 { return math.Round(float64(v)*1000) / 1000 }
 
 // stream is the state of one quote stream, keyed by request id and quote id
-// (streamKey): a quote id is the client's, and the same one under another
+// (key): a quote id is the client's, and the same one under another
 // invocation is another stream, never a late event of the first.
 type stream struct {
 	key                // requestID, streamID
@@ -68,9 +68,6 @@ type stream struct {
 // decoder hands out shared copies of both, and a joined key cost an
 // allocation per event.
 type key struct{ requestID, streamID string }
-
-// streamKey is a stream's key in the table.
-func streamKey(requestID, streamID string) key { return key{requestID, streamID} }
 
 // maxPlausibleMs bounds any time between two events of one stream: Lambda's
 // longest invocation is 15 minutes, so more is a skewed or forged clock.
@@ -225,14 +222,14 @@ func (t *Table) ApplyDatagram(b []byte, size int, now time.Time) (progress bool)
 
 func (t *Table) apply(ev *protocol.Event, now time.Time) (progress bool) {
 	t.counters.Events++
-	key := streamKey(ev.RequestID, ev.StreamID)
-	s := t.streams[key]
+	k := key{ev.RequestID, ev.StreamID}
+	s := t.streams[k]
 	if s == nil {
-		if _, done := t.flushed[key]; done {
+		if _, done := t.flushed[k]; done {
 			t.counters.LateEvents++
 			return false
 		}
-		s = t.open(key, now)
+		s = t.open(k, now)
 		progress = true
 	}
 	if s.end != nil && !reordered(s, ev) {

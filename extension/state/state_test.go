@@ -174,7 +174,7 @@ func TestOpenStreamCapEvictsOldest(t *testing.T) {
 		t.Fatalf("%d streams open, cap 3", len(tb.streams))
 	}
 	for _, id := range []string{"q7", "q8", "q9"} {
-		if tb.streams[streamKey("r1", id)] == nil {
+		if tb.streams[key{"r1", id}] == nil {
 			t.Errorf("newest stream %s evicted", id)
 		}
 	}
@@ -183,7 +183,7 @@ func TestOpenStreamCapEvictsOldest(t *testing.T) {
 	}
 	// Events of an evicted stream are late, not a resurrection.
 	newSender(tb, "q0", "r1").chunk("A", 1, 0)
-	if tb.streams[streamKey("r1", "q0")] != nil || tb.TakeCounters().LateEvents != 1 {
+	if tb.streams[key{"r1", "q0"}] != nil || tb.TakeCounters().LateEvents != 1 {
 		t.Error("evicted stream came back")
 	}
 }
