@@ -343,13 +343,18 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 	limit := deadline.Add(-r.cfg.DeadlineMargin)
 	startBy := started.Add(r.cfg.StartWait)
 	quiet := 5 * r.cfg.StartWait
+	// The two rules of time: no stream started by startBy (a non-streaming
+	// invocation), or its open streams went quiet (a lost end).
+	timeUp := func(p state.Progress, now time.Time) bool {
+		return noStreamBy(p, now, startBy) || p.Open > 0 && now.Sub(p.LastArrival) >= quiet
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		now := time.Now()
 		var p state.Progress
 		r.locked(func(t *state.Table) { p = t.Progress(requestID) })
-		if p.Seen == 0 && !now.Before(startBy) || p.Open > 0 && now.Sub(p.LastArrival) >= quiet {
+		if timeUp(p, now) {
 			// A rule of time is about to let the invocation go. The reader
 			// goroutine may lag behind the socket (the extension yields the
 			// CPU to the function: SCHED_IDLE, a 128 MB function's 7 % of a
@@ -362,8 +367,7 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 		switch {
 		case p.RuntimeStatus != "" && p.RuntimeStatus != "success":
 			return state.ReasonRuntime + p.RuntimeStatus
-		case p.RuntimeStatus != "", p.Seen > 0 && p.Open == 0, p.Seen == 0 && !now.Before(startBy),
-			p.Open > 0 && now.Sub(p.LastArrival) >= quiet, !now.Before(limit):
+		case p.RuntimeStatus != "", p.Seen > 0 && p.Open == 0, timeUp(p, now), !now.Before(limit):
 			return ""
 		}
 		if backgroundMayRun(p, now, startBy) {
@@ -391,7 +395,13 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 // has not delivered its first chunk yet — a slow first quote — keeps it
 // waiting, however long that takes.
 func backgroundMayRun(p state.Progress, now, startBy time.Time) bool {
-	return p.FirstChunk || p.Seen == 0 && !now.Before(startBy)
+	return p.FirstChunk || noStreamBy(p, now, startBy)
+}
+
+// noStreamBy reports whether startBy passed with no stream of the
+// invocation seen.
+func noStreamBy(p state.Progress, now, startBy time.Time) bool {
+	return p.Seen == 0 && !now.Before(startBy)
 }
 
 // shutdown flushes everything within the event's deadline and returns.
