@@ -42,7 +42,7 @@ func newCgroup(memoryMB int, capped bool) (*cgroup, error) {
 	name := fmt.Sprintf("streamlens-sandbox-%d-%s", os.Getpid(), randomHex(4))
 	cg := &cgroup{capped: capped, quotaUs: cpuQuotaUs(memoryMB), memory: int64(memoryMB) << 20}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		dir := filepath.Join("/sys/fs/cgroup", selfCgroup("", "0"), name)
+		dir := filepath.Join("/sys/fs/cgroup", cgroupOf("self", "", "0"), name)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("cgroup v2: %w", err)
 		}
@@ -69,7 +69,7 @@ func newCgroup(memoryMB int, capped bool) (*cgroup, error) {
 		ctls = append(ctls, "memory")
 	}
 	for _, ctl := range ctls {
-		dir := filepath.Join("/sys/fs/cgroup", ctl, selfCgroup(ctl, ""), name)
+		dir := filepath.Join("/sys/fs/cgroup", ctl, cgroupOf("self", ctl, ""), name)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			cg.remove()
 			return nil, fmt.Errorf("cgroup v1 %s: %w", ctl, err)
@@ -90,10 +90,11 @@ func newCgroup(memoryMB int, capped bool) (*cgroup, error) {
 	return cg, nil
 }
 
-// selfCgroup is this process's cgroup path in the hierarchy of controller ctl
-// (v1), or of hierarchy id (v2: "0"), so the new group nests under it.
-func selfCgroup(ctl, id string) string {
-	b, err := os.ReadFile("/proc/self/cgroup")
+// cgroupOf is process pid's ("self": this one's) cgroup path in the
+// hierarchy of controller ctl (v1), or of hierarchy id (v2: "0"); a new
+// group of this process's nests under it.
+func cgroupOf(pid, ctl, id string) string {
+	b, err := os.ReadFile("/proc/" + pid + "/cgroup")
 	if err != nil {
 		return "/"
 	}

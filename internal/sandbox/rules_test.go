@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -564,17 +563,17 @@ func TestEnvironmentHasItsOwnCPUGroup(t *testing.T) {
 	if strings.Contains(f.log.String(), "no CPU group") {
 		t.Skipf("SKIPPED LOUDLY: cgroups are not writable here, the environment shares the host's CPU group: %s", f.log.String())
 	}
-	own := cpuGroup(t, os.Getpid())
+	own := cpuGroup(os.Getpid())
 	pids := []int{f.sb.RuntimePID()}
 	for _, e := range f.sb.Extensions() {
 		pids = append(pids, e.PID)
 	}
-	env := cpuGroup(t, pids[0])
+	env := cpuGroup(pids[0])
 	if env == own {
 		t.Fatalf("the runtime is in the sandbox's own CPU group %s", own)
 	}
 	for _, pid := range pids[1:] {
-		if g := cpuGroup(t, pid); g != env {
+		if g := cpuGroup(pid); g != env {
 			t.Errorf("process %d in CPU group %s, the runtime in %s", pid, g, env)
 		}
 	}
@@ -587,28 +586,13 @@ func TestEnvironmentHasItsOwnCPUGroup(t *testing.T) {
 	}
 }
 
-// cpuGroup is the cgroup of pid that schedules its CPU: the v1 cpu
-// controller's, else the v2 hierarchy's.
-func cpuGroup(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		t.Fatal(err)
+// cpuGroup is the cgroup of pid that schedules its CPU, in the hierarchy
+// newCgroup uses: v2 where it is the only one, else the v1 cpu controller's.
+func cpuGroup(pid int) string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return cgroupOf(strconv.Itoa(pid), "", "0")
 	}
-	v2 := ""
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if parts[0] == "0" {
-			v2 = parts[2]
-		}
-		if slices.Contains(strings.Split(parts[1], ","), "cpu") {
-			return parts[2]
-		}
-	}
-	return v2
+	return cgroupOf(strconv.Itoa(pid), "cpu", "")
 }
 
 // Rule 11: platform.report carries what AWS sends: errorType, initDurationMs
