@@ -42,7 +42,6 @@ type Event struct {
 // Client talks to $AWS_LAMBDA_RUNTIME_API.
 type Client struct {
 	host string // host:port
-	base string
 	http *http.Client
 	id   string
 	next nextConn
@@ -51,7 +50,7 @@ type Client struct {
 // New returns a client for the API at host:port.
 func New(runtimeAPI string) *Client {
 	// No client timeout: /event/next blocks for as long as the sandbox is idle.
-	return &Client{host: runtimeAPI, base: "http://" + runtimeAPI, http: &http.Client{}}
+	return &Client{host: runtimeAPI, http: &http.Client{}}
 }
 
 // ID is the identifier the sandbox gave at registration.
@@ -178,7 +177,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, h htt
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.host+path, r)
 	if err != nil {
 		return nil, err
 	}
