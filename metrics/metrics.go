@@ -81,6 +81,15 @@ const (
 	SpansKeptFailed = "SpansKeptFailed"
 	SpansSampled    = "SpansSampled"
 	SpansSampledOut = "SpansSampledOut"
+	// FailedBeforeFirstByte is 1 on the record of an invocation that the
+	// platform reports failed (error, timeout, crash) before any stream
+	// started: the record also counts as one truncated outcome with no first
+	// byte (StreamTruncated, TTFBBudgetBreach), so that an outage before the
+	// first byte burns both SLOs. Written only then.
+	FailedBeforeFirstByte = "FailedBeforeFirstByte"
+	// NonStreamingInvocations is 1 on the record of an invocation that
+	// succeeded without starting a stream: counted apart, in no SLO.
+	NonStreamingInvocations = "NonStreamingInvocations"
 )
 
 // Property keys written next to the metrics (searchable in Logs Insights).
@@ -93,6 +102,12 @@ const (
 	PropStatus         = "StreamStatus"
 	PropTruncateReason = "TruncationReason"
 	PropLateEvents     = "LateEvents"
+	// PropInvocationStatus is the platform's status of a failed invocation
+	// (error, timeout, failure); absent on success.
+	PropInvocationStatus = "InvocationStatus"
+	// PropErrorType is the platform's error type of a failed invocation
+	// (Runtime.ExitError, Sandbox.Timedout, …).
+	PropErrorType = "ErrorType"
 )
 
 // Def describes one metric.
@@ -137,5 +152,7 @@ func Defs() []Def {
 		{SpansKeptFailed, emf.Count, false, "failed streams (truncated, bad hash, failed invocation, slow TTFB) exported whatever the sampler says"},
 		{SpansSampled, emf.Count, false, "healthy streams the trace sampler kept"},
 		{SpansSampledOut, emf.Count, false, "healthy streams the trace sampler did not keep"},
+		{FailedBeforeFirstByte, emf.Count, false, "1 for an invocation that failed before any stream started (counted as a truncated outcome with no first byte); written only then"},
+		{NonStreamingInvocations, emf.Count, false, "1 for an invocation that succeeded without starting a stream (in no SLO); written only then"},
 	}
 }

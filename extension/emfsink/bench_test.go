@@ -27,7 +27,7 @@ func BenchmarkFlush50(b *testing.B) {
 		}
 		tb.BeginInvocation(state.Invoke{RequestID: streamtest.RequestID, Deadline: now}, now)
 		b.StartTimer()
-		bt := Batch{Streams: tb.Finalize(streamtest.RequestID, ""), Invocations: tb.ReadyInvocations(now, false), Counters: tb.TakeCounters()}
+		bt := Batch{Streams: tb.Finalize(streamtest.RequestID, state.Failure{}, now), Invocations: tb.ReadyInvocations(now, false), Counters: tb.TakeCounters()}
 		if errs := enc.Write(bt, now, now.Add(time.Second), func([]byte) {}); len(errs) > 0 {
 			b.Fatal(errs)
 		}
@@ -57,7 +57,7 @@ func BenchmarkEMFBytesPerStream(b *testing.B) {
 		for _, d := range dgs {
 			tb.ApplyDatagram(d, len(d), now)
 		}
-		results := tb.Finalize(streamtest.RequestID, "")
+		results := tb.Finalize(streamtest.RequestID, state.Failure{}, now)
 		if len(results) != streams {
 			b.Fatalf("%d streams", len(results))
 		}

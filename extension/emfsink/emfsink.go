@@ -10,7 +10,6 @@ import (
 	"github.com/streamlens/streamlens/emf"
 	"github.com/streamlens/streamlens/extension/state"
 	m "github.com/streamlens/streamlens/metrics"
-	"github.com/streamlens/streamlens/protocol"
 )
 
 // Config is what the documents need to know of the extension's
@@ -103,7 +102,11 @@ const (
 // when the per-instrument documents do not carry them.
 func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detail bool) ([]byte, error) {
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
-	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: clamp(r.Time, now), Dimensions: [][]string{{m.DimFunctionName}}}
+	end := r.EndTime
+	if !r.InvocationEnd.IsZero() {
+		end = r.InvocationEnd
+	}
+	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: stamp(end, now), Dimensions: [][]string{{m.DimFunctionName}}}
 	if e.cfg.Version != "" {
 		d.Dimensions = [][]string{{m.DimFunctionName}, {m.DimFunctionName, m.DimVersion}}
 	}
@@ -116,7 +119,7 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	}
 	for _, p := range [...]struct{ k, v string }{
 		{m.PropBundleID, r.BundleID}, {m.PropClientID, r.ClientID}, {m.PropTraceParent, r.TraceParent},
-		{m.PropTruncateReason, r.Reason}, {"InvocationStatus", r.InvocationStatus},
+		{m.PropTruncateReason, r.Verdict.Reason()}, {m.PropInvocationStatus, r.InvocationStatus},
 	} {
 		if p.v != "" {
 			d.Properties = append(d.Properties, emf.Property{Key: p.k, Value: p.v})
@@ -131,9 +134,9 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 		d.Metrics = append(d.Metrics,
 			emf.Metric{Name: m.TimeToFirstByte, Unit: emf.Milliseconds, Values: []float64{math.Round(r.TTFBMs*1000) / 1000}},
 			emf.Metric{Name: m.TTFBBudgetBreach, Unit: emf.Count, Values: []float64{breach}})
-	} else if r.Truncated && r.Delivered == 0 {
-		// The caller never got a first byte at all: the worst TTFB there is,
-		// and a stream the TTFB SLO must count (its total is
+	} else if r.Verdict.Class == state.BeforeFirstByte {
+		// The service failed before the caller got a first byte: the worst
+		// TTFB there is, and a stream the TTFB SLO must count (its total is
 		// TTFBBudgetBreach's sample count). No TimeToFirstByte value: there
 		// is no time to give.
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TTFBBudgetBreach, Unit: emf.Count, Values: []float64{1}})
@@ -157,16 +160,16 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	}
 	d.Metrics = append(d.Metrics,
 		emf.Metric{Name: m.ChunksDelivered, Unit: emf.Count, Values: []float64{float64(r.Delivered)}},
-		emf.Metric{Name: m.StreamTruncated, Unit: emf.Count, Values: []float64{boolf(r.Truncated)}},
+		emf.Metric{Name: m.StreamTruncated, Unit: emf.Count, Values: []float64{boolf(r.Verdict.Truncated())}},
 		emf.Metric{Name: m.StreamBytes, Unit: emf.Bytes, Values: []float64{float64(r.Bytes)}},
 		emf.Metric{Name: m.DroppedEvents, Unit: emf.Count, Values: []float64{float64(r.Dropped)}})
 	// Truncations that are not the service's, told apart so that the
 	// completeness SLO and the truncation alarm can take them out; written
 	// only when they apply (the Sum is the same, the bytes are not).
-	switch {
-	case r.Truncated && r.Reason == state.ReasonStatus+protocol.StatusAborted.String():
+	switch r.Verdict.Class {
+	case state.Caller:
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TruncationByCaller, Unit: emf.Count, Values: []float64{1}})
-	case r.Truncated && (r.Reason == state.ReasonEvicted || r.Reason == state.ReasonShutdown+"spindown"):
+	case state.Unobserved:
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TruncationUnobserved, Unit: emf.Count, Values: []float64{1}})
 	}
 	if r.Expected >= 0 {
@@ -194,30 +197,41 @@ func appendOrKeep(dst []byte, d *emf.Document) ([]byte, error) {
 	return out, nil
 }
 
-// AppendInvocation appends the document of one finished invocation.
+// AppendInvocation appends the document of one finished invocation: its
+// outcome. An invocation that failed before any stream started is one bad
+// event for both SLOs (StreamTruncated and TTFBBudgetBreach, as a stream
+// that never sent a byte would be); one that succeeded without a stream is
+// counted apart (NonStreamingInvocations).
 func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now time.Time) ([]byte, error) {
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
-	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: clamp(inv.Time, now), Dimensions: [][]string{{m.DimFunctionName}},
+	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: stamp(inv.End, now), Dimensions: [][]string{{m.DimFunctionName}},
 		Properties: []emf.Property{fn, {Key: m.PropRequestID, Value: inv.RequestID}}}
-	if inv.ColdStart && inv.InitKnown && inv.Init.InitType != "" {
-		// InitType (on-demand, provisioned-concurrency, snap-start) is also a
-		// dimension of the cold start's record: three values, and the only
-		// way to alarm on an on-demand init where provisioned concurrency
-		// should serve. Warm records leave it out: nothing reads them by init
-		// type, and it is 50 bytes of every invocation.
+	if inv.FirstRecord && inv.InitKnown && inv.Init.InitType != "" {
+		// InitType (on-demand, provisioned-concurrency, snap-start,
+		// lambda-managed-instances) is also a dimension of the record that
+		// carries the init: a few values, and the only way to alarm on an
+		// on-demand init where provisioned concurrency should serve. Other
+		// records leave it out: nothing reads them by init type, and it is
+		// 50 bytes of every invocation.
 		d.Dimensions = [][]string{{m.DimFunctionName}, {m.DimFunctionName, m.DimInitType}}
 		d.Properties = append(d.Properties, emf.Property{Key: m.DimInitType, Value: inv.Init.InitType})
 	}
 	d.Metrics = append(d.Metrics, emf.Metric{Name: m.ColdStart, Unit: emf.Count, Values: []float64{boolf(inv.ColdStart)}})
-	if inv.ColdStart && inv.InitKnown {
+	if inv.FirstRecord && inv.InitKnown {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.InitDuration, Unit: emf.Milliseconds, Values: []float64{inv.Init.DurationMs}})
 	}
 	if rd := inv.Done; rd != nil {
-		if rd.Status != "success" {
+		if status := state.NormalStatus(rd.Status); status != "success" {
 			// Only a failure says something: absent means success.
-			d.Properties = append(d.Properties, emf.Property{Key: "InvocationStatus", Value: rd.Status})
+			d.Properties = append(d.Properties, emf.Property{Key: m.PropInvocationStatus, Value: status})
+			if rd.ErrorType != "" {
+				d.Properties = append(d.Properties, emf.Property{Key: m.PropErrorType, Value: rd.ErrorType})
+			}
 		}
-		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ProducedBytes, Unit: emf.Bytes, Values: []float64{rd.ProducedBytes}})
+		if !rd.FromReport {
+			// Managed Instances' report has no producedBytes.
+			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ProducedBytes, Unit: emf.Bytes, Values: []float64{rd.ProducedBytes}})
+		}
 		if rd.HasLatency {
 			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseLatency, Unit: emf.Milliseconds, Values: []float64{rd.ResponseLatencyMs}})
 		}
@@ -228,7 +242,7 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 	if inv.MissingDone {
 		d.Properties = append(d.Properties, emf.Property{Key: "RuntimeDoneMissing", Value: true})
 	}
-	if rd, rp := inv.Done, inv.Report; rd != nil && rp != nil {
+	if rd, rp := inv.Done, inv.Report; rd != nil && !rd.FromReport && rp != nil {
 		// What this extension (and any other) cost the invocation after
 		// the runtime finished: billed to the user, so measured.
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionOverhead, Unit: emf.Milliseconds,
@@ -239,6 +253,16 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		// shares ~7 % of a core with the function, so it is a cost to watch.
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionCPU, Unit: emf.Milliseconds,
 			Values: []float64{math.Round(float64(inv.CPU.Microseconds())) / 1000}})
+	}
+	switch {
+	case inv.Verdict.Truncated():
+		d.Properties = append(d.Properties, emf.Property{Key: m.PropTruncateReason, Value: inv.Verdict.Reason()})
+		d.Metrics = append(d.Metrics,
+			emf.Metric{Name: m.StreamTruncated, Unit: emf.Count, Values: []float64{1}},
+			emf.Metric{Name: m.TTFBBudgetBreach, Unit: emf.Count, Values: []float64{1}},
+			emf.Metric{Name: m.FailedBeforeFirstByte, Unit: emf.Count, Values: []float64{1}})
+	case inv.NonStreaming:
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.NonStreamingInvocations, Unit: emf.Count, Values: []float64{1}})
 	}
 	// The report's billed duration and memory are not repeated: Lambda's own
 	// REPORT line, in the same log stream, has them (@billedDuration,
@@ -290,6 +314,22 @@ func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time, fi
 			count(m.ConfigErrors, c.ConfigErrors), count(m.SpanExportFailures, c.SpanExportErr),
 			count(m.SpansKeptFailed, c.SpansKeptFailed), count(m.SpansSampled, c.SpansSampled),
 			count(m.SpansSampledOut, c.SpansSampledOut)}})
+}
+
+// maxRecordAge is how far before it is written a record may be stamped.
+const maxRecordAge = time.Minute
+
+// stamp is the timestamp of an outcome that ended at end, written at now: its
+// end, when that is recent. A record stamped at its stream's start lands as
+// far in the past as the stream lasted (a 10-minute hang: after the 5-minute
+// burn windows were evaluated), and one written late (a stream carried to
+// the next thaw, a forged or skewed clock) would land where no alarm looks:
+// those are stamped now.
+func stamp(end, now time.Time) time.Time {
+	if end.IsZero() || end.After(now) || now.Sub(end) > maxRecordAge {
+		return now
+	}
+	return end
 }
 
 // clamp keeps a client timestamp CloudWatch will accept: EMF drops metrics more

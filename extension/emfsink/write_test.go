@@ -97,11 +97,12 @@ func TestNoFirstByteIsATTFBBreach(t *testing.T) {
 		r    state.Result
 		want any
 	}{
-		"nothing delivered":        {state.Result{QuoteID: "q", RequestID: "r", Time: now, Truncated: true, Reason: "runtime-failure", Integrity: -1, Expected: 50}, 1.0},
-		"chunks but no start":      {state.Result{QuoteID: "q", RequestID: "r", Time: now, Truncated: true, Delivered: 3, Integrity: -1, Expected: -1}, nil},
-		"complete, no TTFB known":  {state.Result{QuoteID: "q", RequestID: "r", Time: now, Delivered: 5, Integrity: -1, Expected: -1}, nil},
-		"slow first byte":          {state.Result{QuoteID: "q", RequestID: "r", Time: now, HasTTFB: true, TTFBMs: 150, Delivered: 5, Integrity: -1, Expected: -1}, 1.0},
-		"first byte within budget": {state.Result{QuoteID: "q", RequestID: "r", Time: now, HasTTFB: true, TTFBMs: 15, Delivered: 5, Integrity: -1, Expected: -1}, 0.0},
+		"nothing delivered":         {state.Result{QuoteID: "q", RequestID: "r", Time: now, Verdict: state.Verdict{Cause: state.Platform, Detail: "failure", Class: state.BeforeFirstByte}, Integrity: -1, Expected: 50}, 1.0},
+		"caller left before a byte": {state.Result{QuoteID: "q", RequestID: "r", Time: now, Verdict: state.Verdict{Cause: state.EndStatus, Detail: "aborted", Class: state.Caller}, Integrity: -1, Expected: 50}, nil},
+		"chunks but no start":       {state.Result{QuoteID: "q", RequestID: "r", Time: now, Verdict: state.Verdict{Cause: state.NoEnd, Class: state.Service}, Delivered: 3, Integrity: -1, Expected: -1}, nil},
+		"complete, no TTFB known":   {state.Result{QuoteID: "q", RequestID: "r", Time: now, Delivered: 5, Integrity: -1, Expected: -1}, nil},
+		"slow first byte":           {state.Result{QuoteID: "q", RequestID: "r", Time: now, HasTTFB: true, TTFBMs: 150, Delivered: 5, Integrity: -1, Expected: -1}, 1.0},
+		"first byte within budget":  {state.Result{QuoteID: "q", RequestID: "r", Time: now, HasTTFB: true, TTFBMs: 15, Delivered: 5, Integrity: -1, Expected: -1}, 0.0},
 	} {
 		out, err := enc.AppendStream(nil, &c.r, now, false)
 		if err != nil {
@@ -117,17 +118,16 @@ func TestNoFirstByteIsATTFBBreach(t *testing.T) {
 	}
 }
 
-// Truncations that are not the service's are told apart: the caller went
-// away (status-aborted), or streamlens could not judge the stream (evicted,
-// open at a spin-down). Service truncations carry neither.
+// Truncations that are not the service's are told apart by their class: the
+// caller went away, or streamlens could not judge the stream (open at a
+// spin-down). Service truncations carry neither.
 func TestTruncationsNotByTheService(t *testing.T) {
 	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
 	now := time.Unix(1_800_000_000, 0)
-	for reason, want := range map[string]string{
-		"status-aborted": "TruncationByCaller", "evicted": "TruncationUnobserved", "shutdown-spindown": "TruncationUnobserved",
-		"runtime-timeout": "", "status-error": "", "short": "", "no-end": "", "shutdown-timeout": "",
+	for class, want := range map[state.Class]string{
+		state.Caller: "TruncationByCaller", state.Unobserved: "TruncationUnobserved", state.Service: "", state.BeforeFirstByte: "",
 	} {
-		r := state.Result{QuoteID: "q", RequestID: "r", Time: now, Truncated: true, Reason: reason, Delivered: 3, Integrity: -1, Expected: -1}
+		r := state.Result{QuoteID: "q", RequestID: "r", Time: now, Verdict: state.Verdict{Cause: state.NoEnd, Class: class}, Delivered: 3, Integrity: -1, Expected: -1}
 		out, err := enc.AppendStream(nil, &r, now, false)
 		if err != nil {
 			t.Fatal(err)
@@ -138,9 +138,86 @@ func TestTruncationsNotByTheService(t *testing.T) {
 		}
 		for _, k := range []string{"TruncationByCaller", "TruncationUnobserved"} {
 			if got, ok := d[k]; ok != (k == want) || ok && got != 1.0 {
-				t.Errorf("%s: %s = %v", reason, k, got)
+				t.Errorf("%s: %s = %v", class, k, got)
 			}
 		}
+	}
+}
+
+// Every invocation's record is its outcome: one that failed before any
+// stream started is one bad event for both SLOs (as a stream that never sent
+// a byte), with the platform's status and error type; one that succeeded
+// without a stream is counted apart; one with streams leaves the SLIs to them.
+func TestInvocationOutcome(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
+	now := time.Unix(1_800_000_000, 0)
+	failed := &state.RuntimeDone{Status: "error", ErrorType: "Runtime.HandlerError"}
+	for name, c := range map[string]struct {
+		inv  state.InvocationResult
+		want map[string]any // nil: absent
+	}{
+		"failed before the first byte": {state.InvocationResult{RequestID: "r", Done: failed, Verdict: state.Verdict{Cause: state.Platform, Detail: "error", Class: state.BeforeFirstByte}},
+			map[string]any{"StreamTruncated": 1.0, "TTFBBudgetBreach": 1.0, "FailedBeforeFirstByte": 1.0, "TruncationReason": "runtime-error",
+				"InvocationStatus": "error", "ErrorType": "Runtime.HandlerError", "NonStreamingInvocations": nil}},
+		"failed with a stream": {state.InvocationResult{RequestID: "r", Done: failed, Streams: 1},
+			map[string]any{"StreamTruncated": nil, "TTFBBudgetBreach": nil, "FailedBeforeFirstByte": nil, "InvocationStatus": "error"}},
+		"no stream, success": {state.InvocationResult{RequestID: "r", Done: &state.RuntimeDone{Status: "success"}, NonStreaming: true},
+			map[string]any{"StreamTruncated": nil, "NonStreamingInvocations": 1.0, "InvocationStatus": nil, "ErrorType": nil}},
+		"Managed Instances report": {state.InvocationResult{RequestID: "r", Done: &state.RuntimeDone{Status: "timeout", FromReport: true, HasLatency: true, ResponseLatencyMs: 4},
+			Report: &state.Report{DurationMs: 9}, Streams: 1},
+			map[string]any{"ProducedBytes": nil, "ExtensionOverhead": nil, "ResponseLatency": 4.0, "InvocationStatus": "timeout", "RuntimeDoneMissing": nil}},
+	} {
+		out, err := enc.AppendInvocation(nil, &c.inv, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range c.want {
+			if got, ok := d[k]; want == nil && ok || want != nil && got != want {
+				t.Errorf("%s: %s = %v, want %v", name, k, got, want)
+			}
+		}
+	}
+}
+
+// A record is stamped where an alarm evaluated now finds it: at its
+// outcome's end, not its start (a stream that hung 10 minutes), and never
+// more than a minute before it is written (a stream carried to the next thaw).
+func TestRecordsAreStampedWhereAlarmsLook(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
+	now := time.Unix(1_800_000_000, 0)
+	for name, c := range map[string]struct {
+		r    state.Result
+		want time.Time
+	}{
+		"a 10-minute hang, written at its end": {state.Result{Time: now.Add(-10 * time.Minute), EndTime: now.Add(-10*time.Minute + time.Second),
+			InvocationEnd: now.Add(-2 * time.Second), Verdict: state.Verdict{Cause: state.Platform, Detail: "timeout", Class: state.Service}}, now.Add(-2 * time.Second)},
+		"a quick stream":            {state.Result{Time: now.Add(-300 * time.Millisecond), EndTime: now.Add(-100 * time.Millisecond)}, now.Add(-100 * time.Millisecond)},
+		"carried to the next thaw":  {state.Result{Time: now.Add(-time.Hour), EndTime: now.Add(-time.Hour)}, now},
+		"a clock ahead of the host": {state.Result{Time: now.Add(time.Minute), EndTime: now.Add(time.Minute)}, now},
+	} {
+		c.r.QuoteID, c.r.RequestID, c.r.Integrity, c.r.Expected = "q", "r", -1, -1
+		out, err := enc.AppendStream(nil, &c.r, now, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			AWS struct{ Timestamp int64 } `json:"_aws"`
+		}
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.AWS.Timestamp != c.want.UnixMilli() {
+			t.Errorf("%s: stamped %v before now, want %v", name, now.Sub(time.UnixMilli(d.AWS.Timestamp)), now.Sub(c.want))
+		}
+	}
+	inv := state.InvocationResult{RequestID: "r", Time: now.Add(-10 * time.Minute), End: now.Add(-3 * time.Second)}
+	out, _ := enc.AppendInvocation(nil, &inv, now)
+	if !bytes.Contains(out, []byte(fmt.Sprintf(`"Timestamp":%d`, now.Add(-3*time.Second).UnixMilli()))) {
+		t.Errorf("invocation record not stamped at its end: %s", out)
 	}
 }
 

@@ -41,7 +41,7 @@ type counted struct {
 func (c *counted) flush() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tb.Finalize(streamtest.RequestID, "")
+	c.tb.Finalize(streamtest.RequestID, state.Failure{}, time.Now())
 	c.events += c.tb.TakeCounters().Events
 	return c.events
 }

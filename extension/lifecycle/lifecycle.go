@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	}
 	defer in.Close()
 	r.in = in
+	r.table.SetManaged(managed)
 	r.table.Count(state.Counters{ConfigErrors: configErrors})
 	if cfg.OTLP.On {
 		sp, err := otlpsink.New(otlpsink.Config{OTLP: cfg.OTLP, FunctionName: cfg.FunctionName,
@@ -128,10 +129,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 			r.table.Count(state.Counters{TelemetryUnavailable: 1})
 		} else {
 			r.table.SetTelemetry(true)
-			// An invocation's report comes in a batch buffered up to
-			// STREAMLENS_TELEMETRY_BUFFER_MS after the extension let it go:
-			// its record waits for it, several buffers' worth.
-			r.table.SetReportWait(4*cfg.TelemetryBuffer + 100*time.Millisecond)
+			r.table.SetReportWait(r.reportWait())
 			defer r.tl.Close(context.Background())
 		}
 	}
@@ -250,7 +248,7 @@ func (r *runner) loop(ctx context.Context) error {
 		if err != nil {
 			// The sandbox is gone or broken: flush what we have, then stop.
 			until := time.Now().Add(r.cfg.ShutdownMargin)
-			r.flushAll("api-error", until)
+			r.flushAll(state.ShutdownFailure("api-error"), until)
 			r.bg.finish(until)
 			return err
 		}
@@ -296,7 +294,8 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	var b emfsink.Batch
 	r.locked(func(t *state.Table) {
 		t.SetCPU(ev.RequestID, cpu-r.cpu)
-		b = emfsink.Batch{Streams: t.Finalize(ev.RequestID, failure), Invocations: t.ReadyInvocations(time.Now(), false), Counters: t.TakeCounters()}
+		now := time.Now()
+		b = emfsink.Batch{Streams: t.Finalize(ev.RequestID, failure, now), Invocations: t.ReadyInvocations(now, false), Counters: t.TakeCounters()}
 	})
 	r.cpu = cpu
 	r.write(b, limit)
@@ -324,7 +323,7 @@ func (r *runner) write(b emfsink.Batch, until time.Time) {
 }
 
 // wait decides when the extension lets invocation inv go, and returns why inv
-// failed ("" if it did not, or is not known to have). Waiting costs the
+// failed (none if it did not, or is not known to have). Waiting costs the
 // invocation nothing while the function still runs; every millisecond after
 // the runtime finished is billed. So the extension waits only for what ends
 // with the function's own work:
@@ -339,7 +338,7 @@ func (r *runner) write(b emfsink.Batch, until time.Time) {
 //
 // Streams still open are carried to the next boundary (or SHUTDOWN), where
 // runtimeDone, a late end or the lack of both decides them.
-func (r *runner) wait(ctx context.Context, requestID string, started, deadline time.Time) string {
+func (r *runner) wait(ctx context.Context, requestID string, started, deadline time.Time) state.Failure {
 	limit := deadline.Add(-r.cfg.DeadlineMargin)
 	startBy := started.Add(r.cfg.StartWait)
 	quiet := 5 * r.cfg.StartWait
@@ -364,11 +363,11 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 			now = time.Now()
 			r.locked(func(t *state.Table) { p = t.Progress(requestID) })
 		}
-		switch {
-		case p.RuntimeStatus != "" && p.RuntimeStatus != "success":
-			return state.ReasonRuntime + p.RuntimeStatus
-		case p.RuntimeStatus != "", p.Seen > 0 && p.Open == 0, timeUp(p, now), !now.Before(limit):
-			return ""
+		if f := state.PlatformFailure(p.RuntimeStatus); f.Failed() {
+			return f
+		}
+		if p.RuntimeStatus != "" || p.Seen > 0 && p.Open == 0 || timeUp(p, now) || !now.Before(limit) {
+			return state.Failure{}
 		}
 		if backgroundMayRun(p, now, startBy) {
 			r.bg.open()
@@ -384,7 +383,7 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 		case <-r.changed:
 		case <-timer.C:
 		case <-ctx.Done():
-			return "cancelled"
+			return state.ShutdownFailure("cancelled")
 		}
 	}
 }
@@ -418,7 +417,9 @@ func (r *runner) shutdown(ev extapi.Event) {
 		r.waitReports(waitUntil)
 	}
 	r.in.Drain(earlier(budget, time.Now().Add(maxDrain)))
-	r.flushAll(state.ReasonShutdown+ev.ShutdownReason, budget)
+	f := state.ShutdownFailure(ev.ShutdownReason)
+	r.locked(func(t *state.Table) { t.ShutDown(f) })
+	r.flushAll(f, budget)
 	// The last spans and per-instrument documents, within the budget.
 	r.bg.finish(budget)
 	// Counters the background produced (failed exports) and those held
@@ -454,39 +455,36 @@ func (r *runner) waitReports(until time.Time) {
 	}
 }
 
-func (r *runner) flushAll(reason string, until time.Time) {
+func (r *runner) flushAll(f state.Failure, until time.Time) {
 	var b emfsink.Batch
 	r.locked(func(t *state.Table) {
-		b = emfsink.Batch{Streams: t.FinalizeAll(reason), Invocations: t.ReadyInvocations(time.Now(), true), Counters: t.TakeCounters()}
+		b = emfsink.Batch{Streams: t.FinalizeAll(f), Invocations: t.ReadyInvocations(time.Now(), true), Counters: t.TakeCounters()}
 	})
 	r.write(b, until)
 }
 
 // flushLoop flushes without invocation boundaries (Lambda Managed Instances,
-// where many invocations run at once and no INVOKE arrives): a stream when its
-// end arrives, or when its invocation's runtimeDone says it failed, or when it
-// stayed open a grace after a successful runtimeDone; invocation records when
-// their report arrives. Events are attributed by request id throughout.
+// where many invocations run at once, no INVOKE arrives and no runtimeDone:
+// platform.report says how each ended). A stream goes out once its
+// invocation's report judged it — at once when it ended or failed, after
+// state.EndGrace when it is still open after a success — or, ended, when
+// its report is overdue; an invocation's record when its report arrives.
+// Events are attributed by request id throughout.
 func (r *runner) flushLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		ticked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.changed:
 		case <-tick.C:
-			ticked = true
 		}
 		var b emfsink.Batch
 		r.locked(func(t *state.Table) {
-			b.Streams = t.FinalizeEnded(time.Now(), managedEndGrace)
-			if ticked {
-				// Records wait on the tick: the report follows runtimeDone by a
-				// batch, and a record without it is kept for a few ticks.
-				b.Invocations = t.ReadyInvocations(time.Now(), false)
-			}
+			now := time.Now()
+			b.Streams = t.FinalizeEnded(now, r.reportWait())
+			b.Invocations = t.ReadyInvocations(now, false)
 			b.Counters = t.TakeCounters()
 		})
 		if len(b.Streams) > 0 || len(b.Invocations) > 0 || b.Counters != (state.Counters{}) {
@@ -495,10 +493,11 @@ func (r *runner) flushLoop(ctx context.Context) {
 	}
 }
 
-// managedEndGrace is how long a stream may stay open after its invocation's
-// successful runtimeDone before it counts as truncated (no-end), where there
-// is no next boundary to wait for.
-const managedEndGrace = time.Second
+// reportWait is how long a record waits for its platform.report at least:
+// the Telemetry API sends it in a batch buffered up to
+// STREAMLENS_TELEMETRY_BUFFER_MS after the invocation ended, so several
+// buffers' worth.
+func (r *runner) reportWait() time.Duration { return 4*r.cfg.TelemetryBuffer + 100*time.Millisecond }
 
 // unjoin lists the errors errors.Join put together.
 func unjoin(err error) []error {

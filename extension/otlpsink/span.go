@@ -85,7 +85,7 @@ func (d Decision) Kept() bool { return d != SampledOut }
 // truncated, with a bad hash, in a failed invocation, or slower to its first
 // useful byte than the TTFB threshold.
 func Failed(r *state.Result, ttfbThreshold time.Duration) bool {
-	return r.Truncated || r.Integrity == 1 ||
+	return r.Verdict.Truncated() || r.Integrity == 1 ||
 		r.InvocationStatus != "" && r.InvocationStatus != "success" ||
 		r.HasTTFB && r.TTFBMs > float64(ttfbThreshold)/float64(time.Millisecond)
 }
@@ -179,13 +179,13 @@ func (e *Exporter) appendSpan(b pb, r *state.Result) pb {
 	b = b.attrStr(9, "streamlens.quote_id", r.QuoteID).
 		attrInt(9, "streamlens.chunks.delivered", r.Delivered).
 		attrInt(9, "streamlens.bytes", r.Bytes).
-		attrBool(9, "streamlens.truncated", r.Truncated).
+		attrBool(9, "streamlens.truncated", r.Verdict.Truncated()).
 		attrStr(9, "streamlens.status", r.Status).
 		attrStr(9, "streamlens.parent", p.kind.String()).
 		attrStr(9, "streamlens.sampling.reason", e.reason(r, p).String())
 	for _, kv := range [...]struct{ k, v string }{
 		{"streamlens.bundle_id", r.BundleID}, {"streamlens.client_id", r.ClientID},
-		{"streamlens.truncation_reason", r.Reason}, {"streamlens.invocation_status", r.InvocationStatus},
+		{"streamlens.truncation_reason", r.Verdict.Reason()}, {"streamlens.invocation_status", r.InvocationStatus},
 	} {
 		if kv.v != "" { // Reason is empty unless truncated
 			b = b.attrStr(9, kv.k, kv.v)
@@ -231,8 +231,8 @@ func (e *Exporter) appendSpan(b pb, r *state.Result) pb {
 	b = b.uint(12, uint64(dropped))
 
 	switch {
-	case r.Truncated:
-		b = b.msg(15, func(m pb) pb { return m.str(2, "stream truncated: "+r.Reason).uint(3, 2) }) // STATUS_CODE_ERROR
+	case r.Verdict.Truncated():
+		b = b.msg(15, func(m pb) pb { return m.str(2, "stream truncated: "+r.Verdict.Reason()).uint(3, 2) }) // STATUS_CODE_ERROR
 	case r.Integrity == 1:
 		b = b.msg(15, func(m pb) pb { return m.str(2, "integrity mismatch: declared hash differs").uint(3, 2) })
 	}

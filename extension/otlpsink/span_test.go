@@ -96,13 +96,24 @@ func healthy() state.Result {
 func TestDecide(t *testing.T) {
 	never := newExporter(t, config.OTLP{Sampler: config.Sampler{ParentBased: true, Ratio: 0, KeepFailed: true}}, nil)
 	failed := map[string]func(*state.Result){
-		"truncated":          func(r *state.Result) { r.Truncated, r.Reason = true, "runtime-timeout" },
-		"integrity":          func(r *state.Result) { r.Integrity = 1 },
-		"invocation failed":  func(r *state.Result) { r.InvocationStatus = "error" },
-		"TTFB over":          func(r *state.Result) { r.TTFBMs = 101 },
-		"unsampled parent":   func(r *state.Result) { r.TraceParent = tpUnsampled; r.Truncated = true },
-		"X-Ray Sampled=0":    func(r *state.Result) { r.XRayTrace = xrayUnsampled; r.Truncated = true },
-		"truncated, no TTFB": func(r *state.Result) { r.HasTTFB = false; r.Truncated = true },
+		"truncated": func(r *state.Result) {
+			r.Verdict = state.Verdict{Cause: state.Platform, Detail: "timeout", Class: state.Service}
+		},
+		"integrity":         func(r *state.Result) { r.Integrity = 1 },
+		"invocation failed": func(r *state.Result) { r.InvocationStatus = "error" },
+		"TTFB over":         func(r *state.Result) { r.TTFBMs = 101 },
+		"unsampled parent": func(r *state.Result) {
+			r.TraceParent = tpUnsampled
+			r.Verdict = state.Verdict{Cause: state.Platform, Detail: "timeout", Class: state.Service}
+		},
+		"X-Ray Sampled=0": func(r *state.Result) {
+			r.XRayTrace = xrayUnsampled
+			r.Verdict = state.Verdict{Cause: state.Platform, Detail: "timeout", Class: state.Service}
+		},
+		"truncated, no TTFB": func(r *state.Result) {
+			r.HasTTFB = false
+			r.Verdict = state.Verdict{Cause: state.Platform, Detail: "timeout", Class: state.BeforeFirstByte}
+		},
 	}
 	for name, f := range failed {
 		r := healthy()
@@ -141,7 +152,7 @@ func TestDecide(t *testing.T) {
 	}
 	off := newExporter(t, config.OTLP{Sampler: config.Sampler{Ratio: 1, KeepFailed: false}}, nil)
 	r = healthy()
-	r.Truncated = true
+	r.Verdict = state.Verdict{Cause: state.Platform, Detail: "timeout", Class: state.Service}
 	if d := off.Decide(&r); d != KeptByRatio {
 		t.Errorf("KeepFailed off: a failed stream is sampled like any: %v", d)
 	}
@@ -272,7 +283,7 @@ func TestSpanOfATimedOutStream(t *testing.T) {
 	r.InvokedARN = "arn:aws:lambda:eu-west-1:123456789012:function:pricing:live"
 	r.ColdStart = true
 	r.BundleID = "bundle-\xff\xfe-42" // invalid UTF-8 from the wire
-	r.Truncated, r.Reason, r.Status, r.InvocationStatus = true, "runtime-timeout", "none", "timeout"
+	r.Verdict, r.Status, r.InvocationStatus = state.Verdict{Cause: state.Platform, Detail: "timeout", Class: state.Service}, "none", "timeout"
 	r.InvocationEnd = r.Time.Add(3 * time.Second)
 	for i := range 5 {
 		r.Chunks = append(r.Chunks, state.Chunk{Inst: "EURUSD\xc3", LatencyMs: float32(10 * (i + 1)), Seq: uint32(i + 1), Bytes: 190})

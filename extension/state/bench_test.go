@@ -20,7 +20,7 @@ func BenchmarkIngest(b *testing.B) {
 		tb.ApplyDatagram(dgs[i], len(dgs[i]), now)
 		if i++; i == len(dgs) {
 			i = 0
-			tb.Finalize(streamtest.RequestID, "")
+			tb.Finalize(streamtest.RequestID, Failure{}, now)
 			tb.flushed, tb.flushedFIFO = map[key]struct{}{}, nil // the same ids come again
 		}
 	}

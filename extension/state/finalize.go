@@ -21,12 +21,11 @@ type Result struct {
 	Chunks                          []Chunk
 	Delivered, Expected             int64 // Expected -1: unknown
 	Bytes                           int64
-	Truncated                       bool
-	Reason                          string
+	Verdict                         Verdict // decided once, here: sinks read it
 	Status                          string
 	Dropped                         int64
-	Integrity                       int // -1 unknown, 0 match, 1 mismatch
-	InvocationStatus                string
+	Integrity                       int       // -1 unknown, 0 match, 1 mismatch
+	InvocationStatus                string    // the platform's status of its invocation; "" unknown
 	EndTime                         time.Time // end event, else the last event
 	// InvocationEnd is when the platform ended the stream's invocation, when
 	// that is known and the invocation failed (timeout, crash: the caller
@@ -38,17 +37,36 @@ type Result struct {
 	PlatformLatencyMs float64 // runtimeDone responseLatency; -1 unknown
 }
 
-// InvocationResult is one finished invocation.
+// InvocationResult is one finished invocation: its outcome. Every
+// invocation the platform reports gets exactly one, whether or not the
+// function sent a single event.
 type InvocationResult struct {
-	RequestID   string
-	Time        time.Time
-	ColdStart   bool
+	RequestID string
+	Time      time.Time
+	// End is when the invocation ended, as best known (the platform's time
+	// of runtimeDone or report, else its start plus its duration); zero
+	// unknown. Its record is stamped there (see emfsink).
+	End       time.Time
+	ColdStart bool
+	// FirstRecord: the environment's first record, which carries its init
+	// (the cold start's, or on Managed Instances, where no invocation waits
+	// for the init, the first one reported).
+	FirstRecord bool
 	Init        InitReport
 	InitKnown   bool
 	Done        *RuntimeDone
 	Report      *Report
 	MissingDone bool
 	CPU         time.Duration // the extension's CPU time for it; 0 unknown
+	// Streams is how many streams of it streamlens saw.
+	Streams int
+	// Verdict is the invocation's own judgement when it has no stream: a
+	// failure the platform reported (BeforeFirstByte: the caller got
+	// nothing), else Complete. An invocation with streams is judged by them.
+	Verdict Verdict
+	// NonStreaming: it succeeded without starting a stream (counted apart:
+	// no SLO counts it).
+	NonStreaming bool
 }
 
 // SetCPU records the extension's CPU time for the invocation of requestID.
@@ -118,59 +136,83 @@ func (t *Table) Progress(requestID string) Progress {
 	return p
 }
 
-// runtimeFailure is why the invocation of request failed, from its
-// runtimeDone ("" if it did not, or is not known to have).
-func (t *Table) runtimeFailure(requestID string) string {
-	if inv := t.invocations[requestID]; inv != nil && inv.runtimeDone != nil && inv.runtimeDone.Status != "success" {
-		return ReasonRuntime + inv.runtimeDone.Status
+// platformFailure is why the invocation of request failed, from what the
+// platform said of it (none if it did not, or is not known to have).
+func (t *Table) platformFailure(requestID string) Failure {
+	if inv := t.invocations[requestID]; inv != nil && inv.runtimeDone != nil {
+		return PlatformFailure(inv.runtimeDone.Status)
 	}
-	return ""
+	return Failure{}
 }
 
-// Finalize ends the invocation of requestID and returns the streams to flush.
-// failure, if not empty, is why it did not end normally (runtime status,
-// deadline, shutdown): its open streams are truncated at once. Otherwise an
-// open stream is kept for one more boundary, because its last events may
-// still be in flight (an async sender, a freeze); after that it is truncated
-// as "no-end".
-func (t *Table) Finalize(requestID, failure string) []Result {
+// EndGrace is how long a stream may stay open after the platform said its
+// invocation succeeded (or after its last event, without telemetry) before it
+// is judged no-end: the end of an async sender may still be on its way.
+const EndGrace = time.Second
+
+// Finalize ends the invocation of requestID at now and returns the streams
+// to flush. failure, if any, is why it did not end normally (the platform's
+// status, a SHUTDOWN): its open streams are truncated at once. Otherwise an
+// open stream is carried to a later boundary, because its last events may
+// still be in flight (an async sender, a freeze); once it was carried one
+// boundary and EndGrace passed since the last word on it, it is truncated as
+// no-end.
+func (t *Table) Finalize(requestID string, failure Failure, now time.Time) []Result {
 	if inv := t.invocations[requestID]; inv != nil {
 		inv.ended = true
 	}
-	return t.take(func(s *stream) (string, bool) {
-		if s.requestID == requestID && failure != "" {
+	return t.take(func(s *stream) (Failure, bool) {
+		if s.requestID == requestID && failure.Failed() {
 			return failure, true
 		}
-		if r := t.runtimeFailure(s.requestID); r != "" {
+		if f := t.platformFailure(s.requestID); f.Failed() {
 			// The platform's word came after the stream's own boundary.
-			return r, true
+			return f, true
 		}
 		if !s.carried {
 			s.carried = true
-			return "", false
+			return Failure{}, false
 		}
-		return ReasonNoEnd, true
-	})
+		if now.Sub(t.lastWord(s)) < EndGrace {
+			return Failure{}, false
+		}
+		return Failure{Cause: NoEnd}, true
+	}, nil)
+}
+
+// lastWord is the latest of a stream's last event and its invocation's
+// runtimeDone: what an end arriving late is measured from.
+func (t *Table) lastWord(s *stream) time.Time {
+	last := s.lastArrival
+	if inv := t.invocations[s.requestID]; inv != nil && inv.doneAt.After(last) {
+		last = inv.doneAt
+	}
+	return last
 }
 
 // FinalizeEnded flushes what is final without a boundary (Lambda Managed
-// Instances): ended streams, open ones whose invocation failed, and open ones
-// still without end grace after a successful runtimeDone. An invocation whose
-// report arrived is ended, so that its record can go out.
-func (t *Table) FinalizeEnded(now time.Time, grace time.Duration) []Result {
+// Instances): streams whose invocation the platform reported on — ended
+// ones, and open ones at once when it failed, or after EndGrace when it
+// succeeded — and ended streams whose report is overdue (hold: their
+// invocation may still turn out to have timed out, its code finishing after
+// the deadline). An invocation whose report arrived is ended, so that its
+// record can go out.
+func (t *Table) FinalizeEnded(now time.Time, hold time.Duration) []Result {
 	t.EndReported()
-	out := t.take(func(s *stream) (string, bool) {
-		if r := t.runtimeFailure(s.requestID); r != "" {
-			return r, true
+	out := t.take(func(s *stream) (Failure, bool) {
+		if f := t.platformFailure(s.requestID); f.Failed() {
+			return f, true
 		}
-		if inv := t.invocations[s.requestID]; inv != nil && inv.runtimeDone != nil && now.Sub(inv.doneAt) >= grace {
-			return ReasonNoEnd, true
+		if inv := t.invocations[s.requestID]; inv != nil && inv.runtimeDone != nil && now.Sub(inv.doneAt) >= EndGrace {
+			return Failure{Cause: NoEnd}, true
 		}
-		return "", false
+		return Failure{}, false
+	}, func(s *stream) bool {
+		inv := t.invocations[s.requestID]
+		return inv != nil && inv.runtimeDone != nil || now.Sub(s.lastArrival) >= hold
 	})
 	// A flushed stream stands for an invocation whose platform record is
-	// still to come (the end precedes runtimeDone): known now, so that
-	// SHUTDOWN waits for its report as it does for an INVOKE's.
+	// still to come: known now, so that SHUTDOWN waits for its report.
 	for _, r := range out {
 		t.invocationFor(r.RequestID).ended = true
 	}
@@ -189,29 +231,35 @@ func (t *Table) EndReported() {
 
 // FinalizeAll flushes every open stream (SHUTDOWN): nothing is carried. A
 // stream whose invocation failed (a timeout, a crash: the shutdown of a reset)
-// gets that reason rather than the shutdown's.
-func (t *Table) FinalizeAll(reason string) []Result {
-	return t.take(func(s *stream) (string, bool) {
-		if r := t.runtimeFailure(s.requestID); r != "" {
-			return r, true
+// gets that failure rather than the shutdown's.
+func (t *Table) FinalizeAll(shutdown Failure) []Result {
+	return t.take(func(s *stream) (Failure, bool) {
+		if f := t.platformFailure(s.requestID); f.Failed() {
+			return f, true
 		}
-		return reason, true
-	})
+		return shutdown, true
+	}, nil)
 }
 
-// take removes and returns the ended streams, and those open ones for which
-// decide says so (with the truncation reason to give them), oldest first.
-func (t *Table) take(decide func(*stream) (reason string, flush bool)) []Result {
+// take removes and returns the ended streams that ready accepts (all, when
+// ready is nil), and those open ones for which decide says so (with why
+// they are truncated), oldest first.
+func (t *Table) take(decide func(*stream) (Failure, bool), ready func(*stream) bool) []Result {
 	var out []Result
 	for _, s := range t.streams {
-		reason := ""
+		var f Failure
 		if s.end == nil {
 			var flush bool
-			if reason, flush = decide(s); !flush {
+			if f, flush = decide(s); !flush {
 				continue
 			}
+			if !f.Failed() {
+				f = Failure{Cause: NoEnd} // an open stream is never complete
+			}
+		} else if ready != nil && !ready(s) {
+			continue
 		}
-		out = append(out, t.result(s, reason))
+		out = append(out, t.result(s, f))
 		t.remove(s)
 	}
 	t.compactFIFO()
@@ -265,16 +313,7 @@ func (t *Table) ReadyInvocations(now time.Time, all bool) []InvocationResult {
 			overflow--
 		}
 		if inv.ended && (all || inv.report != nil || waited) {
-			if t.telemetry && inv.runtimeDone == nil {
-				inv.missingDone = true
-				t.counters.NoRuntimeDone++
-			}
-			r := InvocationResult{RequestID: id, Time: inv.started, ColdStart: inv.coldStart, Done: inv.runtimeDone,
-				Report: inv.report, MissingDone: inv.missingDone, CPU: inv.cpu}
-			// Every invocation carries the init type of its sandbox (a
-			// dimension of its metrics); only the cold one its duration.
-			r.Init, r.InitKnown = t.init, t.initKnown
-			out = append(out, r)
+			out = append(out, t.record(inv))
 			delete(t.invocations, id)
 			continue
 		}
@@ -289,6 +328,52 @@ func (t *Table) ReadyInvocations(now time.Time, all bool) []InvocationResult {
 	}
 	t.invOrder = keep
 	return out
+}
+
+// record is the outcome of invocation inv, whose record goes out now.
+func (t *Table) record(inv *invocation) InvocationResult {
+	if t.telemetry && !t.managed && (inv.runtimeDone == nil || inv.runtimeDone.FromReport) {
+		inv.missingDone = true
+		t.counters.NoRuntimeDone++
+	}
+	r := InvocationResult{RequestID: inv.requestID, Time: inv.started, End: inv.endTime(), ColdStart: inv.coldStart,
+		Done: inv.runtimeDone, Report: inv.report, MissingDone: inv.missingDone, CPU: inv.cpu, Streams: inv.streams}
+	// Every invocation carries the init type of its sandbox (a dimension of
+	// its metrics); only the first record its duration.
+	r.Init, r.InitKnown = t.init, t.initKnown
+	if !t.initWritten && (inv.coldStart || t.managed) {
+		r.FirstRecord, t.initWritten = true, true
+	}
+	if inv.streams == 0 {
+		status := ""
+		if inv.runtimeDone != nil {
+			status = inv.runtimeDone.Status
+		}
+		f := PlatformFailure(status)
+		if !f.Failed() && inv.shutdown.Failed() {
+			f = inv.shutdown
+		}
+		switch {
+		case f.Failed():
+			// It failed before any stream started: the caller got nothing.
+			r.Verdict = judge(f.Cause, f.Detail, false)
+		case status == "success":
+			r.NonStreaming = true
+		}
+	}
+	return r
+}
+
+// ShutDown records that the environment shuts down for reason f. A reset
+// (timeout, failure) ends the invocation in progress: if the platform said
+// nothing of it, the shutdown is its failure.
+func (t *Table) ShutDown(f Failure) {
+	if f.Detail != "timeout" && f.Detail != "failure" {
+		return
+	}
+	if inv := t.invocations[t.current]; inv != nil && inv.runtimeDone == nil {
+		inv.shutdown = f
+	}
 }
 
 // PendingReports reports whether an ended invocation still waits for its
@@ -309,7 +394,7 @@ func (t *Table) TakeCounters() Counters {
 	return c
 }
 
-func (t *Table) result(s *stream, noEndReason string) Result {
+func (t *Table) result(s *stream, open Failure) Result {
 	r := Result{
 		QuoteID: s.streamID, RequestID: s.requestID, BundleID: s.bundleID, ClientID: s.clientID, TraceParent: s.traceParent,
 		Chunks: s.chunks, Delivered: s.payloadChunks, Expected: s.expected, Bytes: s.payloadBytes,
@@ -342,7 +427,7 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 	if inv != nil {
 		r.XRayTrace, r.InvokedARN, r.ColdStart = inv.tracing, inv.arn, inv.coldStart
 		if rd := inv.runtimeDone; rd != nil {
-			r.InvocationStatus = rd.Status
+			r.InvocationStatus = NormalStatus(rd.Status)
 			if rd.HasLatency {
 				r.PlatformLatencyMs = rd.ResponseLatencyMs
 			}
@@ -371,28 +456,35 @@ func (t *Table) result(s *stream, noEndReason string) Result {
 			}
 		}
 	}
+	if !s.counted {
+		t.invocationFor(s.requestID).streams++
+	}
+	cause, detail := Complete, ""
 	switch {
 	case s.end == nil:
-		r.Truncated, r.Reason = true, noEndReason
+		cause, detail = open.Cause, open.Detail
 	case s.end.Status != protocol.StatusComplete:
-		r.Truncated, r.Reason = true, ReasonStatus+s.end.Status.String()
+		cause, detail = EndStatus, s.end.Status.String()
 	case r.Expected >= 0 && r.Delivered < r.Expected:
-		r.Truncated, r.Reason = true, ReasonShort
+		cause = Short
 	case r.InvocationStatus != "" && r.InvocationStatus != "success":
-		r.Truncated, r.Reason = true, ReasonRuntime+r.InvocationStatus
+		// The function ended its stream complete, but the platform says
+		// the invocation failed (a Managed Instances timeout whose code
+		// finished after the deadline; an error after the end).
+		cause, detail = Platform, r.InvocationStatus
 	}
-	if r.Truncated && inv != nil {
-		r.InvocationEnd = inv.end(r.Reason)
+	r.Verdict = judge(cause, detail, r.HasTTFB || r.Delivered > 0)
+	if r.Verdict.Truncated() && inv != nil {
+		r.InvocationEnd = inv.failedAt(r.Verdict)
 	}
 	return r
 }
 
-// end is when the platform ended a failed invocation: runtimeDone's time,
-// else its start plus runtimeDone's duration, else the deadline when the
-// environment shut down for a timeout; zero when not known (the
-// invocation did not fail, or nothing says when it ended).
-func (inv *invocation) end(reason string) time.Time {
-	if rd := inv.runtimeDone; rd != nil && rd.Status != "success" {
+// endTime is when the invocation ended, as best known: the platform's time
+// of runtimeDone (or of the report that stands for it), else its start plus
+// its duration; zero when not known.
+func (inv *invocation) endTime() time.Time {
+	if rd := inv.runtimeDone; rd != nil {
 		if !rd.Time.IsZero() {
 			return rd.Time
 		}
@@ -400,7 +492,22 @@ func (inv *invocation) end(reason string) time.Time {
 			return inv.started.Add(time.Duration(rd.DurationMs * float64(time.Millisecond)))
 		}
 	}
-	if reason == ReasonShutdown+"timeout" || reason == ReasonRuntime+"timeout" {
+	if rp := inv.report; rp != nil && !rp.Time.IsZero() {
+		return rp.Time
+	}
+	return time.Time{}
+}
+
+// failedAt is when the platform ended a failed invocation whose stream got
+// verdict v: its end time, else the deadline when it timed out; zero when
+// not known (the invocation did not fail, or nothing says when it ended).
+func (inv *invocation) failedAt(v Verdict) time.Time {
+	if rd := inv.runtimeDone; rd != nil && rd.Status != "success" {
+		if end := inv.endTime(); !end.IsZero() {
+			return end
+		}
+	}
+	if (v.Cause == Shutdown || v.Cause == Platform) && v.Detail == "timeout" {
 		return inv.deadline
 	}
 	return time.Time{}

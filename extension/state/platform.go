@@ -13,6 +13,7 @@ type InitReport struct {
 type RuntimeDone struct {
 	RequestID          string
 	Status             string    // success, error, failure, timeout, …
+	ErrorType          string    // the platform's error type of a failed invocation
 	Time               time.Time // the event's time: when the platform saw the runtime finish; zero unknown
 	DurationMs         float64
 	ProducedBytes      float64
@@ -20,16 +21,29 @@ type RuntimeDone struct {
 	ResponseDurationMs float64
 	HasLatency         bool
 	HasDuration        bool
+	// FromReport: no runtimeDone came; this stands for it, made from the
+	// invocation's platform.report (Lambda Managed Instances send none).
+	// It has no ProducedBytes.
+	FromReport bool
 }
 
 // Report is platform.report: the invocation's billed figures, including what
 // extensions cost it after the runtime finished.
 type Report struct {
 	RequestID        string
+	Time             time.Time // the event's time; zero unknown
+	Status           string    // "" when the report does not say
+	ErrorType        string
 	DurationMs       float64
 	BilledDurationMs float64
 	MaxMemoryUsedMB  float64
 	MemorySizeMB     float64
+	// The response spans, which Lambda Managed Instances put in the report
+	// (they send no runtimeDone).
+	ResponseLatencyMs  float64
+	ResponseDurationMs float64
+	HasLatency         bool
+	HasDuration        bool
 }
 
 // ApplyInit records the environment's init. An invoke-phase init (the
@@ -54,24 +68,47 @@ func (t *Table) ApplyRuntimeDone(r RuntimeDone, now time.Time) bool {
 	return true
 }
 
-// ApplyReport joins platform.report with its invocation.
-func (t *Table) ApplyReport(r Report) bool {
+// ApplyReport joins platform.report, which arrived at now, with its
+// invocation. Where no runtimeDone came (Lambda Managed Instances send none;
+// elsewhere it was lost), the report's status and spans stand for it: an
+// invocation is judged by what the platform said, whichever event said it.
+func (t *Table) ApplyReport(r Report, now time.Time) bool {
 	if r.RequestID == "" {
 		return false
 	}
-	t.invocationFor(r.RequestID).report = &r
+	inv := t.invocationFor(r.RequestID)
+	if inv.report != nil {
+		return false
+	}
+	inv.report = &r
+	if inv.runtimeDone == nil && r.Status != "" {
+		inv.runtimeDone = &RuntimeDone{RequestID: r.RequestID, Status: r.Status, ErrorType: r.ErrorType, Time: r.Time,
+			DurationMs: r.DurationMs, ResponseLatencyMs: r.ResponseLatencyMs, ResponseDurationMs: r.ResponseDurationMs,
+			HasLatency: r.HasLatency, HasDuration: r.HasDuration, FromReport: true}
+		inv.doneAt = now
+	}
 	return true
 }
 
 // maxTelemetryOnly bounds invocations known only from telemetry (no INVOKE
 // yet): anything in the sandbox can POST to the listener, and a flood of
-// made-up request ids must not grow memory.
-const maxTelemetryOnly = 64
+// made-up request ids must not grow memory. On Lambda Managed Instances
+// every invocation is known only from telemetry, many at once: their bound
+// is maxManagedInvocations (about 200 bytes each).
+const (
+	maxTelemetryOnly      = 64
+	maxManagedInvocations = 8192
+)
 
 func (t *Table) invocationFor(requestID string) *invocation {
 	inv := t.invocations[requestID]
 	if inv == nil {
-		if len(t.invocations) >= maxTelemetryOnly+8 {
+		limit := maxTelemetryOnly + 8
+		if t.managed {
+			limit = maxManagedInvocations
+		}
+		if len(t.invocations) >= limit {
+			t.counters.InvocationsDropped++
 			return &invocation{requestID: requestID} // recorded nowhere
 		}
 		inv = &invocation{requestID: requestID}

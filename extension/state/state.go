@@ -13,16 +13,6 @@ import (
 	"github.com/streamlens/streamlens/protocol"
 )
 
-// Truncation reasons, written as the TruncationReason property.
-const (
-	ReasonNoEnd    = "no-end"
-	ReasonStatus   = "status-"   // + end status
-	ReasonShort    = "short"     // delivered < expected
-	ReasonRuntime  = "runtime-"  // + runtimeDone status
-	ReasonShutdown = "shutdown-" // + shutdown reason
-	ReasonEvicted  = "evicted"
-)
-
 // Chunk is one chunk as kept until the flush: 32 bytes, times in float32
 // milliseconds (µs precision up to hours), the instrument name interned.
 type Chunk struct {
@@ -62,6 +52,7 @@ type stream struct {
 	firstSeenAt        time.Time
 	lastArrival        time.Time // when its last event was applied (extension clock)
 	seqs               []uint64  // chunk sequence numbers seen, as a bitset up to maxSeqTracked
+	counted            bool      // counted in its invocation's streams
 }
 
 // key is a stream's key in the table. Two strings, not one joined: the
@@ -89,6 +80,8 @@ type invocation struct {
 	missingDone bool          // runtimeDone never came within the wait
 	cpu         time.Duration // the extension's CPU time for it
 	endedAt     time.Time     // the first boundary that saw it ended
+	streams     int           // streams of it seen
+	shutdown    Failure       // the reset that ended it, when the platform said nothing of it
 }
 
 type fifoEntry struct {
@@ -120,6 +113,7 @@ type Counters struct {
 	SpansSampled         int64 // healthy streams the sampler kept
 	SpansSampledOut      int64 // healthy streams the sampler did not keep
 	ConfigErrors         int64 // bad STREAMLENS_* values that fell back to their defaults
+	InvocationsDropped   int64 // platform events for invocations past the table's bound: their records are lost
 }
 
 // Add adds d to c.
@@ -144,6 +138,7 @@ func (c *Counters) Add(d Counters) {
 	c.SpansSampled += d.SpansSampled
 	c.SpansSampledOut += d.SpansSampledOut
 	c.ConfigErrors += d.ConfigErrors
+	c.InvocationsDropped += d.InvocationsDropped
 }
 
 // Table holds all stream and invocation state. It is not safe for concurrent
@@ -160,6 +155,8 @@ type Table struct {
 	byReq       map[string]int // open streams per request id
 	current     string         // request id of the invocation in progress
 	telemetry   bool           // subscribed: platform events are expected
+	managed     bool           // Lambda Managed Instances: no INVOKE, no runtimeDone
+	initWritten bool           // the record carrying the init went out
 	init        InitReport
 	initKnown   bool
 	invokes     int64
@@ -188,6 +185,11 @@ func New(maxOpen, maxChunks int) *Table {
 // succeeded): without them an invocation record lacking runtimeDone is no
 // loss worth counting.
 func (t *Table) SetTelemetry(on bool) { t.telemetry = on }
+
+// SetManaged says the environment is a Lambda Managed Instances one: no
+// INVOKE events and no platform.runtimeDone (platform.report carries the
+// status), many invocations at once.
+func (t *Table) SetManaged(on bool) { t.managed = on }
 
 // Telemetry reports whether platform events are expected.
 func (t *Table) Telemetry() bool { return t.telemetry }
@@ -371,6 +373,10 @@ func (t *Table) open(k key, now time.Time) *stream {
 	t.arrivals++
 	s := &stream{key: k, expected: -1, arrivalSeq: t.arrivals, firstSeenAt: now, lastArrival: now}
 	t.streams[k] = s
+	if inv := t.invocations[k.requestID]; inv != nil {
+		inv.streams++
+		s.counted = true
+	}
 	t.byReq[k.requestID]++
 	t.fifo = append(t.fifo, fifoEntry{k, t.arrivals})
 	return s

@@ -39,9 +39,11 @@ func (s *sender) end(delivered, exp int64, st protocol.Status) {
 	s.send(protocol.AppendEnd(nil, s.h, protocol.End{Delivered: delivered, Expected: exp, Bytes: 10 * delivered, Status: st}))
 }
 
-func finalize(t *Table, req, failure string) []Result {
+// finalize ends invocation req once EndGrace has passed: a carried stream
+// without its end is then judged.
+func finalize(t *Table, req string, failure Failure) []Result {
 	t.invocationFor(req)
-	return t.Finalize(req, failure)
+	return t.Finalize(req, failure, time.Now().Add(EndGrace))
 }
 
 func TestCompleteStreamMetrics(t *testing.T) {
@@ -53,13 +55,13 @@ func TestCompleteStreamMetrics(t *testing.T) {
 	s.chunk("SPY", 9, protocol.FlagFirstUseful)
 	s.chunk("", 10, protocol.FlagTrailer)
 	s.end(3, 3, protocol.StatusComplete)
-	rs := finalize(tb, "r1", "")
+	rs := finalize(tb, "r1", Failure{})
 	if len(rs) != 1 {
 		t.Fatalf("%d results", len(rs))
 	}
 	r := rs[0]
 	// The flagged chunk ends TTFB, not the first payload chunk.
-	if !r.HasTTFB || r.TTFBMs != 9 || r.Truncated || r.Delivered != 3 || r.Expected != 3 || r.Dropped != 0 {
+	if !r.HasTTFB || r.TTFBMs != 9 || r.Verdict.Truncated() || r.Delivered != 3 || r.Expected != 3 || r.Dropped != 0 {
 		t.Errorf("result %+v", r)
 	}
 	var lat, intv []float64
@@ -78,30 +80,101 @@ func TestTTFBFallsBackToFirstPayloadChunk(t *testing.T) {
 	s.chunk("X", 4, protocol.FlagError)
 	s.chunk("Y", 7, 0)
 	s.end(2, -1, protocol.StatusComplete)
-	if r := finalize(tb, "r1", "")[0]; r.TTFBMs != 7 || r.Expected != -1 {
+	if r := finalize(tb, "r1", Failure{})[0]; r.TTFBMs != 7 || r.Expected != -1 {
 		t.Errorf("TTFB %v expected %v", r.TTFBMs, r.Expected)
 	}
 }
 
-func TestTruncationReasons(t *testing.T) {
+// Every way a stream ends maps to one verdict: its reason, as written, and
+// its class, which decides the SLOs that count it.
+func TestVerdicts(t *testing.T) {
 	cases := []struct {
 		name    string
 		run     func(s *sender)
-		failure string
+		failure Failure
 		reason  string
+		class   Class
 	}{
-		{"short", func(s *sender) { s.start(5); s.chunk("A", 1, 0); s.end(1, 5, protocol.StatusComplete) }, "", ReasonShort},
-		{"error", func(s *sender) { s.start(5); s.end(0, 5, protocol.StatusError) }, "", "status-error"},
-		{"aborted", func(s *sender) { s.start(5); s.end(0, 5, protocol.StatusAborted) }, "", "status-aborted"},
-		{"runtime timeout, no end", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, "runtime-timeout", "runtime-timeout"},
+		{"complete", func(s *sender) { s.start(1); s.chunk("A", 1, 0); s.end(1, 1, protocol.StatusComplete) }, Failure{}, "", Good},
+		{"short", func(s *sender) { s.start(5); s.chunk("A", 1, 0); s.end(1, 5, protocol.StatusComplete) }, Failure{}, "short", Service},
+		{"error after a chunk", func(s *sender) { s.start(5); s.chunk("A", 1, 0); s.end(1, 5, protocol.StatusError) }, Failure{}, "status-error", Service},
+		{"error before a chunk", func(s *sender) { s.start(5); s.end(0, 5, protocol.StatusError) }, Failure{}, "status-error", BeforeFirstByte},
+		{"aborted", func(s *sender) { s.start(5); s.end(0, 5, protocol.StatusAborted) }, Failure{}, "status-aborted", Caller},
+		{"aborted after a chunk", func(s *sender) { s.start(5); s.chunk("A", 1, 0); s.end(1, 5, protocol.StatusAborted) }, Failure{}, "status-aborted", Caller},
+		{"runtime timeout, no end", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, PlatformFailure("timeout"), "runtime-timeout", Service},
+		{"runtime failure before a chunk", func(s *sender) { s.start(5) }, PlatformFailure("failure"), "runtime-failure", BeforeFirstByte},
+		{"no end", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, Failure{}, "", Good}, // carried: judged below
+		{"spindown", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, ShutdownFailure("spindown"), "shutdown-spindown", Unobserved},
+		{"emulator's Timeout", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, ShutdownFailure("Timeout"), "shutdown-timeout", Service},
+		{"emulator's ReleaseFail", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, ShutdownFailure("ReleaseFail"), "shutdown-failure", Service},
+		{"emulator's SandboxTerminated", func(s *sender) { s.start(5); s.chunk("A", 1, 0) }, ShutdownFailure("SandboxTerminated"), "shutdown-spindown", Unobserved},
 	}
 	for _, c := range cases {
 		tb := New(10, 100)
 		c.run(newSender(tb, "q", "r"))
-		rs := finalize(tb, "r", c.failure)
-		if len(rs) != 1 || !rs[0].Truncated || rs[0].Reason != c.reason {
-			t.Errorf("%s: %+v", c.name, rs)
+		var rs []Result
+		if c.failure.Cause == Shutdown {
+			rs = tb.FinalizeAll(c.failure)
+		} else {
+			rs = finalize(tb, "r", c.failure)
 		}
+		if c.name == "no end" {
+			if len(rs) != 0 {
+				t.Errorf("%s: judged at its own boundary: %+v", c.name, rs)
+			}
+			continue
+		}
+		if len(rs) != 1 || rs[0].Verdict.Reason() != c.reason || rs[0].Verdict.Class != c.class || rs[0].Verdict.Truncated() != (c.reason != "") {
+			t.Errorf("%s: %+v, want %q %v", c.name, rs, c.reason, c.class)
+		}
+	}
+}
+
+// Each class has a name, and every cause has a reason but Complete.
+func TestClassAndReasonNames(t *testing.T) {
+	for c, want := range map[Class]string{Good: "good", Service: "service", BeforeFirstByte: "before-first-byte", Caller: "caller", Unobserved: "unobserved"} {
+		if c.String() != want {
+			t.Errorf("%d: %q, want %q", c, c.String(), want)
+		}
+	}
+	for c := NoEnd; c <= Shutdown; c++ {
+		if (Verdict{Cause: c, Detail: "x"}).Reason() == "" {
+			t.Errorf("cause %d has no reason", c)
+		}
+	}
+	if got := NormalShutdownReason("Bad\"Reason\n"); got != "bad-reason-" {
+		t.Errorf("unsafe reason kept as %q", got)
+	}
+}
+
+// An end that arrives within EndGrace of the runtimeDone that said the
+// invocation succeeded is not a truncation, however many boundaries pass in
+// that time (a fast caller, an async sender); after it, the stream is no-end.
+func TestLateEndWithinGrace(t *testing.T) {
+	tb := New(10, 100)
+	now := time.Now()
+	tb.BeginInvocation(Invoke{RequestID: "r1", Deadline: now.Add(time.Minute)}, now)
+	s := newSender(tb, "q1", "r1")
+	s.start(1)
+	s.chunk("A", 1, 0)
+	tb.ApplyRuntimeDone(RuntimeDone{RequestID: "r1", Status: "success"}, now)
+	for i, at := range []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond} {
+		id := fmt.Sprintf("r%d", i+2)
+		tb.BeginInvocation(Invoke{RequestID: id, Deadline: now.Add(time.Minute)}, now.Add(at))
+		if rs := tb.Finalize(id, Failure{}, now.Add(at)); len(rs) != 0 {
+			t.Fatalf("boundary %d, %v after runtimeDone: judged %+v", i, at, rs)
+		}
+	}
+	s.end(1, 1, protocol.StatusComplete)
+	rs := tb.Finalize("r5", Failure{}, now.Add(400*time.Millisecond))
+	if len(rs) != 1 || rs[0].Verdict.Truncated() {
+		t.Fatalf("an end 300 ms late: %+v", rs)
+	}
+	s2 := newSender(tb, "q2", "r5")
+	s2.start(1)
+	tb.Finalize("r5", Failure{}, now.Add(500*time.Millisecond))
+	if rs := tb.Finalize("r6", Failure{}, now.Add(500*time.Millisecond+EndGrace)); len(rs) != 1 || rs[0].Verdict.Cause != NoEnd {
+		t.Fatalf("after the grace: %+v", rs)
 	}
 }
 
@@ -112,22 +185,22 @@ func TestOpenStreamCarriedThenAttributedByRequestID(t *testing.T) {
 	s := newSender(tb, "q1", "r1")
 	s.start(2)
 	s.chunk("A", 1, 0)
-	if rs := finalize(tb, "r1", ""); len(rs) != 0 {
+	if rs := finalize(tb, "r1", Failure{}); len(rs) != 0 {
 		t.Fatalf("flushed too early: %+v", rs)
 	}
 	// After the thaw, during invocation r2, the rest of r1's stream arrives.
 	s.chunk("B", 2, 0)
 	s.end(2, 2, protocol.StatusComplete)
-	rs := finalize(tb, "r2", "")
-	if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Truncated || rs[0].Delivered != 2 {
+	rs := finalize(tb, "r2", Failure{})
+	if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Verdict.Truncated() || rs[0].Delivered != 2 {
 		t.Fatalf("late end not attributed to r1: %+v", rs)
 	}
 	// Without an end, the second boundary truncates it.
 	s2 := newSender(tb, "q2", "r3")
 	s2.start(2)
-	finalize(tb, "r3", "")
-	rs = finalize(tb, "r4", "")
-	if len(rs) != 1 || rs[0].QuoteID != "q2" || rs[0].Reason != ReasonNoEnd {
+	finalize(tb, "r3", Failure{})
+	rs = finalize(tb, "r4", Failure{})
+	if len(rs) != 1 || rs[0].QuoteID != "q2" || rs[0].Verdict.Cause != NoEnd {
 		t.Fatalf("carried stream not truncated at the next boundary: %+v", rs)
 	}
 }
@@ -141,7 +214,7 @@ func TestLateDuplicateAndForgedEvents(t *testing.T) {
 	s.end(1, 1, protocol.StatusComplete) // duplicate end: before flush
 	forged := newSender(tb, "q1", "r-other")
 	forged.chunk("A", 2, 0) // same stream id, another request id: another stream, never this one
-	if rs := finalize(tb, "r1", ""); len(rs) != 1 || rs[0].Truncated || rs[0].RequestID != "r1" || rs[0].Delivered != 1 {
+	if rs := finalize(tb, "r1", Failure{}); len(rs) != 1 || rs[0].Verdict.Truncated() || rs[0].RequestID != "r1" || rs[0].Delivered != 1 {
 		t.Fatalf("%+v", rs)
 	}
 	s.chunk("A", 3, 0) // after flush: late
@@ -159,8 +232,8 @@ func TestSequenceGapCountsAsDropped(t *testing.T) {
 	s.h.Seq += 2 // two chunk events lost in transit
 	s.chunk("D", 4, 0)
 	s.end(4, 4, protocol.StatusComplete)
-	r := finalize(tb, "r1", "")[0]
-	if r.Dropped != 2 || r.Delivered != 4 || r.Truncated {
+	r := finalize(tb, "r1", Failure{})[0]
+	if r.Dropped != 2 || r.Delivered != 4 || r.Verdict.Truncated() {
 		t.Errorf("result %+v", r)
 	}
 }
@@ -196,8 +269,8 @@ func TestChunkCapKeepsCountsExact(t *testing.T) {
 		s.chunk("A", i, 0)
 	}
 	s.end(20, 20, protocol.StatusComplete)
-	r := finalize(tb, "r1", "")[0]
-	if len(r.Chunks) != 5 || r.Delivered != 20 || r.Truncated {
+	r := finalize(tb, "r1", Failure{})[0]
+	if len(r.Chunks) != 5 || r.Delivered != 20 || r.Verdict.Truncated() {
 		t.Errorf("chunks kept %d delivered %d", len(r.Chunks), r.Delivered)
 	}
 }
@@ -222,7 +295,7 @@ func TestIntegrity(t *testing.T) {
 	h.Seq = 1
 	b = protocol.AppendEnd(b, h, e)
 	tb.ApplyDatagram(b, len(b), time.Now())
-	if r := finalize(tb, "r", "")[0]; r.Integrity != 1 {
+	if r := finalize(tb, "r", Failure{})[0]; r.Integrity != 1 {
 		t.Errorf("integrity %d, want mismatch", r.Integrity)
 	}
 }
@@ -231,7 +304,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	tb := New(10, 100)
 	t0 := time.Unix(1_800_000_000, 0)
 	tb.BeginInvocation(Invoke{RequestID: "r1", Deadline: t0}, t0)
-	tb.Finalize("r1", "")
+	tb.Finalize("r1", Failure{}, time.Now().Add(EndGrace))
 	if got := tb.ReadyInvocations(t0, false); len(got) != 0 {
 		t.Fatalf("emitted before its report: %+v", got)
 	}
@@ -245,7 +318,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	// Telemetry API's buffered batch arrives.
 	tb.SetReportWait(100 * time.Millisecond)
 	tb.BeginInvocation(Invoke{RequestID: "r2", Deadline: t0}, t0)
-	tb.Finalize("r2", "")
+	tb.Finalize("r2", Failure{}, time.Now().Add(EndGrace))
 	tb.SetTelemetry(true)
 	for i := 0; i < 10*reportBoundaries; i++ {
 		if got := tb.ReadyInvocations(t0.Add(time.Duration(i)*time.Millisecond), false); len(got) != 0 {
@@ -261,7 +334,7 @@ func TestReadyInvocationsWaitForReport(t *testing.T) {
 	for i := 0; i < maxHeldRecords+5; i++ {
 		id := fmt.Sprintf("held-%d", i)
 		tb.BeginInvocation(Invoke{RequestID: id, Deadline: t0}, t0)
-		tb.Finalize(id, "")
+		tb.Finalize(id, Failure{}, time.Now().Add(EndGrace))
 	}
 	got = tb.ReadyInvocations(t0, false)
 	if len(got) != 5 || got[0].RequestID != "held-0" || got[4].RequestID != "held-4" {
@@ -285,14 +358,14 @@ func TestFloodUnderOtherRequestIDsSparesTheRealStream(t *testing.T) {
 	}
 	real.chunk("B", 2, 0)
 	real.end(2, 2, protocol.StatusComplete)
-	rs := finalize(tb, "real", "")
+	rs := finalize(tb, "real", Failure{})
 	var got *Result
 	for i := range rs {
 		if rs[i].QuoteID == "q-real" {
 			got = &rs[i]
 		}
 	}
-	if got == nil || got.Truncated || got.Delivered != 2 {
+	if got == nil || got.Verdict.Truncated() || got.Delivered != 2 {
 		t.Fatalf("real stream lost or damaged: %+v", got)
 	}
 	if c := tb.TakeCounters(); c.Evicted < 5000-4*16 {
@@ -313,8 +386,8 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.send(protocol.AppendChunk(nil, s.h, protocol.Chunk{Instrument: "A", Bytes: 10}))
 		s.h.Seq, s.h.TimeNs = 0, t0
 		s.start(1) // reordered: the start arrives last
-		rs := finalize(tb, "r1", "")
-		if len(rs) != 1 || rs[0].Truncated || !rs[0].HasTTFB || rs[0].TTFBMs != 5 || rs[0].Expected != 1 {
+		rs := finalize(tb, "r1", Failure{})
+		if len(rs) != 1 || rs[0].Verdict.Truncated() || !rs[0].HasTTFB || rs[0].TTFBMs != 5 || rs[0].Expected != 1 {
 			t.Errorf("%+v", rs)
 		}
 	})
@@ -327,7 +400,7 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.h.Seq++                                                                          // chunk 2 lost
 		s.chunk("C", 3, 0)
 		s.end(3, 3, protocol.StatusComplete)
-		r := finalize(tb, "r1", "")[0]
+		r := finalize(tb, "r1", Failure{})[0]
 		if r.Dropped != 1 || len(r.Chunks) != 2 || tb.TakeCounters().DuplicateEvents != 1 {
 			t.Errorf("dropped %d, %d chunks kept: %+v", r.Dropped, len(r.Chunks), r)
 		}
@@ -340,8 +413,8 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.chunk("A", 1, 0)
 		s.end(1, 1, protocol.StatusComplete)
 		tb.BeginInvocation(Invoke{RequestID: "r1", Deadline: time.Now().Add(time.Second)}, time.Now())
-		rs := tb.Finalize("r1", "")
-		if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Truncated {
+		rs := tb.Finalize("r1", Failure{}, time.Now().Add(EndGrace))
+		if len(rs) != 1 || rs[0].RequestID != "r1" || rs[0].Verdict.Truncated() {
 			t.Errorf("the real stream: %+v", rs)
 		}
 	})
@@ -352,7 +425,7 @@ func TestProtocolEdgeCases(t *testing.T) {
 			s.start(1)
 			s.chunk("A", 1, 0)
 			s.end(1, 1, protocol.StatusComplete)
-			if rs := finalize(tb, req, ""); len(rs) != 1 || rs[0].Truncated || rs[0].RequestID != req {
+			if rs := finalize(tb, req, Failure{}); len(rs) != 1 || rs[0].Verdict.Truncated() || rs[0].RequestID != req {
 				t.Errorf("%s: %+v", req, rs)
 			}
 		}
@@ -367,8 +440,8 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.chunk("A", 1, 0)
 		s.h.Seq = 1<<32 - 2
 		s.end(1, 1, protocol.StatusComplete)
-		r := finalize(tb, "r1", "")[0]
-		if r.Dropped != 0 || r.Truncated || tb.TakeCounters().Implausible != 1 {
+		r := finalize(tb, "r1", Failure{})[0]
+		if r.Dropped != 0 || r.Verdict.Truncated() || tb.TakeCounters().Implausible != 1 {
 			t.Errorf("dropped %d: %+v", r.Dropped, r)
 		}
 	})
@@ -379,8 +452,8 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.start(1)
 		s.chunk("A", 1, 0)
 		s.end(1, 1, protocol.StatusComplete)
-		r := finalize(tb, "r1", "")[0]
-		if r.HasTTFB || r.Truncated || r.Chunks[0].LatencyMs != -1 || tb.TakeCounters().Implausible == 0 {
+		r := finalize(tb, "r1", Failure{})[0]
+		if r.HasTTFB || r.Verdict.Truncated() || r.Chunks[0].LatencyMs != -1 || tb.TakeCounters().Implausible == 0 {
 			t.Errorf("TTFB %v (has %v), latency %v: %+v", r.TTFBMs, r.HasTTFB, r.Chunks[0].LatencyMs, r)
 		}
 	})
@@ -390,8 +463,8 @@ func TestProtocolEdgeCases(t *testing.T) {
 		s.chunk("A", 1, 0)
 		s.chunk("B", 2, 0)
 		s.end(2, 2, protocol.StatusComplete)
-		r := finalize(tb, "r1", "")[0]
-		if r.Truncated || r.HasTTFB || r.Delivered != 2 || r.Expected != 2 || r.Dropped != 1 || tb.TakeCounters().MissingStart != 1 {
+		r := finalize(tb, "r1", Failure{})[0]
+		if r.Verdict.Truncated() || r.HasTTFB || r.Delivered != 2 || r.Expected != 2 || r.Dropped != 1 || tb.TakeCounters().MissingStart != 1 {
 			t.Errorf("%+v", r)
 		}
 	})
@@ -443,14 +516,14 @@ func TestInvocationEndOfAFailedInvocation(t *testing.T) {
 	deadline := started.Add(3 * time.Second)
 	for name, c := range map[string]struct {
 		done    *RuntimeDone
-		failure string
+		failure Failure
 		want    time.Time
 	}{
-		"runtimeDone's time":     {&RuntimeDone{RequestID: "r", Status: "timeout", Time: deadline.Add(2 * time.Millisecond), DurationMs: 1}, "", deadline.Add(2 * time.Millisecond)},
-		"start + duration":       {&RuntimeDone{RequestID: "r", Status: "failure", DurationMs: 250}, "", started.Add(250 * time.Millisecond)},
-		"shutdown of a timeout":  {nil, ReasonShutdown + "timeout", deadline},
-		"success: none":          {&RuntimeDone{RequestID: "r", Status: "success", Time: deadline}, "", time.Time{}},
-		"spindown, no telemetry": {nil, ReasonShutdown + "spindown", time.Time{}},
+		"runtimeDone's time":     {&RuntimeDone{RequestID: "r", Status: "timeout", Time: deadline.Add(2 * time.Millisecond), DurationMs: 1}, ShutdownFailure("spindown"), deadline.Add(2 * time.Millisecond)},
+		"start + duration":       {&RuntimeDone{RequestID: "r", Status: "failure", DurationMs: 250}, ShutdownFailure("spindown"), started.Add(250 * time.Millisecond)},
+		"shutdown of a timeout":  {nil, ShutdownFailure("timeout"), deadline},
+		"success: none":          {&RuntimeDone{RequestID: "r", Status: "success", Time: deadline}, ShutdownFailure("spindown"), time.Time{}},
+		"spindown, no telemetry": {nil, ShutdownFailure("spindown"), time.Time{}},
 	} {
 		tb := New(10, 100)
 		tb.BeginInvocation(Invoke{RequestID: "r", Deadline: deadline, InvokedARN: "arn:aws:lambda:us-east-1:1:function:f"}, started)
@@ -464,5 +537,135 @@ func TestInvocationEndOfAFailedInvocation(t *testing.T) {
 		if len(rs) != 1 || !rs[0].InvocationEnd.Equal(c.want) || rs[0].InvokedARN == "" || !rs[0].ColdStart {
 			t.Errorf("%s: %+v, want end %v", name, rs, c.want)
 		}
+	}
+}
+
+// Every invocation the platform reports gets one outcome, whether or not the
+// function sent a single event: a failure before any stream started is a
+// failure before the first byte; a success without one is counted apart; an
+// invocation with streams is judged by them.
+func TestEveryInvocationGetsAnOutcome(t *testing.T) {
+	now := time.Now()
+	for name, c := range map[string]struct {
+		status       string
+		stream       bool
+		shutdown     Failure
+		reason       string
+		nonStreaming bool
+	}{
+		"error before start":         {status: "error", reason: "runtime-error"},
+		"crash before start":         {status: "failure", reason: "runtime-failure"},
+		"timeout, no word but reset": {shutdown: ShutdownFailure("timeout"), reason: "shutdown-timeout"},
+		"success, no stream":         {status: "success", nonStreaming: true},
+		"error with a stream":        {status: "error", stream: true},
+		"spindown, no word":          {shutdown: ShutdownFailure("spindown")},
+	} {
+		tb := New(10, 100)
+		tb.SetTelemetry(true)
+		tb.BeginInvocation(Invoke{RequestID: "r", Deadline: now.Add(time.Minute)}, now)
+		if c.stream {
+			newSender(tb, "q", "r").start(1)
+		}
+		if c.status != "" {
+			tb.ApplyRuntimeDone(RuntimeDone{RequestID: "r", Status: c.status}, now)
+		}
+		tb.Finalize("r", PlatformFailure(c.status), now)
+		tb.ShutDown(c.shutdown)
+		f := c.shutdown
+		if !f.Failed() {
+			f = ShutdownFailure("spindown")
+		}
+		tb.FinalizeAll(f)
+		recs := tb.ReadyInvocations(now, true)
+		if len(recs) != 1 {
+			t.Fatalf("%s: %d records", name, len(recs))
+		}
+		r := recs[0]
+		want := Good
+		if c.reason != "" {
+			want = BeforeFirstByte
+		}
+		if r.Verdict.Reason() != c.reason || r.Verdict.Class != want || r.NonStreaming != c.nonStreaming || r.Streams != map[bool]int{true: 1}[c.stream] {
+			t.Errorf("%s: %+v", name, r)
+		}
+	}
+}
+
+// Lambda Managed Instances send no runtimeDone: platform.report's status
+// judges the invocation's streams. A stream without an end is truncated at
+// its invocation's report, with the report's status; an ended stream waits
+// for the report, since a timed-out invocation's code runs on and may end
+// its stream complete after the deadline; records carry no
+// RuntimeDoneMissing, and the first carries the init.
+func TestManagedInstancesJudgeByReport(t *testing.T) {
+	now := time.Now()
+	tb := New(64, 100)
+	tb.SetTelemetry(true)
+	tb.SetManaged(true)
+	tb.ApplyInit(InitReport{InitType: "lambda-managed-instances", DurationMs: 120})
+	open := newSender(tb, "q1", "r1")
+	open.start(3)
+	open.chunk("A", 1, 0)
+	late := newSender(tb, "q2", "r2")
+	late.start(1)
+	late.chunk("A", 1, 0)
+	late.end(1, 1, protocol.StatusComplete)
+	if rs := tb.FinalizeEnded(now, time.Second); len(rs) != 0 {
+		t.Fatalf("judged before any report: %+v", rs)
+	}
+	tb.ApplyReport(Report{RequestID: "r1", Status: "timeout", ErrorType: "Sandbox.Timedout", Time: now, HasLatency: true, ResponseLatencyMs: 3}, now)
+	tb.ApplyReport(Report{RequestID: "r2", Status: "timeout", Time: now}, now)
+	rs := tb.FinalizeEnded(now, time.Second)
+	if len(rs) != 2 {
+		t.Fatalf("%d streams judged at their reports, want 2: %+v", len(rs), rs)
+	}
+	for _, r := range rs {
+		if r.Verdict.Reason() != "runtime-timeout" || r.Verdict.Class != Service || r.PlatformLatencyMs < 0 && r.RequestID == "r1" {
+			t.Errorf("%s: %+v", r.QuoteID, r.Verdict)
+		}
+	}
+	recs := tb.ReadyInvocations(now, false)
+	if len(recs) != 2 || recs[0].MissingDone || !recs[0].FirstRecord || recs[1].FirstRecord || recs[0].Done == nil || !recs[0].Done.FromReport {
+		t.Fatalf("records %+v", recs)
+	}
+	if c := tb.TakeCounters(); c.NoRuntimeDone != 0 {
+		t.Errorf("%d runtimeDone counted missing where none is sent", c.NoRuntimeDone)
+	}
+	// An ended stream whose report never comes goes out once it is overdue.
+	lost := newSender(tb, "q3", "r3")
+	lost.start(1)
+	lost.end(0, 1, protocol.StatusComplete)
+	if rs := tb.FinalizeEnded(time.Now(), time.Hour); len(rs) != 0 {
+		t.Fatalf("flushed before its report was overdue: %+v", rs)
+	}
+	if rs := tb.FinalizeEnded(time.Now().Add(2*time.Second), time.Second); len(rs) != 1 {
+		t.Fatalf("held past its hold: %+v", rs)
+	}
+}
+
+// At 128 invocations at once, every report makes a record: on Managed
+// Instances each invocation is known only from telemetry.
+func TestManagedInstancesLoseNoRecordAt128(t *testing.T) {
+	now := time.Now()
+	tb := New(64, 100)
+	tb.SetTelemetry(true)
+	tb.SetManaged(true)
+	for i := 0; i < 128; i++ {
+		s := newSender(tb, "q", fmt.Sprintf("r%d", i))
+		s.start(1)
+		s.chunk("A", 1, 0)
+		s.end(1, 1, protocol.StatusComplete)
+	}
+	for i := 0; i < 128; i++ {
+		tb.ApplyReport(Report{RequestID: fmt.Sprintf("r%d", i), Status: "success", Time: now}, now)
+	}
+	if rs := tb.FinalizeEnded(now, time.Second); len(rs) != 128 {
+		t.Fatalf("%d streams", len(rs))
+	}
+	if recs := tb.ReadyInvocations(now, false); len(recs) != 128 {
+		t.Fatalf("%d records of 128", len(recs))
+	}
+	if c := tb.TakeCounters(); c.InvocationsDropped != 0 {
+		t.Fatalf("%d dropped", c.InvocationsDropped)
 	}
 }

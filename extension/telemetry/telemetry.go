@@ -41,19 +41,40 @@ type initReportRecord struct {
 type runtimeDoneRecord struct {
 	RequestID string `json:"requestId"`
 	Status    string `json:"status"`
+	ErrorType string `json:"errorType"`
 	Metrics   struct {
 		DurationMs    float64 `json:"durationMs"`
 		ProducedBytes float64 `json:"producedBytes"`
 	} `json:"metrics"`
-	Spans []struct {
-		Name       string  `json:"name"`
-		DurationMs float64 `json:"durationMs"`
-	} `json:"spans"`
+	Spans responseSpans `json:"spans"`
+}
+
+// responseSpans are the response's spans: in runtimeDone, and on Lambda
+// Managed Instances (which send no runtimeDone) in platform.report.
+type responseSpans []struct {
+	Name       string  `json:"name"`
+	DurationMs float64 `json:"durationMs"`
+}
+
+// read returns responseLatency and responseDuration, each with whether it
+// was there.
+func (sp responseSpans) read() (latency, duration float64, hasLatency, hasDuration bool) {
+	for _, s := range sp {
+		switch s.Name {
+		case "responseLatency":
+			latency, hasLatency = s.DurationMs, true
+		case "responseDuration":
+			duration, hasDuration = s.DurationMs, true
+		}
+	}
+	return
 }
 
 type reportRecord struct {
-	RequestID string `json:"requestId"`
-	Status    string `json:"status"`
+	RequestID string        `json:"requestId"`
+	Status    string        `json:"status"`
+	ErrorType string        `json:"errorType"`
+	Spans     responseSpans `json:"spans"`
 	Metrics   struct {
 		DurationMs       float64 `json:"durationMs"`
 		BilledDurationMs float64 `json:"billedDurationMs"`
@@ -104,18 +125,12 @@ func Decode(b []byte) (evs []Event, bad int, err error) {
 				bad++
 				continue
 			}
-			d := &state.RuntimeDone{RequestID: r.RequestID, Status: r.Status, DurationMs: r.Metrics.DurationMs, ProducedBytes: r.Metrics.ProducedBytes}
+			d := &state.RuntimeDone{RequestID: r.RequestID, Status: r.Status, ErrorType: r.ErrorType,
+				DurationMs: r.Metrics.DurationMs, ProducedBytes: r.Metrics.ProducedBytes}
 			// An unreadable time is no reason to drop the event: the
 			// invocation's start plus its duration stands in.
 			d.Time, _ = time.Parse(time.RFC3339Nano, ev.Time)
-			for _, sp := range r.Spans {
-				switch sp.Name {
-				case "responseLatency":
-					d.ResponseLatencyMs, d.HasLatency = sp.DurationMs, true
-				case "responseDuration":
-					d.ResponseDurationMs, d.HasDuration = sp.DurationMs, true
-				}
-			}
+			d.ResponseLatencyMs, d.ResponseDurationMs, d.HasLatency, d.HasDuration = r.Spans.read()
 			evs = append(evs, Event{RuntimeDone: d})
 		case "platform.report":
 			var r reportRecord
@@ -123,8 +138,11 @@ func Decode(b []byte) (evs []Event, bad int, err error) {
 				bad++
 				continue
 			}
-			evs = append(evs, Event{Report: &state.Report{RequestID: r.RequestID, DurationMs: r.Metrics.DurationMs,
-				BilledDurationMs: r.Metrics.BilledDurationMs, MaxMemoryUsedMB: r.Metrics.MaxMemoryUsedMB, MemorySizeMB: r.Metrics.MemorySizeMB}})
+			rp := &state.Report{RequestID: r.RequestID, Status: r.Status, ErrorType: r.ErrorType, DurationMs: r.Metrics.DurationMs,
+				BilledDurationMs: r.Metrics.BilledDurationMs, MaxMemoryUsedMB: r.Metrics.MaxMemoryUsedMB, MemorySizeMB: r.Metrics.MemorySizeMB}
+			rp.Time, _ = time.Parse(time.RFC3339Nano, ev.Time)
+			rp.ResponseLatencyMs, rp.ResponseDurationMs, rp.HasLatency, rp.HasDuration = r.Spans.read()
+			evs = append(evs, Event{Report: rp})
 		}
 	}
 	return evs, bad, nil
@@ -141,7 +159,7 @@ func Apply(t *state.Table, evs []Event, now time.Time) (bad int) {
 		case ev.RuntimeDone != nil:
 			ok = t.ApplyRuntimeDone(*ev.RuntimeDone, now)
 		case ev.Report != nil:
-			ok = t.ApplyReport(*ev.Report)
+			ok = t.ApplyReport(*ev.Report, now)
 		}
 		if !ok {
 			bad++

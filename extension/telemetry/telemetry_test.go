@@ -32,7 +32,7 @@ func TestTelemetryJoinsInvocation(t *testing.T) {
 	if bad != 2 {
 		t.Errorf("%d items rejected, want 2 (duplicate runtimeDone, bad record)", bad)
 	}
-	tb.Finalize("r1", "")
+	tb.Finalize("r1", state.Failure{}, time.Now())
 	invs := tb.ReadyInvocations(time.Now(), false)
 	if len(invs) != 1 {
 		t.Fatalf("%d invocation records, want 1 (its report arrived)", len(invs))
@@ -61,7 +61,7 @@ func FuzzTelemetryBatch(f *testing.F) {
 		tb.BeginInvocation(state.Invoke{RequestID: "r", Deadline: time.Now()}, time.Now())
 		applyBatch(tb, b)
 		// Whatever arrived, a flush still produces valid EMF.
-		bt := emfsink.Batch{Streams: tb.FinalizeAll("shutdown-spindown"), Invocations: tb.ReadyInvocations(time.Now(), true), Counters: tb.TakeCounters()}
+		bt := emfsink.Batch{Streams: tb.FinalizeAll(state.ShutdownFailure("spindown")), Invocations: tb.ReadyInvocations(time.Now(), true), Counters: tb.TakeCounters()}
 		enc := emfsink.New(emfsink.Config{FunctionName: "f", Namespace: "N", TTFBThreshold: time.Millisecond})
 		var out []byte
 		errs := enc.Write(bt, time.Now(), time.Now().Add(time.Hour), func(p []byte) { out = append(out, p...) })
