@@ -61,7 +61,14 @@ func (s *Sandbox) current(w http.ResponseWriter, r *http.Request) *invocation {
 	}
 	st.mu.Lock()
 	inv := st.invs[r.PathValue("id")]
+	timedOut := st.timedOut[r.PathValue("id")]
 	st.mu.Unlock()
+	if inv == nil && timedOut {
+		// Lambda Managed Instances: the invocation timed out while its code
+		// ran on; its late answer is refused.
+		apiError(w, http.StatusGone, "InvokeTimeout", "Invoke timeout")
+		return nil
+	}
 	if inv == nil {
 		apiError(w, http.StatusBadRequest, "InvalidRequestID", "unknown request id "+r.PathValue("id"))
 		return nil
@@ -132,6 +139,14 @@ func (s *Sandbox) runtimeResponse(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if inv.ctx.Err() != nil {
+			if s.cfg.managed() {
+				// Timed out on Lambda Managed Instances: the caller's
+				// stream ends here, truncated, but the code runs on and its
+				// writes succeed; its response is refused at its end.
+				_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxStreamBytes))
+				apiError(w, http.StatusGone, "InvokeTimeout", "Invoke timeout")
+				return
+			}
 			break // timed out: the caller's stream ends here, truncated
 		}
 	}

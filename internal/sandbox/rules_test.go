@@ -261,14 +261,21 @@ func TestSuppressedInitCountsAgainstTheTimeout(t *testing.T) {
 // Rule 3: a Telemetry API destination must be sandbox.localdomain; the
 // sandbox resolves that name to loopback itself and delivers there.
 func TestTelemetryDestinationMustBeSandboxLocaldomain(t *testing.T) {
-	f := run(t, func(c *Config) { c.Extensions = []string{extNamed(t, "good"), extNamed(t, "bad")} },
-		"TESTEXT_GOOD_SUBSCRIBE=sandbox.localdomain", "TESTEXT_BAD_SUBSCRIBE=127.0.0.1", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
+	f := run(t, func(c *Config) {
+		c.Extensions = []string{extNamed(t, "good"), extNamed(t, "bad"), extNamed(t, "short")}
+	},
+		"TESTEXT_GOOD_SUBSCRIBE=sandbox.localdomain", "TESTEXT_BAD_SUBSCRIBE=127.0.0.1", "TESTEXT_SHORT_SUBSCRIBE=sandbox", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
 	res := f.invoke(t, `{}`)
 	if sub := ofKind(f.records(t, "bad"), "subscribe"); len(sub) != 1 || sub[0].num("status") != 400 {
 		t.Errorf("subscription to 127.0.0.1: %v, want 400", sub)
 	}
 	if sub := ofKind(f.records(t, "good"), "subscribe"); len(sub) != 1 || sub[0].num("status") != 200 {
 		t.Fatalf("subscription to sandbox.localdomain: %v, want 200", sub)
+	}
+	// AWS's emulator accepts the short name too, and extensions in the
+	// field use it: refusing it would refuse a working extension.
+	if sub := ofKind(f.records(t, "short"), "subscribe"); len(sub) != 1 || sub[0].num("status") != 200 {
+		t.Errorf("subscription to sandbox: %v, want 200", sub)
 	}
 	f.sb.Close()
 	var got bool
@@ -465,10 +472,15 @@ func TestStreamPace(t *testing.T) {
 // environment; no INVOKE for extensions; telemetry schema 2025-01-29 only.
 func TestManagedInstances(t *testing.T) {
 	t.Run("INVOKE refused", func(t *testing.T) {
-		f := run(t, func(c *Config) { c.MaxConcurrency = 4 })
-		if _, err := f.sb.Invoke(context.Background(), []byte(`{}`), io.Discard); err == nil {
-			t.Error("init succeeded with an extension that cannot register")
+		// The environment initialises before it takes traffic: Start
+		// fails with an extension that cannot register.
+		dir := t.TempDir()
+		sb, err := Start(Config{Function: bins.rt, Extensions: []string{bins.ext}, MaxConcurrency: 4, Env: []string{"TESTEXT_OUT=" + dir}})
+		if err == nil {
+			sb.Close()
+			t.Fatal("init succeeded with an extension that cannot register")
 		}
+		f := &fixture{dir: dir}
 		reg := ofKind(f.records(t, "testext"), "register")
 		if len(reg) != 1 || reg[0].num("status") != 403 || !strings.Contains(reg[0].str("body"), "Extension.InvalidEventType") {
 			t.Errorf("register for INVOKE: %v, want 403 Extension.InvalidEventType", reg)
@@ -515,6 +527,108 @@ func TestManagedInstances(t *testing.T) {
 			t.Errorf("schema 2025-01-29 on Managed Instances: %v, want 200", sub)
 		}
 	})
+}
+
+// Rule 9, continued: what Lambda Managed Instances tell extensions, as AWS's
+// emulator does in its Managed Instances mode: no platform.runtimeDone at all;
+// platform.report carries the status, the error type, the response spans and
+// durationMs, and no billed duration, memory or produced bytes; the init
+// events name the init type lambda-managed-instances.
+func TestManagedInstancesTelemetry(t *testing.T) {
+	f := run(t, func(c *Config) { c.MaxConcurrency = 4; c.Timeout = time.Second },
+		"TESTEXT_EVENTS=SHUTDOWN", "TESTEXT_SUBSCRIBE=sandbox.localdomain", "TESTEXT_SCHEMA=2025-01-29", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
+	ok := f.invoke(t, `{"chunks":2,"chunk_bytes":10,"gap_ms":20}`)
+	failed := f.invoke(t, `{"error":"Custom.Failure"}`)
+	f.sb.Close()
+	ext := f.records(t, "testext")
+	if n := len(telemetry(ext, "platform.runtimeDone")); n != 0 {
+		t.Errorf("%d platform.runtimeDone events: Managed Instances send none", n)
+	}
+	for _, typ := range []string{"platform.initStart", "platform.initReport"} {
+		evs := telemetry(ext, typ)
+		if len(evs) != 1 || evs[0].record().str("initializationType") != "lambda-managed-instances" {
+			t.Errorf("%s: %v, want initializationType lambda-managed-instances", typ, evs)
+		}
+	}
+	reports := map[string]rec{}
+	for _, r := range telemetry(ext, "platform.report") {
+		reports[r.record().str("requestId")] = r.record()
+	}
+	metrics := func(r rec) rec { m, _ := r["metrics"].(map[string]any); return m }
+	r := reports[ok.RequestID]
+	spans, _ := r["spans"].([]any)
+	if r.str("status") != "success" || len(spans) != 2 || metrics(r).num("durationMs") <= 0 {
+		t.Errorf("report of a success %v: want status, 2 response spans and durationMs", r)
+	}
+	for _, k := range []string{"billedDurationMs", "maxMemoryUsedMB", "memorySizeMB", "initDurationMs", "producedBytes"} {
+		if _, has := metrics(r)[k]; has {
+			t.Errorf("report has %s, which Managed Instances do not send", k)
+		}
+	}
+	if r := reports[failed.RequestID]; r.str("status") != "error" || r.str("errorType") != "Custom.Failure" {
+		t.Errorf("report of an error %v", r)
+	}
+}
+
+// Rule 9, continued: on Lambda Managed Instances a timed-out invocation fails
+// (status timeout; the caller's stream ends) while its code runs on: the
+// runtime is not reset, its late response is refused with 410, and it goes
+// on serving.
+func TestManagedInstancesTimeoutLetsTheCodeRunOn(t *testing.T) {
+	f := run(t, func(c *Config) { c.MaxConcurrency = 2; c.Timeout = 500 * time.Millisecond }, "TESTEXT_EVENTS=SHUTDOWN")
+	res := f.invoke(t, `{"chunks":3,"chunk_bytes":10,"gap_ms":400}`)
+	if res.Status != "timeout" || res.ErrorType != "Sandbox.Timedout" {
+		t.Fatalf("%+v, want timeout", res)
+	}
+	done := func() bool {
+		for _, r := range f.records(t, "rt") {
+			if r.str("ev") == "done" && r.str("id") == res.RequestID {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i < 300 && !done(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !done() {
+		t.Fatal("the timed-out invocation's code did not run to its end")
+	}
+	if next := f.invoke(t, `{}`); next.Status != "success" {
+		t.Errorf("after the timeout: %+v", next)
+	}
+	if n := len(ofKind(f.records(t, "rt"), "start")); n != 1 {
+		t.Errorf("the runtime started %d times: a timeout reset it", n)
+	}
+	if len(ofKind(f.records(t, "testext"), "event")) != 0 {
+		t.Errorf("an extension got an event before shutdown: %v", ofKind(f.records(t, "testext"), "event"))
+	}
+}
+
+// Rule 9, continued: on Lambda Managed Instances an extension that exits
+// terminates the environment: the invocation running fails with
+// Extension.Crash and the other extensions get SHUTDOWN with reason failure.
+// (On a classic environment an extension's crash surfaces only when it
+// misses its next event/next.)
+func TestManagedInstancesExtensionCrashEndsTheEnvironment(t *testing.T) {
+	f := run(t, func(c *Config) {
+		c.MaxConcurrency = 2
+		c.Extensions = []string{extNamed(t, "crashes"), extNamed(t, "stays")}
+	}, "TESTEXT_EVENTS=SHUTDOWN", "TESTEXT_CRASHES_EXIT_AFTER_MS=300")
+	res := f.invoke(t, `{"sleep_ms":1500}`)
+	if res.Status != "error" || res.ErrorType != "Extension.Crash" {
+		t.Errorf("%+v, want error Extension.Crash", res)
+	}
+	var reason string
+	for i := 0; i < 300 && reason == ""; i++ { // the reset runs beside the invocation's end
+		for _, e := range ofKind(f.records(t, "stays"), "event") {
+			reason = e.event().str("shutdownReason")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if reason != "failure" {
+		t.Errorf("the other extension got SHUTDOWN %q, want failure", reason)
+	}
 }
 
 // Rule 10: CPU and memory like a Lambda function of the configured size.

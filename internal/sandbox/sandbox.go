@@ -175,6 +175,12 @@ type state struct {
 	initDur   time.Duration
 	initUsed  bool // the first invocation's report carries initDurationMs
 	resetOnce sync.Once
+	// Lambda Managed Instances: the environment is ending (crashed says
+	// why, when an extension crashed), and the ids of invocations that
+	// timed out while their code runs on (a late response gets 410).
+	ending   bool
+	crashed  string
+	timedOut map[string]bool
 }
 
 type extension struct {
@@ -257,6 +263,9 @@ func Start(cfg Config) (*Sandbox, error) {
 	}
 	if cfg.managed() {
 		cfg.Freeze = false // Lambda Managed Instances do not freeze between invocations
+		// Their init type, in the init events and the environment, and
+		// the environment is initialised before it takes traffic.
+		cfg.InitType = initManaged
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -288,7 +297,7 @@ func Start(cfg Config) (*Sandbox, error) {
 	mux.HandleFunc("PUT /2022-07-01/telemetry", s.telemetrySubscribe)
 	s.srv = &http.Server{Handler: mux}
 	go func() { _ = s.srv.Serve(ln) }()
-	if cfg.InitType == "provisioned-concurrency" {
+	if cfg.InitType == "provisioned-concurrency" || cfg.managed() {
 		s.envMu.Lock()
 		_, err := s.init(time.Now().Add(cfg.InitTimeout), "init")
 		s.envMu.Unlock()
@@ -301,6 +310,10 @@ func Start(cfg Config) (*Sandbox, error) {
 }
 
 func (c Config) managed() bool { return c.MaxConcurrency > 1 }
+
+// initManaged is the initializationType of a Lambda Managed Instances
+// environment.
+const initManaged = "lambda-managed-instances"
 
 // RuntimeAPI is the value of AWS_LAMBDA_RUNTIME_API.
 func (s *Sandbox) RuntimeAPI() string { return s.ln.Addr().String() }
@@ -344,7 +357,7 @@ func (s *Sandbox) spawn(name, path string) (*proc, error) {
 // init (after a reset, inside the invocation that needed it). s.envMu is held.
 func (s *Sandbox) init(deadline time.Time, phase string) (*state, error) {
 	st := &state{byID: map[string]*extension{}, rtNext: make(chan chan *invocation, s.cfg.MaxConcurrency),
-		invs: map[string]*invocation{}, initPhase: true}
+		invs: map[string]*invocation{}, initPhase: true, timedOut: map[string]bool{}}
 	s.setState(st)
 	s.inits++
 	begin := time.Now()
@@ -431,6 +444,11 @@ func (s *Sandbox) init(deadline time.Time, phase string) (*state, error) {
 	s.emit(st, "platform", event(time.Now(), "platform.initReport", map[string]any{
 		"initializationType": initType, "phase": phase, "status": "success",
 		"metrics": map[string]any{"durationMs": ms(st.initDur)}}))
+	if s.cfg.managed() {
+		for _, e := range st.exts {
+			go s.watchExtension(st, e)
+		}
+	}
 	return st, nil
 }
 
@@ -577,6 +595,14 @@ func (s *Sandbox) InvokeRequest(ctx context.Context, req Request, w io.Writer) (
 	case "failure":
 		inv.errType = "Runtime.ExitError"
 	}
+	if s.cfg.managed() && status == "failure" {
+		// The environment ended under it because an extension crashed.
+		st.mu.Lock()
+		if st.crashed != "" {
+			status, inv.errType = "error", st.crashed
+		}
+		st.mu.Unlock()
+	}
 	res := Result{RequestID: inv.id, TraceHeader: inv.xray, Status: status, ErrorType: inv.errType, ContentType: inv.contentType,
 		Bytes: inv.bytes, Duration: rtDone.Sub(inv.start), SuppressedInit: suppressed}
 	if !inv.firstByte.IsZero() {
@@ -597,14 +623,32 @@ func (s *Sandbox) InvokeRequest(ctx context.Context, req Request, w io.Writer) (
 	// The caller's response is over now, whatever the extensions still do.
 	inv.endResponse(res.ErrorType)
 	res.ResponseEnd = time.Since(inv.start)
+	if s.cfg.managed() {
+		// Lambda Managed Instances send no runtimeDone: the report says
+		// how the invocation ended, with the response spans. A timed-out
+		// invocation fails while its code runs on: no reset.
+		if status == "timeout" {
+			st.mu.Lock()
+			st.timedOut[inv.id] = true
+			st.mu.Unlock()
+		}
+		res.Total = res.Duration
+		s.report(st, inv, res, initDur, rd["spans"])
+		if status == "failure" {
+			// A runtime that exits terminates the environment, as an
+			// extension that does (watchExtension).
+			s.reset(st, "failure")
+		}
+		return res, nil
+	}
 	s.emit(st, "platform", event(rtDone, "platform.runtimeDone", rd))
 
-	if status == "failure" || (status == "timeout" && !s.cfg.managed()) {
+	if status == "failure" || status == "timeout" {
 		// Lambda resets the environment: runtime gone, extensions shut down
 		// with the reason, a fresh (suppressed) init on the next invocation.
 		st.runtime.signal(syscall.SIGKILL)
 		res.Total = time.Since(inv.start)
-		s.report(st, inv, res, initDur)
+		s.report(st, inv, res, initDur, nil)
 		s.reset(st, status)
 		return res, nil
 	}
@@ -620,13 +664,13 @@ func (s *Sandbox) InvokeRequest(ctx context.Context, req Request, w io.Writer) (
 			}
 			fmt.Fprintf(s.log, "SANDBOX extension %s: %v: invocation %s\n", e.name, err, res.Status)
 			res.Total = time.Since(inv.start)
-			s.report(st, inv, res, initDur)
+			s.report(st, inv, res, initDur, nil)
 			s.reset(st, res.Status)
 			return res, nil
 		}
 	}
 	res.Total = time.Since(inv.start)
-	s.report(st, inv, res, initDur)
+	s.report(st, inv, res, initDur, nil)
 	if s.cfg.Freeze {
 		s.freeze(st)
 	}
@@ -700,6 +744,25 @@ func (s *Sandbox) waitRuntime(st *state, inv *invocation) string {
 	return "failure"
 }
 
+// watchExtension ends a Lambda Managed Instances environment when extension e
+// exits outside a shutdown: there an extension crash terminates the
+// environment. Its running invocations fail (error, Extension.Crash), the
+// other extensions get SHUTDOWN with reason failure.
+func (s *Sandbox) watchExtension(st *state, e *extension) {
+	<-e.proc.exited
+	st.mu.Lock()
+	ending := st.ending
+	if !ending {
+		st.crashed = "Extension.Crash"
+	}
+	st.mu.Unlock()
+	if ending {
+		return
+	}
+	fmt.Fprintf(s.log, "SANDBOX extension %s exited: Lambda Managed Instances terminate the environment\n", e.name)
+	s.reset(st, "failure")
+}
+
 // reset ends an environment after a timeout or a crash, once.
 func (s *Sandbox) reset(st *state, reason string) {
 	st.resetOnce.Do(func() {
@@ -712,7 +775,22 @@ func (s *Sandbox) reset(st *state, reason string) {
 	})
 }
 
-func (s *Sandbox) report(st *state, inv *invocation, res Result, initDur time.Duration) {
+// report emits platform.report. On Lambda Managed Instances it carries the
+// status, the error type, the response spans and durationMs (from the
+// invocation's start to its response) and nothing else: no billed
+// duration, memory or init duration.
+func (s *Sandbox) report(st *state, inv *invocation, res Result, initDur time.Duration, spans any) {
+	if s.cfg.managed() {
+		rec := map[string]any{"requestId": inv.id, "status": res.Status, "metrics": map[string]any{"durationMs": ms(res.Duration)}}
+		if spans != nil {
+			rec["spans"] = spans
+		}
+		if res.ErrorType != "" {
+			rec["errorType"] = res.ErrorType
+		}
+		s.emit(st, "platform", event(inv.start.Add(res.Duration), "platform.report", rec))
+		return
+	}
 	var kb int64
 	st.mu.Lock()
 	kb += st.runtime.maxRSSKB()
@@ -762,6 +840,9 @@ func (s *Sandbox) thaw(st *state) {
 // the budget; SIGKILL for whatever still runs at the deadline, and at once for
 // an extension that did not register for SHUTDOWN.
 func (s *Sandbox) shutdown(st *state, reason string) {
+	st.mu.Lock()
+	st.ending = true
+	st.mu.Unlock()
 	s.thaw(st)
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	if st.runtime.alive() {

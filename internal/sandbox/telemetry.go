@@ -46,9 +46,15 @@ type subscription struct {
 	} `json:"buffering"`
 }
 
-// destinationHost is the only host a Telemetry API destination may name: the
-// execution environment's own name for itself.
-const destinationHost = "sandbox.localdomain"
+// destinationHost is the host a Telemetry API destination names: the
+// execution environment's own name for itself. AWS's emulator accepts its
+// short form, destinationShort, as well (and published extensions use it),
+// so the sandbox does too: stricter than Lambda would refuse a working
+// extension.
+const (
+	destinationHost  = "sandbox.localdomain"
+	destinationShort = "sandbox"
+)
 
 // validate applies the documented rules and defaults of a subscription.
 // managed: a Lambda Managed Instances environment, which accepts schema
@@ -64,7 +70,7 @@ func (s subscription) validate(managed bool) (maxItems, maxBytes int, timeout ti
 	if s.Destination.Protocol != "HTTP" || err != nil || u.Scheme != "http" {
 		return 0, 0, 0, "destination must be HTTP with an http:// URI"
 	}
-	if u.Hostname() != destinationHost || u.Port() == "" {
+	if h := u.Hostname(); h != destinationHost && h != destinationShort || u.Port() == "" {
 		return 0, 0, 0, "destination host must be " + destinationHost + " with a port, not " + strconv.Quote(u.Host)
 	}
 	if len(s.Types) == 0 {
@@ -101,7 +107,7 @@ func newSubscriber(s subscription, maxItems, maxBytes int, timeout time.Duration
 	// the sandbox resolves it to this machine's loopback itself, so it need
 	// not be in /etc/hosts.
 	sub.client = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if host, port, err := net.SplitHostPort(addr); err == nil && host == destinationHost {
+		if host, port, err := net.SplitHostPort(addr); err == nil && (host == destinationHost || host == destinationShort) {
 			addr = net.JoinHostPort("127.0.0.1", port)
 		}
 		return (&net.Dialer{}).DialContext(ctx, network, addr)

@@ -79,6 +79,13 @@ func main() {
 		subscribe(id, host, reports)
 	}
 	time.Sleep(envMs("INIT_SLEEP_MS"))
+	if d := envMs("EXIT_AFTER_MS"); d > 0 {
+		// A crash of the extension while the environment serves.
+		time.AfterFunc(d, func() {
+			record(map[string]any{"ev": "crash"})
+			os.Exit(2)
+		})
+	}
 	for {
 		record(map[string]any{"ev": "next"})
 		req, _ := http.NewRequest(http.MethodGet, api+"event/next", nil)
