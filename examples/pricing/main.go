@@ -6,7 +6,8 @@
 //
 // Query parameters: instruments (default 50, max 500), delay_ms (per instrument,
 // default 1; some instruments cost up to 3× that), first_delay_ms (before the
-// first quote), bundle (bundle id), fail_after=N (error mid-stream after N quotes),
+// first quote), bundle (bundle id), down=1 (a dependency is down: the handler
+// fails before its stream starts), fail_after=N (error mid-stream after N quotes),
 // hang_after=N (stop after N quotes until the function times out),
 // crash_after=N (the process exits after N quotes), skip_end=1 (no end event),
 // late_end_ms=N (end event N ms after the response finished).
@@ -52,6 +53,7 @@ type request struct {
 	// SkipEnd and LateEnd simulate a client whose end event is lost or sent
 	// after the response finished (as an async sender's may be).
 	SkipEnd bool
+	Down    bool // a dependency is down: fail before the stream starts
 	LateEnd time.Duration
 	// FirstDelay is extra time before the first quote (a cold model cache).
 	FirstDelay time.Duration
@@ -74,11 +76,12 @@ func parseRequest(q map[string]string) (request, error) {
 		*dst = n
 		return nil
 	}
-	var delayMs, lateEndMs, skipEnd, firstDelayMs = 1, 0, 0, 0
+	var delayMs, lateEndMs, skipEnd, firstDelayMs, down = 1, 0, 0, 0, 0
 	errs := errors.Join(
 		num("first_delay_ms", &firstDelayMs, 0, 60_000),
 		num("late_end_ms", &lateEndMs, 0, 60_000),
 		num("skip_end", &skipEnd, 0, 1),
+		num("down", &down, 0, 1),
 		num("instruments", &r.Instruments, 1, MaxInstruments),
 		num("delay_ms", &delayMs, 0, 10_000),
 		num("fail_after", &r.FailAfter, 0, MaxInstruments),
@@ -89,6 +92,7 @@ func parseRequest(q map[string]string) (request, error) {
 	r.LateEnd = time.Duration(lateEndMs) * time.Millisecond
 	r.FirstDelay = time.Duration(firstDelayMs) * time.Millisecond
 	r.SkipEnd = skipEnd == 1
+	r.Down = down == 1
 	r.BundleID = q["bundle"]
 	r.Note = q["note"]
 	if len(r.Note) > 64 {
@@ -133,6 +137,11 @@ func (p *pricer) handle(ctx context.Context, ev events.LambdaFunctionURLRequest)
 	if err != nil {
 		return &events.LambdaFunctionURLStreamingResponse{StatusCode: 400,
 			Headers: map[string]string{"Content-Type": "text/plain"}, Body: stringsReader(err.Error() + "\n")}, nil
+	}
+	if req.Down {
+		// The market data service is unreachable: no quote can be priced,
+		// so no stream starts. Only the platform sees this invocation fail.
+		return nil, errors.New("pricing engine: market data service unreachable")
 	}
 	// A caller's W3C trace context (traceparent header) becomes the context of
 	// this invocation, so the stream's span joins the caller's trace.

@@ -407,7 +407,13 @@ func noStreamBy(p state.Progress, now, startBy time.Time) bool {
 func (r *runner) shutdown(ev extapi.Event) {
 	if r.stopFlushLoop != nil {
 		r.stopFlushLoop()
-		r.locked(func(t *state.Table) { t.EndReported() })
+		r.locked(func(t *state.Table) {
+			t.EndReported()
+			// Invocations whose report is still on its way (a busy
+			// function starves this process of the CPU) are waited for
+			// below, as any other.
+			t.AwaitReports()
+		})
 	}
 	budget := time.UnixMilli(ev.DeadlineMs).Add(-r.cfg.ShutdownMargin)
 	if r.table.Telemetry() {

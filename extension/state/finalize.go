@@ -219,6 +219,16 @@ func (t *Table) FinalizeEnded(now time.Time, hold time.Duration) []Result {
 	return out
 }
 
+// AwaitReports ends the invocation of every stream still in the table (Lambda
+// Managed Instances, at SHUTDOWN): known only from their streams until their
+// reports arrive, they then wait for those reports like any ended
+// invocation (PendingReports), and get a record even if none comes.
+func (t *Table) AwaitReports() {
+	for _, s := range t.streams {
+		t.invocationFor(s.requestID).ended = true
+	}
+}
+
 // EndReported ends the invocations the platform reported on (runtimeDone or
 // report), where no INVOKE boundary ends them (Lambda Managed Instances).
 func (t *Table) EndReported() {

@@ -171,21 +171,26 @@ type env struct {
 	sb   *sandbox.Sandbox
 	log  *logBuf
 	addr string // where the extension listens (STREAMLENS_ADDR)
+	// telemetryPort is where its telemetry listener binds: the production
+	// name, sandbox.localdomain, which binds loopback where the name does
+	// not resolve, on a port of the test's own (never the default 4243,
+	// which a sandbox run by hand may hold).
+	telemetryPort int
 }
 
 func start(t *testing.T, mod func(*sandbox.Config)) *env {
 	t.Helper()
 	lb := &logBuf{}
 	addr := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
+	tport := freeTCPPort(t)
 	cfg := sandbox.Config{
 		Function: bins.function, Extensions: []string{bins.extension}, FunctionName: "pricing",
 		Timeout: 3 * time.Second, Freeze: true, Log: lb,
 		// UDP, the default transport: a unix datagram socket queues only
 		// net.unix.max_dgram_qlen (10) datagrams, too few for a fast burst.
-		// The telemetry listener is the production default, sandbox.localdomain:4243.
 		// Spans are off unless a test brings its own receiver (withOTLP):
 		// the default endpoint (localhost, the standard OTLP/HTTP port) may belong to another program.
-		Env: []string{"STREAMLENS_ADDR=" + addr, "OTEL_SDK_DISABLED=true"},
+		Env: []string{"STREAMLENS_ADDR=" + addr, "OTEL_SDK_DISABLED=true", "STREAMLENS_TELEMETRY_ADDR=sandbox.localdomain:" + strconv.Itoa(tport)},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -194,7 +199,7 @@ func start(t *testing.T, mod func(*sandbox.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sb: sb, log: lb, addr: addr}
+	e := &env{sb: sb, log: lb, addr: addr, telemetryPort: tport}
 	t.Cleanup(func() {
 		sb.Close()
 		if t.Failed() || os.Getenv("E2E_LOG") != "" {
