@@ -9,6 +9,7 @@ FUZZ_EVENT ?= 700000x
 FUZZ_OTLP ?= 200000x
 FUZZ_LIST ?= 200000x
 FUZZ_OPENSLO ?= 20000x
+FUZZ_EMF ?= 100000x
 # staticcheck, fetched through the Go module proxy at a pinned version.
 STATICCHECK ?= v0.8.2
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
@@ -69,7 +70,7 @@ portable:
 
 # The reliability and security tests with their figures (README "Reliability").
 reliability:
-	$(GO) test -count=1 -v -run 'Reliability|Security|Flood|Telemetry|Private|Loopback|DeadCollector|RuntimeDoneMissing|NextComesBeforeTheDeadline' ./extension/... ./internal/e2e 2>&1 | grep -E 'figure:|^(--- |ok|FAIL)'
+	set -o pipefail; $(GO) test -count=1 -v -run 'Reliability|Security|Flood|Telemetry|Private|Loopback|DeadCollector|RuntimeDoneMissing|NextComesBeforeTheDeadline|ClosedOutput|InTheWay|KernelDrops|Redirect|Credentials|BudgetCut|Linear|LoseNoRecord' ./cmd/streamlens ./extension/... ./internal/e2e 2>&1 | grep -E 'figure:|^(--- |ok|FAIL)'
 
 # Layer zips for both architectures (extensions/streamlens), reproducible:
 # the same sources give the same zip bytes.
@@ -94,6 +95,9 @@ fuzz:
 	$(GO) test ./extension/otlpsink -run '^$$' -fuzz '^FuzzPartialSuccess$$' -fuzztime $(FUZZ_OTLP)
 	$(GO) test ./extension/config -run '^$$' -fuzz '^FuzzParseList$$' -fuzztime $(FUZZ_LIST)
 	$(GO) test ./slo -run '^$$' -fuzz '^FuzzParseOpenSLO$$' -fuzztime $(FUZZ_OPENSLO)
+	$(GO) test ./extension/otlpsink -run '^$$' -fuzz '^FuzzDecodePartialSuccess$$' -fuzztime $(FUZZ_OTLP)
+	$(GO) test ./extension/config -run '^$$' -fuzz '^FuzzRedactURL$$' -fuzztime $(FUZZ_LIST)
+	$(GO) test ./emf -run '^$$' -fuzz '^FuzzAppendValue$$' -fuzztime $(FUZZ_EMF)
 
 clean:
 	rm -rf $(BIN) out dist

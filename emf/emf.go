@@ -76,7 +76,42 @@ type Document struct {
 var (
 	ErrInvalid  = errors.New("emf: invalid document")
 	ErrTooLarge = errors.New("emf: document larger than MaxDocumentBytes")
+	// ErrValueRange is a ValueRangeError: values CloudWatch would reject
+	// were left out, and the rest of the document was written.
+	ErrValueRange = errors.New("emf: metric values outside CloudWatch's range left out")
 )
+
+// CloudWatch's range for a metric value (the PutMetricData reference,
+// MetricDatum.Value): zero, or a magnitude from MinMagnitude to
+// MaxMagnitude; NaN and ±Inf are not supported. A value outside it is
+// rejected by CloudWatch, not clamped, and with it what the log event
+// carries: Append leaves such a value out instead.
+const (
+	MinMagnitude = 8.515920e-109
+	MaxMagnitude = 1.174271e+108
+)
+
+// ValidValue reports whether CloudWatch accepts v as a metric value.
+func ValidValue(v float64) bool {
+	a := math.Abs(v)
+	return v == 0 || (a >= MinMagnitude && a <= MaxMagnitude) // false for NaN, and ±Inf is past MaxMagnitude
+}
+
+// ValueRangeError is the error of a document written without the values
+// CloudWatch would reject: how many were left out, and of which metrics.
+// errors.Is(err, ErrValueRange) holds.
+type ValueRangeError struct {
+	Dropped int
+	Metrics []string
+}
+
+func (e *ValueRangeError) Error() string {
+	return fmt.Sprintf("%v: %d values of %q (CloudWatch takes 0 and magnitudes from %g to %g, no NaN or Inf)",
+		ErrValueRange, e.Dropped, e.Metrics, MinMagnitude, MaxMagnitude)
+}
+
+// Is makes errors.Is(err, ErrValueRange) hold.
+func (e *ValueRangeError) Is(target error) bool { return target == ErrValueRange }
 
 // minRoom is the room Append wants free in dst before it starts.
 const minRoom = 256
@@ -103,10 +138,17 @@ func estimate(d *Document) int {
 }
 
 // Append validates d and appends it to dst as one or more newline-terminated
-// JSON documents. On error dst is returned unchanged.
+// JSON documents. On error dst is returned unchanged, but for a
+// *ValueRangeError (ErrValueRange): then the values CloudWatch would reject
+// are left out of their metric (a metric left with none is left out) and
+// the rest is written; the caller counts what the error says was dropped.
 func Append(dst []byte, d *Document) ([]byte, error) {
 	if err := validate(d); err != nil {
 		return dst, err
+	}
+	var rangeErr error
+	if dd, re := inRange(d); re != nil {
+		d, rangeErr = dd, re
 	}
 	start := len(dst)
 	if cap(dst)-len(dst) < minRoom {
@@ -141,7 +183,45 @@ func Append(dst []byte, d *Document) ([]byte, error) {
 			}
 		}
 	}
-	return dst, nil
+	return dst, rangeErr
+}
+
+// inRange returns d, or when some of its values are outside CloudWatch's
+// range a copy of d without them and the error that says so. The values
+// are checked in place: the copy is made only when one is refused.
+func inRange(d *Document) (*Document, *ValueRangeError) {
+	var re *ValueRangeError
+	var metrics []Metric
+	for i, m := range d.Metrics {
+		bad := 0
+		for _, v := range m.Values {
+			if !ValidValue(v) {
+				bad++
+			}
+		}
+		if bad == 0 {
+			continue
+		}
+		if re == nil {
+			re = &ValueRangeError{}
+			metrics = append([]Metric(nil), d.Metrics...)
+		}
+		re.Dropped += bad
+		re.Metrics = append(re.Metrics, m.Name)
+		kept := make([]float64, 0, len(m.Values)-bad)
+		for _, v := range m.Values {
+			if ValidValue(v) {
+				kept = append(kept, v)
+			}
+		}
+		metrics[i].Values = kept
+	}
+	if re == nil {
+		return d, nil
+	}
+	dd := *d
+	dd.Metrics = metrics
+	return &dd, re
 }
 
 func validate(d *Document) error {
@@ -187,11 +267,8 @@ func validate(d *Document) error {
 		if m.Unit != "" && !validUnits[m.Unit] {
 			return fmt.Errorf("%w: metric %q unit %q", ErrInvalid, m.Name, m.Unit)
 		}
-		for _, v := range m.Values {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("%w: metric %q value %v", ErrInvalid, m.Name, v)
-			}
-		}
+		// Values outside CloudWatch's range are not the document's fault:
+		// Append leaves them out (inRange).
 	}
 	return nil
 }

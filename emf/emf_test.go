@@ -98,6 +98,12 @@ func specCheck(t *testing.T, line []byte) map[string][]float64 {
 			if len(many) > 100 {
 				t.Errorf("metric %q has %d values", name, len(many))
 			}
+			for _, v := range many {
+				// CloudWatch's documented range (MetricDatum.Value).
+				if a := math.Abs(v); v != 0 && (a < 8.515920e-109 || a > 1.174271e+108) {
+					t.Errorf("metric %q value %v is outside CloudWatch's range", name, v)
+				}
+			}
 			out[name] = append(out[name], many...)
 		}
 	}
@@ -198,7 +204,6 @@ func TestRejectsInvalid(t *testing.T) {
 		"numeric dimension":  func(d *Document) { d.Properties = []Property{{"FunctionName", 3}} },
 		"31 dimensions":      func(d *Document) { d.Dimensions = [][]string{make([]string, 31)} },
 		"bad unit":           func(d *Document) { d.Metrics[0].Unit = "Parsecs" },
-		"NaN":                func(d *Document) { d.Metrics[0].Values = []float64{0, nanValue()} },
 		"metric = property":  func(d *Document) { d.Metrics[0].Name = "FunctionName" },
 		"_aws property":      func(d *Document) { d.Properties = append(d.Properties, Property{"_aws", "x"}) },
 		"duplicate property": func(d *Document) { d.Properties = append(d.Properties, Property{"FunctionName", "g"}) },
@@ -288,6 +293,65 @@ func FuzzAppendFloat(f *testing.F) {
 		}
 		if got, want := string(appendFloat(nil, v)), strconv.FormatFloat(v, 'f', -1, 64); got != want {
 			t.Fatalf("appendFloat(%v) = %s, strconv: %s", v, got, want)
+		}
+	})
+}
+
+// Values CloudWatch would reject (outside ±8.515920e-109..1.174271e+108,
+// NaN, ±Inf) are left out of their metric, and counted in the error; the
+// rest of the document is written, and a metric left with nothing is left
+// out. The range's own ends, zero and 2^31-1 are kept.
+func TestValuesOutsideCloudWatchsRangeAreLeftOut(t *testing.T) {
+	good := []float64{0, 8.515920e-109, -8.515920e-109, 1.174271e+108, -1.174271e+108, 1e-108, 1<<31 - 1, 12.5}
+	bad := []float64{1e308, -5e300, 1.1743e108, 8.5159e-109, -1e-200, 5e-324, math.Inf(1), math.Inf(-1), nanValue()}
+	mixed := append(append([]float64{}, good...), bad...)
+	d := &Document{Namespace: "N", Timestamp: time.UnixMilli(1_800_000_000_000), Dimensions: [][]string{{"FunctionName"}},
+		Properties: []Property{{"FunctionName", "f"}},
+		Metrics:    []Metric{{"Mixed", None, mixed}, {"AllBad", None, bad[:3]}, {"Fine", Count, []float64{1}}}}
+	before := fmt.Sprint(d.Metrics)
+	out, err := Append([]byte("keep\n"), d)
+	var re *ValueRangeError
+	if !errors.Is(err, ErrValueRange) || !errors.As(err, &re) || re.Dropped != len(bad)+3 || fmt.Sprint(re.Metrics) != "[Mixed AllBad]" {
+		t.Fatalf("err %v", err)
+	}
+	if fmt.Sprint(d.Metrics) != before {
+		t.Error("the caller's values were changed")
+	}
+	ls := lines(out)
+	if len(ls) != 2 || string(ls[0]) != "keep" {
+		t.Fatalf("%d lines: %s", len(ls), out)
+	}
+	got := specCheck(t, ls[1])
+	if fmt.Sprint(got["Mixed"]) != fmt.Sprint(good) || fmt.Sprint(got["Fine"]) != "[1]" {
+		t.Errorf("values %v", got)
+	}
+	if _, ok := got["AllBad"]; ok || bytes.Contains(ls[1], []byte("AllBad")) {
+		t.Errorf("a metric with no value left is written: %s", ls[1])
+	}
+	// Nothing out of range: no error, the same bytes as ever.
+	d.Metrics = []Metric{{"Fine", Count, good}}
+	if _, err := Append(nil, d); err != nil {
+		t.Errorf("in range: %v", err)
+	}
+}
+
+// FuzzAppendValue: whatever the value, the document is written, CloudWatch
+// would take all of it, and the value is in it exactly when ValidValue.
+func FuzzAppendValue(f *testing.F) {
+	for _, v := range []float64{0, 1, 1e308, -5e300, 8.515920e-109, 1.174271e+108, 5e-324} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v float64) {
+		d := &Document{Namespace: "N", Timestamp: time.UnixMilli(1_800_000_000_000),
+			Metrics: []Metric{{"V", None, []float64{v}}, {"One", Count, []float64{1}}}}
+		out, err := Append(nil, d)
+		got := specCheck(t, bytes.TrimSuffix(out, []byte("\n")))
+		if ValidValue(v) {
+			if err != nil || len(got["V"]) != 1 || got["V"][0] != v {
+				t.Errorf("%v: %v, %s", v, err, out)
+			}
+		} else if !errors.Is(err, ErrValueRange) || len(got["V"]) != 0 || fmt.Sprint(got["One"]) != "[1]" {
+			t.Errorf("%v: %v, %s", v, err, out)
 		}
 	})
 }

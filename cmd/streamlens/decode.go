@@ -14,6 +14,9 @@ import (
 // and prints every event the real decoder accepts as one JSON line
 // ({"event": …}) and every rejection as {"error": …}. Other clients' tests
 // (clients/node) run against it, so no client can drift from the decoder.
+// It returns when ctx ends, or when out fails (a closed pipe: with SIGPIPE
+// ignored the write fails instead of killing the program, and nobody
+// reads what it would print).
 func decode(ctx context.Context, addr string, out io.Writer) error {
 	// Any UDP address (port 0 picks one; the first line says which), or
 	// unix:/path.
@@ -26,8 +29,17 @@ func decode(ctx context.Context, addr string, out io.Writer) error {
 		return err
 	}
 	go func() { <-ctx.Done(); pc.Close() }()
-	fmt.Fprintf(out, "{\"listening\":%q}\n", pc.LocalAddr().String())
+	if _, err := fmt.Fprintf(out, "{\"listening\":%q}\n", pc.LocalAddr().String()); err != nil {
+		pc.Close()
+		return fmt.Errorf("output: %w", err)
+	}
 	enc := json.NewEncoder(out)
+	var werr error // the first failed write
+	emit := func(v any) {
+		if err := enc.Encode(v); err != nil && werr == nil {
+			werr = err
+		}
+	}
 	buf := make([]byte, 65536)
 	for {
 		n, _, err := pc.ReadFrom(buf)
@@ -38,9 +50,13 @@ func decode(ctx context.Context, addr string, out io.Writer) error {
 			return err
 		}
 		protocol.Decode(buf[:n], func(e *protocol.Event) {
-			_ = enc.Encode(map[string]any{"event": e.ToJSON()})
+			emit(map[string]any{"event": e.ToJSON()})
 		}, func(err error) {
-			_ = enc.Encode(map[string]any{"error": err.Error()})
+			emit(map[string]any{"error": err.Error()})
 		})
+		if werr != nil {
+			pc.Close()
+			return fmt.Errorf("output: %w", werr)
+		}
 	}
 }

@@ -28,6 +28,7 @@ usage:
 `
 
 func main() {
+	ignoreSIGPIPE()
 	// A sidecar lives in the function's memory budget: trade some GC CPU at
 	// flush time for a small heap (RSS after 10k streams: 53 MB with Go's
 	// defaults and the upstream OTLP exporter, ~19 MB now; bench/RESULTS.md),
@@ -66,3 +67,13 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// ignoreSIGPIPE keeps a closed stdout or stderr from killing the extension.
+// Go kills a program that writes to a broken pipe on fd 1 or 2 with
+// SIGPIPE unless the signal is ignored or notified (os/signal, "SIGPIPE");
+// the extension's stdout is the function's log stream, and losing it must
+// not take the extension (and with it the function's invocations) down:
+// the write fails with EPIPE instead, which the writers handle. Ignore, not
+// Notify: nothing is to be done when it comes, and the extension starts no
+// child that would inherit the disposition.
+func ignoreSIGPIPE() { signal.Ignore(syscall.SIGPIPE) }

@@ -54,7 +54,13 @@ type Config struct {
 // (the function must not fail for its observability), or fails init when
 // STREAMLENS_STRICT=on (Config.Strict), for CI and staging. Only a missing
 // AWS_LAMBDA_RUNTIME_API (not in a Lambda sandbox) leaves nothing to run.
+//
+// Every value is read with its leading and trailing spaces trimmed: a value
+// pasted into a console ("on ", " 250") means what it says, and a value of
+// spaces only is unset, as an empty one.
 func FromEnv(getenv func(string) string, executable string) (Config, error) {
+	raw := getenv
+	getenv = func(name string) string { return strings.TrimSpace(raw(name)) }
 	c := Config{
 		RuntimeAPI:   getenv("AWS_LAMBDA_RUNTIME_API"),
 		Name:         filepath.Base(executable),
@@ -122,7 +128,7 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	} else {
 		// CloudWatch drops every metric of an invalid namespace without a
 		// word: refused here, where it can be said.
-		bad("STREAMLENS_NAMESPACE", ns, "want 1 to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/")
+		bad("STREAMLENS_NAMESPACE", ns, "want 1 to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/ or :")
 	}
 	c.TTFBThreshold = ms("STREAMLENS_TTFB_THRESHOLD_MS", 100, 1, 900_000)
 	c.Telemetry = flag("STREAMLENS_TELEMETRY", true)
@@ -166,9 +172,10 @@ const defaultTelemetryAddr = "sandbox.localdomain:4243"
 
 // validNamespace applies CloudWatch's namespace rules, which are stricter
 // than the EMF specification's: printable ASCII of a few kinds, at least
-// one non-space, at most 255, and not AWS/ (reserved for AWS services).
+// one non-space, at most 255, not AWS/ (reserved for AWS services) and not
+// a leading colon (PutMetricData's namespace pattern is [^:].*).
 func validNamespace(ns string) bool {
-	if len(ns) == 0 || len(ns) > 255 || strings.TrimSpace(ns) == "" || strings.HasPrefix(ns, "AWS/") {
+	if len(ns) == 0 || len(ns) > 255 || strings.TrimSpace(ns) == "" || strings.HasPrefix(ns, "AWS/") || strings.HasPrefix(ns, ":") {
 		return false
 	}
 	for _, r := range ns {

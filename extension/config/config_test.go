@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestBadValuesFallBackToTheirDefaults(t *testing.T) {
 		c.OTLP.URL != defaultOTLPEndpoint+"/v1/traces" || c.TelemetryAddr != "sandbox.localdomain:4243" || !c.SchedIdle {
 		t.Errorf("not the defaults: %+v", c)
 	}
-	for _, ns := range []string{"AWS/Lambda", "Streamélens", "   ", "tab\there", strings.Repeat("n", 256)} {
+	for _, ns := range []string{"AWS/Lambda", "Streamélens", ":x", ":", "tab\there", strings.Repeat("n", 256)} {
 		env := map[string]string{"AWS_LAMBDA_RUNTIME_API": "x:1", "STREAMLENS_NAMESPACE": ns}
 		c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
 		if err == nil || !strings.Contains(err.Error(), "STREAMLENS_NAMESPACE") || c.Namespace != "Streamlens" {
@@ -154,7 +155,9 @@ func TestBadOTelValuesFallBack(t *testing.T) {
 		"OTEL_TRACES_SAMPLER":            "xray",
 		"OTEL_EXPORTER_OTLP_CLIENT_KEY":  "/opt/key.pem",
 	})
-	if err == nil || o.URL != defaultOTLPEndpoint+"/v1/traces" || o.Headers != nil || o.Gzip || o.ClientKey != "" ||
+	// The bad header entry is dropped, not the good one with it.
+	if err == nil || o.URL != defaultOTLPEndpoint+"/v1/traces" || len(o.Headers) != 1 || o.Headers[0] != (KV{"authorization", "Bearer s3cret"}) ||
+		o.Gzip || o.ClientKey != "" ||
 		o.Sampler != (Sampler{ParentBased: true, Ratio: 0.1, KeepFailed: true}) {
 		t.Fatalf("%+v %v", o, err)
 	}
@@ -177,25 +180,21 @@ func TestBadOTelValuesFallBack(t *testing.T) {
 
 // FuzzParseList: the key=value list reader (OTEL_EXPORTER_OTLP_HEADERS,
 // OTEL_RESOURCE_ATTRIBUTES) is total, and what it accepts has non-empty,
-// trimmed keys, one item per non-blank comma-separated part.
+// trimmed keys; each non-blank comma-separated part is one item or one
+// error.
 func FuzzParseList(f *testing.F) {
 	f.Add("a=b")
 	f.Fuzz(func(t *testing.T, s string) {
-		kvs, err := parseList(s)
-		if err != nil {
-			if kvs != nil {
-				t.Errorf("%q: items with an error", s)
-			}
-			return
-		}
+		kvs, errs := parseList(s)
 		items := 0
 		for _, it := range strings.Split(s, ",") {
 			if strings.TrimSpace(it) != "" {
 				items++
 			}
 		}
-		if len(kvs) != items {
-			t.Errorf("%q: %d items, %d parts", s, len(kvs), items)
+		// Every non-blank part is an item or an error of its own.
+		if len(kvs)+len(errs) != items {
+			t.Errorf("%q: %d items and %d errors, %d parts", s, len(kvs), len(errs), items)
 		}
 		for _, kv := range kvs {
 			if kv.Key == "" || kv.Key != strings.TrimSpace(kv.Key) || strings.Contains(kv.Key, "=") {
@@ -226,4 +225,151 @@ func TestVersionDimensionIsOptIn(t *testing.T) {
 	if c, err := FromEnv(func(k string) string { return env[k] }, "streamlens"); err != nil || c.Version != "7" {
 		t.Errorf("%q %v", c.Version, err)
 	}
+}
+
+// Values are trimmed before they are read: "on " is on, " 250" is 250, and
+// spaces alone are unset.
+func TestValuesAreTrimmed(t *testing.T) {
+	env := map[string]string{
+		"AWS_LAMBDA_RUNTIME_API":       "x:1",
+		"STREAMLENS_STRICT":            "on ",
+		"STREAMLENS_TTFB_THRESHOLD_MS": " 250\t",
+		"STREAMLENS_ADDR":              " 127.0.0.1:9126 ",
+		"STREAMLENS_NAMESPACE":         " Pricing ",
+		"STREAMLENS_TELEMETRY":         "   ",
+		"OTEL_SDK_DISABLED":            " TRUE ",
+		"OTEL_EXPORTER_OTLP_TIMEOUT":   " 40 ",
+	}
+	c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
+	if err != nil || !c.Strict || c.TTFBThreshold != 250*time.Millisecond || c.Addr.String() != "127.0.0.1:9126" ||
+		c.Namespace != "Pricing" || !c.Telemetry || c.OTLP.On || c.OTLP.Timeout != 40*time.Millisecond {
+		t.Errorf("%+v %v", c, err)
+	}
+}
+
+// joined returns the errors errors.Join put together.
+func joined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
+// One bad header entry is dropped and reported on its own; the others are
+// sent, and no value is echoed.
+func TestBadHeaderEntryDropsOnlyItself(t *testing.T) {
+	o, err := otlpOf(t, map[string]string{
+		"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-api-key=k3y,Bearer t0ken,x-bad name=v4lue,x-team=pricing,x-pct=%zzs3cret,x-ctl=a%0Ab",
+	})
+	if len(o.Headers) != 2 || o.Headers[0] != (KV{"x-api-key", "k3y"}) || o.Headers[1] != (KV{"x-team", "pricing"}) {
+		t.Errorf("headers %v", o.Headers)
+	}
+	errs := joined(err)
+	if len(errs) != 4 {
+		t.Errorf("%d errors, want one per bad entry (4): %v", len(errs), err)
+	}
+	for _, e := range errs {
+		if !strings.Contains(e.Error(), "OTEL_EXPORTER_OTLP_TRACES_HEADERS") {
+			t.Errorf("%v does not name the variable", e)
+		}
+	}
+	for _, secret := range []string{"k3y", "t0ken", "v4lue", "s3cret", "Bearer"} {
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%q echoed: %v", secret, err)
+		}
+	}
+}
+
+// Half a client certificate pair, either half, is a configuration error
+// and no client certificate: the spans go without one.
+func TestHalfAClientCertificatePair(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "/opt/cert.pem"},
+		{"OTEL_EXPORTER_OTLP_CLIENT_KEY": "/opt/key.pem"},
+		{"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": "/opt/cert.pem"},
+		{"OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": "/opt/key.pem"},
+	} {
+		var set string
+		for k := range env {
+			set = k
+		}
+		env["OTEL_EXPORTER_OTLP_CERTIFICATE"] = "/opt/ca.pem"
+		o, err := otlpOf(t, env)
+		if errs := joined(err); len(errs) != 1 || !strings.Contains(errs[0].Error(), set+"=") {
+			t.Errorf("%s alone: %v", set, err)
+		}
+		if o.ClientCert != "" || o.ClientKey != "" || !o.On || o.CACert != "/opt/ca.pem" {
+			t.Errorf("%s alone: %+v", set, o)
+		}
+	}
+	o, err := otlpOf(t, map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "/c", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": "/k"})
+	if err != nil || o.ClientCert != "/c" || o.ClientKey != "/k" {
+		t.Errorf("a whole pair: %+v %v", o, err)
+	}
+}
+
+// OTEL_SDK_DISABLED is the specification's boolean: true or false in any
+// case; anything else is reported and read as false.
+func TestOTelSDKDisabledIsTheSpecificationsBoolean(t *testing.T) {
+	for v, want := range map[string]struct{ on, err bool }{
+		"true": {false, false}, "TRUE": {false, false}, "True": {false, false},
+		"false": {true, false}, "FALSE": {true, false}, "": {true, false},
+		"1": {true, true}, "yes": {true, true}, "on": {true, true}, "0": {true, true},
+	} {
+		o, err := otlpOf(t, map[string]string{"OTEL_SDK_DISABLED": v})
+		if o.On != want.on || (err != nil) != want.err || (err != nil && !strings.Contains(err.Error(), "OTEL_SDK_DISABLED")) {
+			t.Errorf("OTEL_SDK_DISABLED=%q: on %v, err %v", v, o.On, err)
+		}
+	}
+}
+
+// A credential in an endpoint is never printed: userinfo and query values
+// are redacted in every message that shows the URL.
+func TestEndpointCredentialsAreRedacted(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:s3cret@collector:4318/v1/traces?api_key=s3cret&x=1": "https://REDACTED@collector:4318/v1/traces?api_key=REDACTED&x=REDACTED",
+		"https://collector/v1/traces?s3cret":                              "https://collector/v1/traces?REDACTED",
+		"http://collector:4318":                                           "http://collector:4318",
+		"user:s3cret@collector:4318":                                      "REDACTED@collector:4318",
+		"http://u:s3cret@collector/%zz":                                   "(a URL that does not parse, not shown)",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, name := range []string{"STREAMLENS_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		_, err := otlpOf(t, map[string]string{name: "collector:s3cret@host:4318/?token=s3cret"})
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// FuzzRedactURL: whatever the endpoint, what RedactURL returns carries no
+// userinfo but REDACTED, and no query value but REDACTED.
+func FuzzRedactURL(f *testing.F) {
+	f.Add("https://user:pass@collector:4318/v1/traces?api_key=k&x")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := RedactURL(s)
+		p, err := url.Parse(out)
+		if err != nil {
+			return // nothing of it can be read back as userinfo or query
+		}
+		if p.User != nil && p.User.String() != "REDACTED" {
+			t.Errorf("%q -> %q: userinfo %q", s, out, p.User)
+		}
+		if i := strings.LastIndexByte(p.Opaque, '@'); i >= 0 && p.Opaque[:i] != "REDACTED" {
+			t.Errorf("%q -> %q: opaque userinfo", s, out)
+		}
+		if p.RawQuery != "" {
+			for _, part := range strings.Split(p.RawQuery, "&") {
+				if _, v, ok := strings.Cut(part, "="); (ok && v != "REDACTED") || (!ok && part != "REDACTED") {
+					t.Errorf("%q -> %q: query part %q", s, out, part)
+				}
+			}
+		}
+	})
 }

@@ -63,10 +63,13 @@ func otlpFromEnv(getenv func(string) string, functionName string, bad func(name,
 	}
 	o := OTLP{On: true, URL: defaultOTLPEndpoint + "/v1/traces", Timeout: 25 * time.Millisecond}
 
+	// OTEL_SDK_DISABLED is read even when STREAMLENS_OTLP decides, so that a
+	// value the specification does not know is reported either way.
+	sdkDisabled := otelBool("OTEL_SDK_DISABLED", getenv("OTEL_SDK_DISABLED"), bad)
 	switch v := getenv("STREAMLENS_OTLP"); {
 	case v != "":
 		o.On = parseFlag("STREAMLENS_OTLP", v, true, bad)
-	case strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true"):
+	case sdkDisabled:
 		o.On = false
 	case strings.EqualFold(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")), "none"):
 		o.On = false
@@ -79,37 +82,43 @@ func otlpFromEnv(getenv func(string) string, functionName string, bad func(name,
 		if validHTTPURL(v) {
 			o.URL = joinTracesPath(v)
 		} else {
-			bad("STREAMLENS_OTLP_ENDPOINT", v, "want an http:// or https:// URL (the collector's OTLP/HTTP base)")
+			// An endpoint may carry a credential: shown redacted.
+			bad("STREAMLENS_OTLP_ENDPOINT", RedactURL(v), "want an http:// or https:// URL (the collector's OTLP/HTTP base)")
 		}
 	} else if v := getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); v != "" {
 		if validHTTPURL(v) {
 			o.URL = v
 		} else {
-			bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v, "want an http:// or https:// URL")
+			bad("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", RedactURL(v), "want an http:// or https:// URL")
 		}
 	} else if v := getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
 		if validHTTPURL(v) {
 			o.URL = joinTracesPath(v)
 		} else {
-			bad("OTEL_EXPORTER_OTLP_ENDPOINT", v, "want an http:// or https:// URL")
+			bad("OTEL_EXPORTER_OTLP_ENDPOINT", RedactURL(v), "want an http:// or https:// URL")
 		}
 	}
 	if name, v := signal("PROTOCOL"); v != "" && v != "http/protobuf" {
 		bad(name, v, "streamlens exports http/protobuf only")
 	}
 	if name, v := signal("HEADERS"); v != "" {
-		h, err := parseList(v)
+		// A bad entry is dropped and reported, and the others are sent, as
+		// the OpenTelemetry SDKs do: one typo must not take every
+		// credential with it. Values may be credentials: never echoed.
+		h, errs := parseList(v)
+		for _, err := range errs {
+			bad(name, "(not shown)", err.Error()+": this header is not sent")
+		}
 		for _, kv := range h {
-			if err == nil && (!httpguts.ValidHeaderFieldName(kv.Key) || !httpguts.ValidHeaderFieldValue(kv.Value)) {
-				err = fmt.Errorf("%q is not a valid HTTP header", kv.Key)
+			switch {
+			case !httpguts.ValidHeaderFieldName(kv.Key):
+				bad(name, "(not shown)", fmt.Sprintf("%q is not a valid HTTP header name: this header is not sent", kv.Key))
+			case !httpguts.ValidHeaderFieldValue(kv.Value):
+				bad(name, "(not shown)", fmt.Sprintf("the value of %q is not a valid HTTP header value: this header is not sent", kv.Key))
+			default:
+				o.Headers = append(o.Headers, kv)
 			}
 		}
-		if err != nil {
-			h = nil
-			// The value may hold a credential: never echoed.
-			bad(name, "(not shown)", err.Error()+": no headers are sent")
-		}
-		o.Headers = h
 	}
 	if name, v := signal("COMPRESSION"); v != "" {
 		switch strings.ToLower(v) {
@@ -126,17 +135,24 @@ func otlpFromEnv(getenv func(string) string, functionName string, bad func(name,
 		o.Timeout = parseMs(name, v, o.Timeout, 1, 60_000, bad)
 	}
 	_, o.CACert = signal("CERTIFICATE")
-	_, o.ClientCert = signal("CLIENT_CERTIFICATE")
-	_, o.ClientKey = signal("CLIENT_KEY")
-	if (o.ClientCert == "") != (o.ClientKey == "") {
-		bad("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", o.ClientCert+" / key "+o.ClientKey, "want both a client certificate and its key, or neither")
-		o.ClientCert, o.ClientKey = "", ""
+	certName, cert := signal("CLIENT_CERTIFICATE")
+	keyName, key := signal("CLIENT_KEY")
+	switch {
+	case cert != "" && key != "":
+		o.ClientCert, o.ClientKey = cert, key
+	case cert != "":
+		// Half a pair, either half: no client certificate, and the spans
+		// go without one (a collector that wants one refuses them, which
+		// is counted); the same whichever half is missing.
+		bad(certName, cert, "a client certificate without its key ("+keyName+" is not set): no client certificate is used")
+	case key != "":
+		bad(keyName, key, "a client key without its certificate ("+certName+" is not set): no client certificate is used")
 	}
 
 	if v := getenv("OTEL_RESOURCE_ATTRIBUTES"); v != "" {
-		r, err := parseList(v)
-		if err != nil {
-			bad("OTEL_RESOURCE_ATTRIBUTES", v, err.Error()+": ignored")
+		r, errs := parseList(v)
+		for _, err := range errs {
+			bad("OTEL_RESOURCE_ATTRIBUTES", v, err.Error()+": this attribute is left out")
 		}
 		o.Resource = r
 	}
@@ -215,10 +231,13 @@ func joinTracesPath(base string) string {
 
 // parseList reads a list of key=value pairs separated by commas, values
 // percent-decoded (the W3C Baggage format OTEL_EXPORTER_OTLP_HEADERS and
-// OTEL_RESOURCE_ATTRIBUTES use). A bad list is refused whole: half a set of
-// credentials is no better than none.
-func parseList(v string) ([]KV, error) {
+// OTEL_RESOURCE_ATTRIBUTES use). A bad item is left out with an error of
+// its own, and the others are kept, as the OpenTelemetry SDKs do. An error
+// names the item by its place and key, never shows its value (a header's
+// may be a credential), nor an item that is not key=value (it may be one).
+func parseList(v string) ([]KV, []error) {
 	var out []KV
+	var errs []error
 	for i, item := range strings.Split(v, ",") {
 		if strings.TrimSpace(item) == "" {
 			continue
@@ -226,15 +245,65 @@ func parseList(v string) ([]KV, error) {
 		k, val, ok := strings.Cut(item, "=")
 		k = strings.TrimSpace(k)
 		if !ok || k == "" {
-			return nil, fmt.Errorf("item %d is not key=value", i+1)
+			errs = append(errs, fmt.Errorf("item %d is not key=value", i+1))
+			continue
 		}
 		dec, err := url.PathUnescape(strings.TrimSpace(val))
 		if err != nil {
-			return nil, fmt.Errorf("item %d (%s): bad percent-encoding", i+1, k)
+			errs = append(errs, fmt.Errorf("item %d (%s): bad percent-encoding", i+1, k))
+			continue
 		}
 		out = append(out, KV{k, dec})
 	}
-	return out, nil
+	return out, errs
+}
+
+// otelBool reads a boolean OTEL_* variable as the OpenTelemetry
+// specification defines them: only "true", in any case, is true; "false"
+// and unset are false; anything else ("1", "yes", "on") is false too, and
+// reported, since whoever set it surely meant something else.
+func otelBool(name, v string, bad func(name, val, why string)) bool {
+	switch {
+	case strings.EqualFold(v, "true"):
+		return true
+	case v == "" || strings.EqualFold(v, "false"):
+		return false
+	}
+	bad(name, v, "want true or false (the OpenTelemetry specification's booleans): read as false")
+	return false
+}
+
+// RedactURL returns u fit to print: its userinfo becomes REDACTED, and so
+// does every query value (an api_key=… parameter), for an endpoint may
+// carry a credential in either. What cannot be parsed is not shown at all.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(a URL that does not parse, not shown)"
+	}
+	if p.User != nil {
+		p.User = url.User("REDACTED")
+	}
+	if i := strings.LastIndexByte(p.Opaque, '@'); i >= 0 {
+		// "user:pass@host" without a scheme parses as scheme "user" and
+		// an opaque "pass@host": both halves are the userinfo.
+		p.Scheme, p.Opaque = "", "REDACTED"+p.Opaque[i:]
+	}
+	if p.RawQuery != "" {
+		parts := strings.Split(p.RawQuery, "&")
+		for i, part := range parts {
+			if k, _, ok := strings.Cut(part, "="); ok {
+				parts[i] = k + "=REDACTED"
+			} else {
+				parts[i] = "REDACTED" // a bare token may be the credential itself
+			}
+		}
+		p.RawQuery = strings.Join(parts, "&")
+	}
+	if p.Fragment != "" {
+		p.Fragment = "REDACTED"
+	}
+	return p.String()
 }
 
 func parseFlag(name, v string, def bool, bad func(name, val, why string)) bool {

@@ -274,3 +274,101 @@ func TestOldWindowsInstrumentsGo(t *testing.T) {
 		t.Errorf("%d instruments held after 10 hours of 3 new names each", len(a.byName))
 	}
 }
+
+// Past maxHeldValues the oldest values go and the newest are written, in
+// order, within one Add as across several; every other one is counted.
+func TestHeldValuesAreTheNewest(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(10)
+	now := time.Unix(1_800_000_000, 0)
+	names := make([]string, 2*maxHeldValues+7)
+	for i := range names {
+		names[i] = "SPY"
+	}
+	a.Add([]state.Result{streamOf(names...)}, now)       // LatencyMs 1, 2, … 2,007
+	a.Add([]state.Result{streamOf(names[:500]...)}, now) // 1, … 500
+	var want []float64
+	for i := maxHeldValues + 7 + 500; i < len(names); i++ {
+		want = append(want, sig3(float64(i+1)))
+	}
+	for i := range 500 {
+		want = append(want, sig3(float64(i+1)))
+	}
+	out, _ := enc.Take(nil, a, now, true)
+	var got []float64
+	dropped := 0.0
+	for _, d := range docs(t, out) {
+		switch v := d["ChunkLatency"].(type) {
+		case []any:
+			for _, x := range v {
+				got = append(got, x.(float64))
+			}
+		case float64:
+			got = append(got, v)
+		}
+		if v, ok := d["InstrumentValuesDropped"].(float64); ok {
+			dropped += v
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("written %d values, want the newest %d in order", len(got), len(want))
+	}
+	if wantDropped := 2 * (len(names) + 500 - maxHeldValues); dropped != float64(wantDropped) {
+		t.Errorf("dropped %v, want %d", dropped, wantDropped)
+	}
+}
+
+// Adding 2,000,000 values, one an Add, to one instrument that is not
+// written does linear work — values moved to drop the oldest: at most one a
+// value, where shifting the array for each value past the cap moved 1,000
+// a value — keeps memory bounded, writes the cap's worth and counts every
+// value dropped.
+func TestHoldingPastTheCapIsLinear(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing"})
+	a := NewInstruments(10)
+	now := time.Unix(1_800_000_000, 0)
+	// Distinct values in a row (sig3 keeps whole numbers under 1,000), so
+	// that a shift of the held values shows as a new oldest one.
+	res := make([]state.Result, 997)
+	for i := range res {
+		res[i] = state.Result{Chunks: []state.Chunk{{Inst: "SPY", LatencyMs: float32(i + 1), IntervalMs: float32(i + 1)}}}
+	}
+	const values = 2_000_000
+	maxCap, oldestChanged := 0, 0
+	oldest := -1.0
+	for i := range values {
+		a.Add(res[i%len(res):i%len(res)+1], now)
+		in := a.byName["SPY"]
+		maxCap = max(maxCap, cap(in.lat), cap(in.intv))
+		if i >= values-10*maxHeldValues {
+			// Held values stay where they are between cuts: the oldest
+			// changes once per maxHeldValues values, not with each.
+			if in.lat[0] != oldest {
+				oldestChanged++
+				oldest = in.lat[0]
+			}
+		}
+	}
+	moved := a.moved
+	out, _ := enc.Take(nil, a, now, true)
+	held, dropped := 0, 0.0
+	for _, d := range docs(t, out) {
+		held += count(d["ChunkLatency"]) + count(d["ChunkInterval"])
+		if v, ok := d["InstrumentValuesDropped"].(float64); ok {
+			dropped += v
+		}
+	}
+	t.Logf("figure: %d values into one instrument, one an Add: %d written, %d dropped, %d moved (%.2f a value), arrays of at most %d, oldest held value changed %d times in the last %d",
+		2*values, held, int64(dropped), a.moved, float64(a.moved)/float64(2*values), maxCap, oldestChanged, 10*maxHeldValues)
+	if held != 2*maxHeldValues || dropped != 2*(values-maxHeldValues) {
+		t.Errorf("written %d, dropped %v; want %d and %d", held, dropped, 2*maxHeldValues, 2*(values-maxHeldValues))
+	}
+	// The first look, and once a cut (ten in 10,000 values).
+	if moved > 2*values || oldestChanged > 11 {
+		t.Errorf("%d values moved for %d added, the oldest held value changed %d times in %d adds: more than one move a value",
+			moved, 2*values, oldestChanged, 10*maxHeldValues)
+	}
+	if maxCap > 3*maxHeldValues {
+		t.Errorf("an array of %d values' capacity for a cap of %d", maxCap, maxHeldValues)
+	}
+}

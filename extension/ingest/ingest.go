@@ -5,6 +5,7 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,7 +23,7 @@ import (
 // its application happen under mu, as one step: "the socket is empty" under
 // mu then means "everything sent before is applied".
 type Socket struct {
-	conn  net.PacketConn
+	conn  net.PacketConn // nil: the socket ListenFallback gives when the address is unusable
 	rc    syscall.RawConn
 	fd    int
 	mu    sync.Locker
@@ -30,21 +31,62 @@ type Socket struct {
 	rbuf  *batch // reader goroutine's buffers
 	dbuf  *batch // drain's buffers (drain runs on another goroutine)
 	done  chan struct{}
+	path  string // the unix socket file this socket bound, removed by Close
+	file  fileID // and its identity, so that Close removes only that file
+
+	dropsMu   sync.Mutex
+	drops     uint64 // kernel drops so far, extended past the kernel's 32 bits
+	lastDrops uint32 // the kernel's counter when last read
 }
+
+// fileID is a file's identity: a path can be made to name another file.
+type fileID struct{ dev, ino uint64 }
+
+// Errors for an address Listen cannot use, so that a caller can tell them
+// from other failures (errors.Is) and degrade (ListenFallback): ErrAddrInUse
+// (something is at the socket path, another process holds the UDP port) is
+// also ErrAddrUnusable, which covers the rest (a socket directory that is
+// not private, an IP that is not this machine's, no permission).
+var (
+	ErrAddrUnusable = errors.New("event address unusable")
+	ErrAddrInUse    = fmt.Errorf("%w: in use", ErrAddrUnusable)
+)
 
 // Listen binds a and starts the reader goroutine. apply gets each datagram
 // (b, valid until it returns) and its real size, which exceeds len(b) when
 // the datagram was longer than protocol.MaxDatagram; it runs with mu held.
+//
+// A unix socket path must not exist, or be a dead socket (one nobody
+// receives on: left by an extension process killed at a reset), which is
+// replaced. Anything else there (a file, a live program's socket) was not
+// created by this extension and is never removed or replaced; Listen fails
+// with ErrAddrInUse instead. Close removes the socket file Listen created.
 func Listen(a protocol.Addr, mu sync.Locker, apply func(b []byte, size int)) (*Socket, error) {
 	var pc net.PacketConn
 	var err error
+	var id fileID
 	switch a.Network {
 	case "unixgram":
 		if err := privateDir(filepath.Dir(a.Path)); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("listen %s: %w: %w", a, ErrAddrUnusable, err)
 		}
-		_ = os.Remove(a.Path) // a stale socket from a previous extension process
+		if fi, err := os.Lstat(a.Path); err == nil && !deadSocket(a.Path, fi) {
+			return nil, fmt.Errorf("listen %s: %w: a %s is already there, and streamlens removes no file it did not create (remove it if nothing uses it, or set another path)",
+				a, ErrAddrInUse, kind(fi))
+		} else if err == nil {
+			// A socket nobody receives on: what an extension process killed
+			// at a reset leaves behind (the environment's /tmp outlives it).
+			// Refusing it would turn events off for the environment's life.
+			_ = os.Remove(a.Path)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("listen %s: %w: %w", a, ErrAddrUnusable, err)
+		}
+		// bind creates the file, and fails if one appeared meanwhile: it
+		// never replaces one.
 		pc, err = net.ListenPacket("unixgram", a.Path)
+		if err == nil {
+			id, err = identify(a.Path)
+		}
 		if err == nil {
 			// Only the sandbox user may write events.
 			err = os.Chmod(a.Path, 0o600)
@@ -55,20 +97,32 @@ func Listen(a protocol.Addr, mu sync.Locker, apply func(b []byte, size int)) (*S
 	if err != nil {
 		if pc != nil {
 			pc.Close()
+			removeIf(a.Path, id) // the socket file it made, if any
+		}
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			err = fmt.Errorf("%w: %w (another process holds it)", ErrAddrInUse, err)
+		case errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EACCES) || errors.Is(err, fs.ErrPermission):
+			err = fmt.Errorf("%w: %w", ErrAddrUnusable, err)
 		}
 		return nil, fmt.Errorf("listen %s: %w", a, err)
 	}
 	sc, ok := pc.(syscall.Conn)
 	if !ok {
 		pc.Close()
+		removeIf(a.Path, id)
 		return nil, errors.New("listen: socket exposes no raw connection")
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
 		pc.Close()
-		return nil, err
+		removeIf(a.Path, id)
+		return nil, fmt.Errorf("listen %s: %w", a, err)
 	}
 	in := &Socket{conn: pc, rc: rc, mu: mu, apply: apply, rbuf: newBatch(), dbuf: newBatch(), done: make(chan struct{})}
+	if a.Network == "unixgram" {
+		in.path, in.file = a.Path, id
+	}
 	_ = rc.Control(func(fd uintptr) {
 		in.fd = int(fd)
 		// A bigger receive buffer absorbs a burst while the extension is busy
@@ -79,8 +133,69 @@ func Listen(a protocol.Addr, mu sync.Locker, apply func(b []byte, size int)) (*S
 	return in, nil
 }
 
-// LocalAddr is the bound address (useful with port 0).
-func (in *Socket) LocalAddr() net.Addr { return in.conn.LocalAddr() }
+// ListenFallback is Listen for a caller that degrades instead of failing
+// (STREAMLENS_STRICT off). When a is unusable (ErrAddrUnusable) it returns,
+// with Listen's error for the caller to report (stderr and a metric), a
+// socket that receives nothing: Drain returns at once, KernelDrops is 0,
+// Close does nothing. The function then runs as it would without
+// streamlens, with no stream metrics.
+//
+// It tries no other address on purpose. The function's client sends to the
+// configured address (the same STREAMLENS_ADDR): a socket bound anywhere
+// else — another port, another path — would receive nothing either, and
+// would hide the misconfiguration behind metrics that merely stop. Any other
+// error is returned as Listen returns it, with a nil socket.
+func ListenFallback(a protocol.Addr, mu sync.Locker, apply func(b []byte, size int)) (*Socket, error) {
+	in, err := Listen(a, mu, apply)
+	if err != nil && errors.Is(err, ErrAddrUnusable) {
+		done := make(chan struct{})
+		close(done)
+		return &Socket{mu: mu, done: done}, err
+	}
+	return in, err
+}
+
+// LocalAddr is the bound address (useful with port 0); nil for the socket
+// ListenFallback gives when the address is unusable.
+func (in *Socket) LocalAddr() net.Addr {
+	if in.conn == nil {
+		return nil
+	}
+	return in.conn.LocalAddr()
+}
+
+// KernelDrops is how many datagrams the kernel dropped on this socket since
+// it was bound, because its receive buffer was full (the reader fell behind
+// a burst). It is read on demand with one getsockopt(SO_MEMINFO), not from
+// a control message on every datagram (SO_RXQ_OVFL): the read path stays
+// one recvmmsg per batch. A unix datagram socket never drops (its sender
+// waits or is refused, and the client counts that), so it stays 0 there;
+// it also stays 0 on a kernel whose SO_MEMINFO lacks the drop count.
+func (in *Socket) KernelDrops() uint64 {
+	if in.conn == nil {
+		return 0
+	}
+	var mem [unix.SK_MEMINFO_VARS]uint32
+	size := uint32(unsafe.Sizeof(mem))
+	var errno syscall.Errno
+	if err := in.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
+	}); err != nil || errno != 0 || size < 4*(unix.SK_MEMINFO_DROPS+1) {
+		in.dropsMu.Lock()
+		defer in.dropsMu.Unlock()
+		return in.drops // closed, or not told: what was seen last
+	}
+	in.dropsMu.Lock()
+	defer in.dropsMu.Unlock()
+	// The kernel's counter is 32 bits and wraps; the difference since the
+	// last read is right across a wrap (uint32 arithmetic) as long as fewer
+	// than 4 billion drops come between two reads.
+	cur := mem[unix.SK_MEMINFO_DROPS]
+	in.drops += uint64(cur - in.lastDrops)
+	in.lastDrops = cur
+	return in.drops
+}
 
 // batchSize is how many datagrams one read takes at most: a burst of chunk
 // events is read with one system call instead of one per datagram.
@@ -170,6 +285,9 @@ func (in *Socket) run() {
 // sender's sendto). The lock is taken per batch, so the telemetry listener
 // and the reader are never shut out by a flood.
 func (in *Socket) Drain(until time.Time) {
+	if in.conn == nil {
+		return
+	}
 	for i := 0; ; i++ {
 		if i%4 == 3 && !time.Now().Before(until) {
 			return
@@ -186,10 +304,71 @@ func (in *Socket) Drain(until time.Time) {
 	}
 }
 
-// Close closes the socket and waits for the reader goroutine.
+// Close closes the socket, waits for the reader goroutine and removes the
+// unix socket file Listen created — if the path still names that file.
 func (in *Socket) Close() {
+	if in.conn == nil {
+		return
+	}
 	in.conn.Close()
 	<-in.done
+	if in.path != "" {
+		removeIf(in.path, in.file)
+	}
+}
+
+// identify returns the identity of the file at path (not following a link).
+func identify(path string) (fileID, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, fmt.Errorf("%s: no file identity", path)
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
+// removeIf removes path when it is still the file id: a file put in its
+// place since is someone else's.
+func removeIf(path string, id fileID) {
+	if path == "" || id == (fileID{}) {
+		return
+	}
+	if now, err := identify(path); err == nil && now == id {
+		_ = os.Remove(path)
+	}
+}
+
+// deadSocket reports whether the file at path is a unix datagram socket that
+// nobody receives on (connecting is refused): a dead socket, not a live
+// program's, and not a file of any other kind.
+func deadSocket(path string, fi fs.FileInfo) bool {
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return false
+	}
+	c, err := net.Dial("unixgram", path)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// kind names what a file is, for the error that says it is in the way.
+func kind(fi fs.FileInfo) string {
+	switch m := fi.Mode(); {
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "file"
+	}
+	return "file"
 }
 
 // privateDir makes sure dir exists, belongs to this user and is closed to
