@@ -90,6 +90,12 @@ const (
 	// NonStreamingInvocations is 1 on the record of an invocation that
 	// succeeded without starting a stream: counted apart, in no SLO.
 	NonStreamingInvocations = "NonStreamingInvocations"
+	// EventAddressUnusable is 1 when STREAMLENS_ADDR could not be bound
+	// (taken, a file in the way): the extension runs without stream events.
+	EventAddressUnusable = "EventAddressUnusable"
+	// KernelDrops counts datagrams the kernel dropped on the event socket
+	// (its receive buffer was full): lost events, maybe a stream's end.
+	KernelDrops = "KernelDrops"
 )
 
 // Property keys written next to the metrics (searchable in Logs Insights).
@@ -154,5 +160,7 @@ func Defs() []Def {
 		{SpansSampledOut, emf.Count, false, "healthy streams the trace sampler did not keep"},
 		{FailedBeforeFirstByte, emf.Count, false, "1 for an invocation that failed before any stream started (counted as a truncated outcome with no first byte); written only then"},
 		{NonStreamingInvocations, emf.Count, false, "1 for an invocation that succeeded without starting a stream (in no SLO); written only then"},
+		{EventAddressUnusable, emf.Count, false, "1 when STREAMLENS_ADDR could not be bound (taken, a file in the way): no stream events are received"},
+		{KernelDrops, emf.Count, false, "datagrams the kernel dropped on the event socket (its buffer was full): lost events"},
 	}
 }

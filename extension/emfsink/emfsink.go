@@ -3,6 +3,7 @@
 package emfsink
 
 import (
+	"errors"
 	"math"
 	"sync"
 	"time"
@@ -63,7 +64,13 @@ func (e *Encoder) Write(b Batch, now, until time.Time, give func([]byte)) []erro
 	written := 0
 	keep := func(dst []byte, err error) {
 		out = dst
-		if err != nil {
+		var vre *emf.ValueRangeError
+		switch {
+		case errors.As(err, &vre):
+			// Written without the values CloudWatch would refuse: counted,
+			// in this write's own counters document.
+			b.Counters.ValuesRefused += int64(vre.Dropped)
+		case err != nil:
 			errs = append(errs, err)
 		}
 		if len(out) >= pieceBytes {
@@ -188,13 +195,15 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	return appendOrKeep(dst, d)
 }
 
-// appendOrKeep appends d, or returns dst unchanged with the error.
+// appendOrKeep appends d, or returns dst unchanged with the error. A
+// document written without values CloudWatch would refuse is kept, with
+// the *emf.ValueRangeError that says how many.
 func appendOrKeep(dst []byte, d *emf.Document) ([]byte, error) {
 	out, err := emf.Append(dst, d)
-	if err != nil {
+	if err != nil && !errors.Is(err, emf.ErrValueRange) {
 		return dst, err
 	}
-	return out, nil
+	return out, err
 }
 
 // AppendInvocation appends the document of one finished invocation: its
@@ -310,11 +319,13 @@ func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time, fi
 			{Key: "DroppedEMFLines", Value: c.DroppedEMF}, {Key: "DuplicateEvents", Value: c.DuplicateEvents},
 			{Key: "MissingStart", Value: c.MissingStart}, {Key: "ImplausibleEvents", Value: c.Implausible},
 			{Key: "ShedChunkDetail", Value: c.ShedDetail}, {Key: "SpansDropped", Value: c.SpansDropped},
-			{Key: "InvocationRecordsLost", Value: c.InvocationsDropped}},
+			{Key: "InvocationRecordsLost", Value: c.InvocationsDropped}, {Key: "SpanExportUnknown", Value: c.SpanExportUnknown},
+			{Key: "ValuesRefused", Value: c.ValuesRefused}},
 		Metrics: []emf.Metric{count(m.MalformedEvents, c.Malformed), count(m.TelemetryUnavailable, c.TelemetryUnavailable),
 			count(m.ConfigErrors, c.ConfigErrors), count(m.SpanExportFailures, c.SpanExportErr),
 			count(m.SpansKeptFailed, c.SpansKeptFailed), count(m.SpansSampled, c.SpansSampled),
-			count(m.SpansSampledOut, c.SpansSampledOut)}})
+			count(m.SpansSampledOut, c.SpansSampledOut), count(m.EventAddressUnusable, c.ListenErrors),
+			count(m.KernelDrops, c.KernelDrops)}})
 }
 
 // maxRecordAge is how far before it is written a record may be stamped.

@@ -220,9 +220,16 @@ func (b *background) step(ctx context.Context) bool {
 	b.mu.Unlock()
 
 	lost, err := b.spans.Export(jctx, batch)
-	if lost > 0 && !errors.Is(ctx.Err(), context.Canceled) {
-		// The collector failed, refused some, or the budget ran out (the
-		// exporter retries within it): the spans are counted as lost.
+	switch {
+	case lost == 0 || errors.Is(ctx.Err(), context.Canceled):
+	case errors.Is(err, otlpsink.ErrOutcomeUnknown):
+		// The budget ended the export before the collector answered: it
+		// may have taken them. Counted apart, so that a budget too short
+		// for the collector does not read as the collector failing.
+		b.count(state.Counters{SpanExportUnknown: int64(lost)})
+	default:
+		// The collector failed or refused some (the exporter retries
+		// within the budget): the spans are counted as lost.
 		b.count(state.Counters{SpanExportErr: int64(lost)})
 		b.warn(err)
 	}

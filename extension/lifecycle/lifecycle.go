@@ -6,6 +6,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -86,18 +87,25 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 		stderr: stderr, log: lw, managed: managed,
 		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold,
 			InstrumentMetrics: cfg.InstrumentMetrics, Version: cfg.Version})}
-	in, err := ingest.Listen(cfg.Addr, &r.mu, func(b []byte, size int) {
+	in, err := ingest.ListenFallback(cfg.Addr, &r.mu, func(b []byte, size int) {
 		if r.table.ApplyDatagram(b, size, time.Now()) {
 			r.notify()
 		}
 	})
-	if err != nil {
+	var listenErrors int64
+	switch {
+	case err != nil && (cfg.Strict || !errors.Is(err, ingest.ErrAddrUnusable)):
 		return fail("Extension.ListenError", fmt.Errorf("streamlens: STREAMLENS_ADDR: %w", err))
+	case err != nil:
+		// Degrade, never break the function: it runs as without
+		// streamlens, and the platform's figures still come.
+		fmt.Fprintf(stderr, "streamlens: STREAMLENS_ADDR: %v: no stream events are received (STREAMLENS_STRICT=on fails init instead)\n", err)
+		listenErrors = 1
 	}
 	defer in.Close()
 	r.in = in
 	r.table.SetManaged(managed)
-	r.table.Count(state.Counters{ConfigErrors: configErrors})
+	r.table.Count(state.Counters{ConfigErrors: configErrors, ListenErrors: listenErrors})
 	if cfg.OTLP.On {
 		sp, err := otlpsink.New(otlpsink.Config{OTLP: cfg.OTLP, FunctionName: cfg.FunctionName,
 			MaxEvents: cfg.SpanMaxEvents, TTFBThreshold: cfg.TTFBThreshold}, getenv)
@@ -150,6 +158,7 @@ type runner struct {
 	bg      *background        // span export and per-instrument documents, off the path to next
 	managed bool               // Lambda Managed Instances: SHUTDOWN only, flushed by flushLoop
 	cpu     time.Duration      // process CPU time at the last boundary
+	drops   uint64             // the socket's kernel drops at the last write
 	// stopFlushLoop stops flushLoop and waits for it (nil when not managed).
 	stopFlushLoop func()
 	log           *logpipe.Writer
@@ -301,6 +310,16 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	r.write(b, limit)
 }
 
+// kernelDrops is how many datagrams the kernel dropped on the event socket
+// since the last call: each may have been a stream's end, so they are
+// counted where the dropped-events alarm looks.
+func (r *runner) kernelDrops() int64 {
+	d := r.in.KernelDrops()
+	n := int64(d - r.drops)
+	r.drops = d
+	return n
+}
+
 // maxDrain bounds one drain of the socket: a flood must not hold the
 // invocation (what is left is read by the reader goroutine).
 const maxDrain = 20 * time.Millisecond
@@ -312,6 +331,7 @@ const maxDrain = 20 * time.Millisecond
 // while the environment is thawed anyway.
 func (r *runner) write(b emfsink.Batch, until time.Time) {
 	b.Counters.DroppedEMF += r.log.TakeDropped()
+	b.Counters.KernelDrops += r.kernelDrops()
 	now := time.Now()
 	if errs := r.enc.Write(b, now, until, func(p []byte) { r.log.Give(p) }); len(errs) > 0 {
 		fmt.Fprintf(r.stderr, "streamlens: flush: emf: %d documents skipped, first: %v\n", len(errs), errs[0])

@@ -114,6 +114,10 @@ type Counters struct {
 	SpansSampledOut      int64 // healthy streams the sampler did not keep
 	ConfigErrors         int64 // bad STREAMLENS_* values that fell back to their defaults
 	InvocationsDropped   int64 // platform events for invocations past the table's bound: their records are lost
+	ListenErrors         int64 // the event address was unusable: no stream events are received
+	KernelDrops          int64 // datagrams the kernel dropped on the event socket (its buffer was full)
+	SpanExportUnknown    int64 // spans whose export the budget ended before the collector answered
+	ValuesRefused        int64 // metric values outside CloudWatch's range, left out of their document
 }
 
 // Add adds d to c.
@@ -139,6 +143,10 @@ func (c *Counters) Add(d Counters) {
 	c.SpansSampledOut += d.SpansSampledOut
 	c.ConfigErrors += d.ConfigErrors
 	c.InvocationsDropped += d.InvocationsDropped
+	c.ListenErrors += d.ListenErrors
+	c.KernelDrops += d.KernelDrops
+	c.SpanExportUnknown += d.SpanExportUnknown
+	c.ValuesRefused += d.ValuesRefused
 }
 
 // Table holds all stream and invocation state. It is not safe for concurrent

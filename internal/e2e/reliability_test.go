@@ -3,8 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -354,3 +357,49 @@ func (c *soakCounter) counts() (int, int) {
 }
 
 var _ = context.Background
+
+// The event address is taken (another process on the UDP port, a file at the
+// unix path): the function is not harmed. Its invocations succeed, the
+// extension says why it receives no events (stderr and EventAddressUnusable),
+// the platform's records still come, and the file in the way is untouched.
+// With STREAMLENS_STRICT=on init fails instead, naming the address.
+func TestReliabilityEventAddressTaken(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	inTheWay := dir + "/streamlens.sock"
+	if err := os.WriteFile(inTheWay, []byte("not ours"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, addr := range map[string]string{"UDP port taken": taken.LocalAddr().String(), "file at the unix path": "unix:" + inTheWay} {
+		t.Run(name, func(t *testing.T) {
+			e := start(t, func(c *sandbox.Config) { c.Env = append(c.Env, "STREAMLENS_ADDR="+addr) })
+			for i := 0; i < 3; i++ {
+				if res, body := e.invoke(t, "instruments=5"); res.Status != "success" || quotes(body) != 5 {
+					t.Fatalf("the function was harmed: %+v, %d quotes", res, quotes(body))
+				}
+			}
+			e.sb.Close()
+			ds := e.log.waitDocs(t, "3 invocation records", func(ds []doc) bool { return len(invocationDocs(ds)) == 3 })
+			if n := sumKey(ds, "EventAddressUnusable"); n != 1 || !strings.Contains(e.log.String(), "no stream events are received") {
+				t.Errorf("EventAddressUnusable %v; log:\n%s", n, e.log.String())
+			}
+			t.Logf("figure: %s: 3/3 invocations succeed, 3 records, EventAddressUnusable=1", name)
+		})
+	}
+	if b, _ := os.ReadFile(inTheWay); string(b) != "not ours" {
+		t.Errorf("the file in the way was touched: %q", b)
+	}
+	t.Run("strict", func(t *testing.T) {
+		e := start(t, func(c *sandbox.Config) {
+			c.Env = append(c.Env, "STREAMLENS_ADDR="+taken.LocalAddr().String(), "STREAMLENS_STRICT=on")
+		})
+		ev, _ := json.Marshal(map[string]any{"rawPath": "/", "queryStringParameters": map[string]string{}, "requestContext": map[string]any{}})
+		if _, err := e.sb.Invoke(context.Background(), ev, io.Discard); err == nil || !strings.Contains(e.log.String(), "Extension.ListenError") && !strings.Contains(err.Error(), "ListenError") {
+			t.Errorf("strict: init did not fail with Extension.ListenError: %v", err)
+		}
+	})
+}
