@@ -87,8 +87,13 @@ func Queries() []Query {
 | limit 100`},
 		{"cold-starts", `filter ispresent(InitDuration)
 | stats count(*) as cold_starts, pct(InitDuration, 50) as init_p50_ms, pct(InitDuration, 99) as init_p99_ms by InitType, bin(1h)`},
+		{"failed-before-first-byte", `fields @timestamp, InvocationStatus, ErrorType, TruncationReason, RequestId
+| filter FailedBeforeFirstByte = 1
+| stats count(*) as invocations by InvocationStatus, ErrorType, bin(5m)
+| sort invocations desc
+| limit 50`},
 		{"extension-problems", `filter ispresent(EventsReceived)
-| stats sum(MalformedEvents) as malformed, sum(ConfigErrors) as config_errors, sum(SpanExportFailures) as span_export_failures, sum(DroppedEMFLines) as dropped_emf_lines, sum(EvictedStreams) as evicted by bin(1h)`},
+| stats sum(MalformedEvents) as malformed, sum(ConfigErrors) as config_errors, sum(SpanExportFailures) as span_export_failures, sum(DroppedEMFLines) as dropped_emf_lines, sum(EvictedStreams) as evicted, sum(KernelDrops) as kernel_drops, sum(EventAddressUnusable) as address_unusable by bin(1h)`},
 	}
 }
 

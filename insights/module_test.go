@@ -21,7 +21,9 @@ func documents(t *testing.T) []map[string]any {
 		Streams: []state.Result{{QuoteID: "q", RequestID: "r", BundleID: "EQ-EU-50", ClientID: "desk-7", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 			Time: now, HasTTFB: true, TTFBMs: 150, Delivered: 20, Expected: 50, Verdict: state.Verdict{Cause: state.EndStatus, Detail: "error", Class: state.Service}, Status: "error", Integrity: 1, PlatformLatencyMs: -1}},
 		Invocations: []state.InvocationResult{{RequestID: "r", Time: now, Done: &state.RuntimeDone{Status: "success"}, Report: &state.Report{DurationMs: 3}, CPU: time.Millisecond,
-			ColdStart: true, FirstRecord: true, InitKnown: true, Init: state.InitReport{InitType: "on-demand", DurationMs: 180}}},
+			ColdStart: true, FirstRecord: true, InitKnown: true, Init: state.InitReport{InitType: "on-demand", DurationMs: 180}},
+			{RequestID: "r2", Time: now, Done: &state.RuntimeDone{Status: "error", ErrorType: "Runtime.HandlerError"},
+				Verdict: state.Verdict{Cause: state.Platform, Detail: "error", Class: state.BeforeFirstByte}}},
 		Counters: state.Counters{Malformed: 1},
 		Final:    true,
 	}

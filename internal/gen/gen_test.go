@@ -99,7 +99,7 @@ func TestDashboardBody(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"Business TTFB (handler start → first useful chunk)", "Truncation rate (streams not ended complete)",
+	for _, want := range []string{"Business TTFB (handler start → first useful chunk)", "Truncation rate (outcomes not ended complete)",
 		"Slowest instruments (ChunkInterval p99, top 10)", "InitDuration by initialization type", "SLO ttfb: error budget left (28-day objective 99 %)",
 		"What streamlens costs each invocation"} {
 		if !titles[want] {
