@@ -529,6 +529,41 @@ func TestManagedInstances(t *testing.T) {
 	})
 }
 
+// Rule 9, continued: on Managed Instances a runtime may have more workers
+// waiting in next than the concurrency (AWS's Node runtime client starts 8
+// per vCPU): they all wait, none is refused, and no more invocations than the
+// concurrency run at once.
+func TestManagedInstancesMoreWorkersThanConcurrency(t *testing.T) {
+	f := run(t, func(c *Config) { c.MaxConcurrency = 2 }, "TESTEXT_EVENTS=SHUTDOWN", "TESTRT_WORKERS=6")
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := f.invoke(t, `{"sleep_ms":100}`); r.Status != "success" {
+				t.Errorf("%+v", r)
+			}
+		}()
+	}
+	wg.Wait()
+	running, most := 0, 0
+	for _, r := range f.records(t, "rt") {
+		switch r.str("ev") {
+		case "invoke":
+			if r.str("id") == "" {
+				t.Fatal("a waiting worker's next was refused (no request id)")
+			}
+			running++
+		case "done":
+			running--
+		}
+		most = max(most, running)
+	}
+	if most > 2 {
+		t.Errorf("%d invocations ran at once, concurrency 2", most)
+	}
+}
+
 // Rule 9, continued: what Lambda Managed Instances tell extensions, as AWS's
 // emulator does in its Managed Instances mode: no platform.runtimeDone at all;
 // platform.report carries the status, the error type, the response spans and

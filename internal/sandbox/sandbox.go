@@ -311,6 +311,18 @@ func Start(cfg Config) (*Sandbox, error) {
 
 func (c Config) managed() bool { return c.MaxConcurrency > 1 }
 
+// idleRuntimes is how many runtime calls to next may wait at once: one in a
+// classic environment (a second is an error); on Managed Instances every
+// worker of the runtime waits in its own next — AWS's Node runtime client
+// starts 8 per vCPU whatever the concurrency — and AWS's emulator queues up
+// to 10,000 of them, handing each invocation to one.
+func (c Config) idleRuntimes() int {
+	if c.managed() {
+		return 10_000
+	}
+	return c.MaxConcurrency
+}
+
 // initManaged is the initializationType of a Lambda Managed Instances
 // environment.
 const initManaged = "lambda-managed-instances"
@@ -356,7 +368,7 @@ func (s *Sandbox) spawn(name, path string) (*proc, error) {
 // every extension wait in next. phase is "init", or "invoke" for a suppressed
 // init (after a reset, inside the invocation that needed it). s.envMu is held.
 func (s *Sandbox) init(deadline time.Time, phase string) (*state, error) {
-	st := &state{byID: map[string]*extension{}, rtNext: make(chan chan *invocation, s.cfg.MaxConcurrency),
+	st := &state{byID: map[string]*extension{}, rtNext: make(chan chan *invocation, s.cfg.idleRuntimes()),
 		invs: map[string]*invocation{}, initPhase: true, timedOut: map[string]bool{}}
 	s.setState(st)
 	s.inits++

@@ -58,6 +58,9 @@ func main() {
 	}()
 	record(map[string]any{"ev": "start", "pid": os.Getpid()})
 	n, _ := strconv.Atoi(os.Getenv("AWS_LAMBDA_MAX_CONCURRENCY"))
+	if w, _ := strconv.Atoi(os.Getenv("TESTRT_WORKERS")); w > 0 {
+		n = w // more workers than the concurrency, as AWS's Node runtime client starts
+	}
 	for i := 1; i < n; i++ {
 		go loop()
 	}
