@@ -42,6 +42,9 @@ vet:
 # target for a bounded time on top of its committed seed corpus.
 test: vet build portable
 	@scripts/need-chromium.sh
+	@# AWS's Node runtime interface client, for the Node end-to-end tests
+	@# (internal/e2e/node_test.go): cached in bin/node-ric, ~3 min the first time.
+	@scripts/need-node-ric.sh
 	$(GO) test -count=1 ./...
 	@# The client runs on the function's goroutines and its own timer's:
 	@# its tests again under the race detector.

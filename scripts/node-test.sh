@@ -19,4 +19,6 @@ npm pack --silent --pack-destination "$tmp" >/dev/null
 (cd "$tmp" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund ./streamlens-client-*.tgz >/dev/null)
 test ! -L "$tmp/node_modules/@streamlens/client" || { echo "npm pack: the install is a link, not a copy"; exit 1; }
 (cd "$tmp" && node -e "const {Client}=require('@streamlens/client'); if (typeof Client.fromEnv !== 'function') process.exit(1)")
+# The zero-code instrumentation preloads from the package as from the layer.
+(cd "$tmp" && STREAMLENS_ADDR=127.0.0.1:9 node --require @streamlens/client/auto.js -e "if (globalThis[Symbol.for('streamlens.auto.wrapped')] !== true) process.exit(1)")
 echo "npm pack: the tarball installs and loads"

@@ -26,6 +26,9 @@ export interface EndOptions {
   // The SHA-256 the function announced: hex, base64 or 32 bytes. Anything
   // else is left out of the end event (Summary.declaredIgnored).
   declared?: string | Uint8Array;
+  // Time the writer spent waiting for 'drain' (sent as blocked_ms, a key the
+  // extension does not read yet).
+  blockedMs?: number;
 }
 
 export interface Summary {
@@ -41,9 +44,14 @@ export declare class Stream {
 }
 
 export declare class Client {
-  constructor(addr?: string, opts?: { maxInFlight?: number });
-  // Never throws: an address it cannot use (unix:, nonsense) gives a client
-  // that writes through, with the reason in `disabled`.
+  // coalesce: chunk events per datagram (1 to 64, default 64 or
+  // STREAMLENS_COALESCE with fromEnv); maxWaitMs: how long they wait for
+  // company (default 2).
+  constructor(addr?: string, opts?: { maxInFlight?: number; coalesce?: number; maxWaitMs?: number });
+  readonly coalesce: number;
+  // Never throws: an address it cannot use (unix:, nonsense), or
+  // STREAMLENS_ADDR=off, gives a client that writes through, with the
+  // reason in `disabled`.
   static fromEnv(env?: NodeJS.ProcessEnv): Client;
   readonly disabled?: string;
   start(responseStream: Writable, opts?: StartOptions): Stream;
@@ -56,3 +64,6 @@ export declare function escape(value: unknown): string;
 export declare function uuidv7(): string;
 export declare function declaredHex(v: unknown): string;
 export declare const MAX_DATAGRAM: number;
+// Set on a response stream an explicit Stream records: the zero-code
+// instrumentation (auto.js) leaves that stream alone.
+export declare const EXPLICIT: unique symbol;

@@ -6,7 +6,12 @@
 // (docs/protocol.md). Sending never blocks and never fails the response: a
 // datagram that cannot be sent is dropped and counted, and the count travels in
 // the stream's end event.
-
+//
+// Events share datagrams as the Go client's do (client/stream.go): the start
+// goes with the first payload chunk, the end at once, and up to
+// STREAMLENS_COALESCE (64) chunk events in between wait at most 2 ms for
+// company. The extension's CPU, and this process's, scale with datagrams, not
+// events; each event keeps its own time and sequence number.
 const dgram = require('node:dgram');
 const crypto = require('node:crypto');
 
@@ -17,6 +22,16 @@ const MAX_DATAGRAM = 8192;
 // not keeping up, and events are dropped (counted) instead of queued without
 // bound.
 const MAX_IN_FLIGHT = 1024;
+// Chunk events per datagram at most (STREAMLENS_COALESCE, 1 to 64), and how
+// long a waiting event may wait for company: the same bounds as the Go client.
+const DEFAULT_COALESCE = 64;
+const MAX_COALESCE = 64;
+const COALESCE_WAIT_MS = 2;
+// The longest event the protocol allows (two ids and a value escaped at three
+// bytes a byte, keys, numbers, flags): a datagram with events waiting is sent
+// once less than this is left, so the next event always fits.
+const MAX_EVENT_BYTES = 3 * (2 * 128 + 256) + 128;
+const COALESCE_BYTES = MAX_DATAGRAM - MAX_EVENT_BYTES;
 
 const STATUS = Object.freeze({ complete: 'complete', error: 'error', aborted: 'aborted' });
 
@@ -98,8 +113,17 @@ function parseAddr(addr) {
 class Client {
   // addr: "IP:port". Create one per process, at init (outside the handler).
   // An address the client cannot use throws here; Client.fromEnv never does.
-  constructor(addr = DEFAULT_ADDR, { maxInFlight = MAX_IN_FLIGHT } = {}) {
+  // opts: maxInFlight (datagrams handed to libuv at most), coalesce (chunk
+  // events per datagram, 1 to 64; 1 sends each event on its own), maxWaitMs
+  // (how long events wait to share a datagram; tests that count datagrams
+  // set it long, so that a slow machine's pause cannot split a batch).
+  constructor(addr = DEFAULT_ADDR, { maxInFlight = MAX_IN_FLIGHT, coalesce = DEFAULT_COALESCE, maxWaitMs = COALESCE_WAIT_MS } = {}) {
     const { host, port, family } = parseAddr(addr);
+    this.coalesce = clampCoalesce(coalesce);
+    this._maxWait = maxWaitMs;
+    // One timer for every stream with events waiting, as in the Go client.
+    this._waiting = new Set();
+    this._timer = null;
     this.sent = 0;
     this.dropped = 0;
     this._inFlight = 0;
@@ -117,7 +141,10 @@ class Client {
     // Connected, so a dead listener surfaces as errors that are counted.
     this._sock.connect(port, host, () => {
       this._ready = true;
-      for (const buf of this._early.splice(0)) this._transmit(buf);
+      // _send said yes to these: a drop now is reported through onLost.
+      for (const [buf, onLost] of this._early.splice(0)) {
+        if (!this._transmit(buf, onLost) && onLost) onLost();
+      }
     });
     this._sock.unref(); // never keeps the runtime's event loop alive
   }
@@ -129,8 +156,13 @@ class Client {
   // client.disabled and said once on stderr.
   static fromEnv(env = process.env) {
     const addr = env.STREAMLENS_ADDR || DEFAULT_ADDR;
+    // off: switched off without a deploy, as with the Go client; said by
+    // the variable itself, not on stderr.
+    if (addr === 'off') return new DisabledClient('STREAMLENS_ADDR=off');
+    // A bad STREAMLENS_COALESCE keeps the default: never a failed init.
+    const n = Number.parseInt(env.STREAMLENS_COALESCE, 10);
     try {
-      return new Client(addr);
+      return new Client(addr, Number.isFinite(n) ? { coalesce: n } : {});
     } catch (err) {
       const reason = String(err && err.message || err);
       process.stderr.write(`streamlens: client disabled: ${reason}\n`);
@@ -141,11 +173,35 @@ class Client {
   stats() { return { sent: this.sent, dropped: this.dropped }; }
 
   close() {
-    if (!this._closed) { this._closed = true; this._sock.close(); }
+    if (!this._closed) {
+      this._flushWaiting(); // what waits goes out (or is counted) first
+      this._closed = true;
+      this._sock.close();
+    }
   }
 
-  _send(line) {
-    const buf = Buffer.from(line, 'latin1'); // the encoder emits ASCII only
+  // _wait has s's waiting events sent within maxWaitMs unless something
+  // sends them before. The timer is unref'd: it never keeps a process alive.
+  _wait(s) {
+    this._waiting.add(s);
+    if (this._timer === null) {
+      this._timer = setTimeout(() => this._flushWaiting(), this._maxWait);
+      if (typeof this._timer.unref === 'function') this._timer.unref();
+    }
+  }
+
+  _flushWaiting() {
+    if (this._timer !== null) { clearTimeout(this._timer); this._timer = null; }
+    const ws = [...this._waiting];
+    this._waiting.clear();
+    for (const s of ws) s._flush();
+  }
+
+  // _send hands one datagram (one or more encoded lines) to the socket.
+  // false: dropped now. onLost, if given, is called if the send fails later
+  // (the kernel refused it), so the stream can count its events as dropped.
+  _send(datagram, onLost) {
+    const buf = Buffer.from(datagram, 'latin1'); // the encoder emits ASCII only
     if (this._closed || buf.length > MAX_DATAGRAM) {
       this.dropped++;
       return false;
@@ -155,13 +211,13 @@ class Client {
         this.dropped++;
         return false;
       }
-      this._early.push(buf);
+      this._early.push([buf, onLost]);
       return true;
     }
-    return this._transmit(buf);
+    return this._transmit(buf, onLost);
   }
 
-  _transmit(buf) {
+  _transmit(buf, onLost) {
     if (this._closed || this._inFlight >= this._max) {
       this.dropped++;
       return false;
@@ -170,7 +226,12 @@ class Client {
     try {
       this._sock.send(buf, (err) => {
         this._inFlight--;
-        if (err) this.dropped++; else this.sent++;
+        if (err) {
+          this.dropped++;
+          if (onLost) onLost();
+        } else {
+          this.sent++;
+        }
       });
     } catch {
       this._inFlight--;
@@ -192,7 +253,7 @@ class Client {
 // DisabledClient stands in for a client whose address could not be used:
 // streams write through and count their events as dropped.
 class DisabledClient {
-  constructor(reason) { this.disabled = reason; this.sent = 0; this.dropped = 0; }
+  constructor(reason) { this.disabled = reason; this.sent = 0; this.dropped = 0; this.coalesce = 1; }
 
   stats() { return { sent: this.sent, dropped: this.dropped }; }
 
@@ -200,7 +261,16 @@ class DisabledClient {
 
   _send() { this.dropped++; return false; }
 
+  _wait() {}
+
   start(responseStream, opts = {}) { return new Stream(this, responseStream, opts); }
+}
+
+// clampCoalesce bounds a coalesce count to 1..64, as the Go client's SetCoalesce.
+function clampCoalesce(n) {
+  n = Math.trunc(Number(n));
+  if (!Number.isFinite(n)) return DEFAULT_COALESCE;
+  return Math.min(Math.max(n, 1), MAX_COALESCE);
 }
 
 // declaredHex turns the SHA-256 a function announced into the 64 lower-case
@@ -220,6 +290,12 @@ function declaredHex(v) {
   return '';
 }
 
+// EXPLICIT marks a response stream an explicit client records: the zero-code
+// instrumentation (auto.js) then leaves that request's stream to it. A
+// Symbol.for key, so that two copies of this module (the layer's and the
+// function's own) agree.
+const EXPLICIT = Symbol.for('streamlens.client.explicit');
+
 class Stream {
   constructor(client, w, opts) {
     this._c = client;
@@ -236,21 +312,54 @@ class Stream {
     this.dropped = 0;
     this._ended = false;
     this._writeFailed = false;
+    // Events waiting to share a datagram, and how many bytes they hold.
+    this._lines = [];
+    this._n = 0;
+    this._lost = (k) => { if (!this._ended) this.dropped += k; };
+    this._chunkPrefix = `${VERSION} chunk ${escape(this.quoteId)} ${escape(this._requestId)} `;
     // Wall clock at start, advanced by the monotonic clock (as the Go client).
     const startMs = opts.startTime ?? Date.now();
     this._wall0 = BigInt(Math.round(startMs * 1e6));
     this._mono0 = process.hrtime.bigint() - (BigInt(Date.now()) * 1000000n - this._wall0);
-    if (w && typeof w.on === 'function') w.on('error', () => { this._writeFailed = true; });
-    this._emit(encodeStart(this._h(this._wall0), {
+    if (w && typeof w === 'object') {
+      if (!opts._auto) {
+        try { w[EXPLICIT] = true; } catch { /* a frozen stream: nothing to yield to */ }
+      }
+      if (typeof w.on === 'function') w.on('error', () => { this._writeFailed = true; });
+    }
+    // The start waits for the first chunk, to share its datagram (or 2 ms,
+    // so a stream slow to its first byte is still known to the extension).
+    this._queue(encodeStart(this._h(this._wall0), {
       expected: this._expected, traceparent: opts.traceparent, bundleId: opts.bundleId, clientId: opts.clientId,
-    }));
+    }), false);
   }
 
   _now() { return this._wall0 + (process.hrtime.bigint() - this._mono0); }
 
   _h(timeNs) { return { streamId: this.quoteId, requestId: this._requestId, seq: this._seq, timeNs }; }
 
-  _emit(line) { if (!this._c || !this._c._send(line)) this.dropped++; }
+  // _queue adds one event; now sends it with what waits at once.
+  _queue(line, now) {
+    if (this._n > 0 && this._n + line.length > MAX_DATAGRAM) this._flush(); // an event too long to join
+    const wasEmpty = this._lines.length === 0;
+    this._lines.push(line);
+    this._n += line.length;
+    if (now || this._lines.length >= this._c.coalesce || this._n >= COALESCE_BYTES) {
+      this._flush();
+    } else if (wasEmpty) {
+      this._c._wait(this);
+    }
+  }
+
+  // _flush sends the events waiting as one datagram.
+  _flush() {
+    const k = this._lines.length;
+    if (k === 0) return;
+    const datagram = this._lines.length === 1 ? this._lines[0] : this._lines.join('');
+    this._lines = [];
+    this._n = 0;
+    if (!this._c || !this._c._send(datagram, () => this._lost(k))) this.dropped += k;
+  }
 
   // write writes a payload chunk without an instrument.
   write(chunk) { return this.writeChunk(chunk); }
@@ -261,13 +370,21 @@ class Stream {
   writeChunk(chunk, opts = {}) {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     const ok = this._w.write(buf);
+    this._record(buf, opts);
+    return ok;
+  }
+
+  // _record records a chunk the caller has written (auto.js writes through
+  // the stream's own write and records here): data is a Buffer, or a string
+  // in encoding of n bytes (hashed as it is, without a copy).
+  _record(data, opts = {}, encoding = undefined, n = data.length) {
     let flags = '';
     if (opts.trailer) {
       flags = 't';
     } else {
       this.delivered++;
-      this.bytes += buf.length;
-      if (this._hash) this._hash.update(buf);
+      this.bytes += n;
+      if (this._hash) this._hash.update(data, encoding);
       if (!this._firstSent && (opts.firstUseful || (!this._explicitFirst && !opts.errorEnvelope))) {
         flags += 'u';
         this._firstSent = true;
@@ -275,8 +392,14 @@ class Stream {
       if (opts.errorEnvelope) flags += 'e';
     }
     this._seq++;
-    this._emit(encodeChunk(this._h(this._now()), { instrument: opts.instrument, bytes: buf.length, flags }));
-    return ok;
+    // The first payload chunk goes at once, with the start: business TTFB,
+    // and what tells the extension the first byte is out.
+    const now = flags.includes('u') || (this.delivered === 1 && !opts.trailer);
+    // The ids are escaped once per stream (_chunkPrefix), as the Go client
+    // does: the same line encodeChunk makes, for a fraction of its cost.
+    let line = `${this._chunkPrefix}${this._seq} ${this._now()}${field('inst', opts.instrument)} bytes=${n}`;
+    if (flags) line += ` flags=${flags}`;
+    this._queue(line + '\n', now);
   }
 
   // end sends the end event. opts: { status: 'complete'|'error'|'aborted',
@@ -291,14 +414,21 @@ class Stream {
     const declared = declaredHex(opts.declared);
     const summary = { quoteId: this.quoteId, delivered: this.delivered, bytes: this.bytes, sha256, status, dropped: this.dropped };
     if (declared === '' && opts.declared !== undefined && opts.declared !== null && opts.declared !== '') summary.declaredIgnored = true;
-    if (this._ended) return summary;
-    this._ended = true;
+    if (this._ended) return this._summary || summary;
     this._seq++;
-    this._emit(encodeEnd(this._h(this._now()), {
+    let line = encodeEnd(this._h(this._now()), {
       delivered: this.delivered, expected: this._expected, bytes: this.bytes, sha256, declared, status, dropped: this.dropped,
-    }));
+    });
+    // blockedMs: time the writer waited for 'drain' (auto.js); a key the
+    // decoder ignores today (sl1 grows by optional keys), for the extension
+    // to report once it knows it.
+    if (opts.blockedMs > 0) line = line.slice(0, -1) + ` blocked_ms=${Math.round(opts.blockedMs)}\n`;
+    // The end goes at once, with whatever still waits, in one datagram.
+    this._queue(line, true);
+    this._ended = true;
+    this._summary = summary;
     return summary;
   }
 }
 
-module.exports = { Client, Stream, STATUS, encodeEvent, escape, uuidv7, parseAddr, declaredHex, MAX_DATAGRAM };
+module.exports = { Client, Stream, STATUS, EXPLICIT, encodeEvent, escape, uuidv7, parseAddr, declaredHex, MAX_DATAGRAM };

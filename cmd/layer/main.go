@@ -1,7 +1,8 @@
 // Command layer packages an extension binary as a Lambda layer zip
-// (extensions/streamlens) and prints its size and SHA-256. `make layer` builds
-// the binaries (static, stripped, reproducible flags) and calls it per
-// architecture.
+// (extensions/streamlens), with the Node.js zero-code instrumentation
+// (/opt/streamlens-node, /opt/streamlens/node), and prints its size and
+// SHA-256. `make layer` builds the binaries (static, stripped, reproducible
+// flags) and calls it per architecture.
 package main
 
 import (
@@ -18,14 +19,15 @@ import (
 func main() {
 	bin := flag.String("bin", "", "extension binary")
 	out := flag.String("out", "", "layer zip to write")
+	src := flag.String("src", ".", "repository root, where the Node instrumentation's files are read from")
 	flag.Parse()
-	if err := run(*bin, *out); err != nil {
+	if err := run(*bin, *out, *src); err != nil {
 		fmt.Fprintln(os.Stderr, "layer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, out string) error {
+func run(bin, out, src string) error {
 	if bin == "" || out == "" {
 		return fmt.Errorf("-bin and -out are required")
 	}
@@ -33,8 +35,16 @@ func run(bin, out string) error {
 	if err != nil {
 		return err
 	}
+	var extra []layer.File
+	for _, f := range layer.NodeFiles {
+		b, err := os.ReadFile(filepath.Join(src, f.Source))
+		if err != nil {
+			return fmt.Errorf("node instrumentation: %w", err)
+		}
+		extra = append(extra, layer.File{Name: f.Name, Mode: f.Mode, Data: b})
+	}
 	var zip bytes.Buffer
-	if err := layer.Write(&zip, "streamlens", data); err != nil {
+	if err := layer.Write(&zip, "streamlens", data, extra...); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
