@@ -560,3 +560,30 @@ func TestLargestEventsStayInsideADatagram(t *testing.T) {
 		t.Errorf("%d chunk events, largest datagram %d bytes", chunks, largest)
 	}
 }
+
+// slowWriter blocks every write for d: a slow caller's backpressure.
+type slowWriter struct{ d time.Duration }
+
+func (w slowWriter) Write(p []byte) (int, error) { time.Sleep(w.d); return len(p), nil }
+
+// The time inside the response writer's Write is measured and sent in the
+// end event: in all and the longest, so that a slow caller's backpressure
+// does not hide in the chunks' intervals.
+func TestBlockedWriteTimeInTheEnd(t *testing.T) {
+	l := listen(t, "udp", "127.0.0.1:0")
+	c, err := New(l.conn.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Start(context.Background(), slowWriter{20 * time.Millisecond}, StartOptions{})
+	for i := 0; i < 3; i++ {
+		s.WriteChunk([]byte("quote\n"), ChunkOptions{})
+	}
+	s.End(EndOptions{})
+	evs := l.waitFor(t, 5)
+	end := evs[len(evs)-1]
+	if end.Kind != protocol.KindEnd || !end.End.HasBlocked || end.End.BlockedUs < 60_000 || end.End.BlockedMaxUs < 20_000 || end.End.BlockedMaxUs > end.End.BlockedUs {
+		t.Errorf("end %+v: want ≥ 60 ms blocked in all, ≥ 20 ms the longest", end.End)
+	}
+}

@@ -93,6 +93,12 @@ const (
 	// EventAddressUnusable is 1 when STREAMLENS_ADDR could not be bound
 	// (taken, a file in the way): the extension runs without stream events.
 	EventAddressUnusable = "EventAddressUnusable"
+	// WriteBlockedTime is the time a stream's writer spent blocked writing
+	// (backpressure: a slow caller lets the response's buffers fill), and
+	// WriteBlockedLongest its longest single block; written for a stream
+	// that was blocked at least 1 ms, as its client measured it.
+	WriteBlockedTime    = "WriteBlockedTime"
+	WriteBlockedLongest = "WriteBlockedLongest"
 	// KernelDrops counts datagrams the kernel dropped on the event socket
 	// (its receive buffer was full): lost events, maybe a stream's end.
 	KernelDrops = "KernelDrops"
@@ -161,6 +167,8 @@ func Defs() []Def {
 		{FailedBeforeFirstByte, emf.Count, false, "1 for an invocation that failed before any stream started (counted as a truncated outcome with no first byte); written only then"},
 		{NonStreamingInvocations, emf.Count, false, "1 for an invocation that succeeded without starting a stream (in no SLO); written only then"},
 		{EventAddressUnusable, emf.Count, false, "1 when STREAMLENS_ADDR could not be bound (taken, a file in the way): no stream events are received"},
+		{WriteBlockedTime, emf.Milliseconds, false, "time the stream's writer was blocked by backpressure (a slow caller); written when at least 1 ms"},
+		{WriteBlockedLongest, emf.Milliseconds, false, "the longest single block of the stream's writer; written with WriteBlockedTime"},
 		{KernelDrops, emf.Count, false, "datagrams the kernel dropped on the event socket (its buffer was full): lost events"},
 	}
 }

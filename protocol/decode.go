@@ -193,6 +193,11 @@ func (d *Decoder) decodeLine(line []byte, ev *Event) error {
 				haveStatus = true
 			case "dropped":
 				ev.End.Dropped, err = parseCount(val, MaxCount)
+			case "blocked_us":
+				ev.End.BlockedUs, err = parseCount(val, MaxBlockedUs)
+				ev.End.HasBlocked = err == nil
+			case "blocked_max_us":
+				ev.End.BlockedMaxUs, err = parseCount(val, MaxBlockedUs)
 			}
 		}
 		// Unknown keys are ignored: a newer client may add fields to sl1 that

@@ -71,6 +71,10 @@ func AppendEnd(dst []byte, h Header, e End) []byte {
 	if e.Dropped > 0 {
 		dst = appendInt(dst, "dropped", e.Dropped)
 	}
+	if e.HasBlocked {
+		dst = appendInt(dst, "blocked_us", e.BlockedUs)
+		dst = appendInt(dst, "blocked_max_us", e.BlockedMaxUs)
+	}
 	return append(dst, '\n')
 }
 

@@ -29,6 +29,7 @@ const (
 	MaxKeyLen      = 16
 	MaxCount       = 1 << 31      // chunk counts: far above Lambda's 20 MiB response limit
 	MaxBytes       = 1 << 40      // byte counts
+	MaxBlockedUs   = 900_000_000  // blocked time: Lambda's longest invocation, 15 minutes
 	MinTimeNs      = 946684800e9  // 2000-01-01: a clock before that is broken
 	MaxTimeNs      = 4102444800e9 // 2100-01-01
 	SHA256HexLen   = 64
@@ -130,6 +131,12 @@ type End struct {
 	HasDeclared bool
 	Status      Status
 	Dropped     int64 // events the client could not send before this one
+	// Blocked is the time the writer spent blocked writing the stream's
+	// chunks (backpressure: a slow caller), in µs, and BlockedMax the
+	// longest single block; HasBlocked says the client measured them.
+	BlockedUs    int64
+	BlockedMaxUs int64
+	HasBlocked   bool
 }
 
 // Event is one decoded line. Only the part matching Kind is meaningful.

@@ -167,6 +167,9 @@ func TestRoundTripRandom(t *testing.T) {
 			if ev.End.HasDeclared {
 				r.Read(ev.End.Declared[:])
 			}
+			if r.Intn(2) == 0 {
+				ev.End.HasBlocked, ev.End.BlockedUs, ev.End.BlockedMaxUs = true, r.Int63n(MaxBlockedUs), r.Int63n(MaxBlockedUs)
+			}
 		}
 		line := encode(&ev)
 		var got Event

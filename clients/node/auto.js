@@ -92,7 +92,8 @@ class Record {
     this.stream = null; // the client's Stream, made once the start is due
     this.yielded = false;
     this.done = false;
-    this.blockedMs = 0;
+    this.blockedUs = 0; // time blocked by backpressure: write() false until 'drain'
+    this.blockedMaxUs = 0; // the longest single block
     this.blockedSince = null;
     this.timer = setTimeout(() => { try { this.ensure(); } catch { /* never into the function */ } }, START_WAIT_MS);
     if (typeof this.timer.unref === 'function') this.timer.unref();
@@ -134,7 +135,9 @@ class Record {
 
   unblock() {
     if (this.blockedSince !== null) {
-      this.blockedMs += Number(process.hrtime.bigint() - this.blockedSince) / 1e6;
+      const us = Math.round(Number(process.hrtime.bigint() - this.blockedSince) / 1e3);
+      this.blockedUs += us;
+      if (us > this.blockedMaxUs) this.blockedMaxUs = us;
       this.blockedSince = null;
     }
   }
@@ -144,7 +147,7 @@ class Record {
     this.done = true;
     clearTimeout(this.timer);
     this.unblock();
-    this.stream.end({ status, blockedMs: this.blockedMs });
+    this.stream.end({ status, blockedUs: this.blockedUs, blockedMaxUs: this.blockedMaxUs });
   }
 }
 

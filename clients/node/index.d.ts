@@ -26,9 +26,11 @@ export interface EndOptions {
   // The SHA-256 the function announced: hex, base64 or 32 bytes. Anything
   // else is left out of the end event (Summary.declaredIgnored).
   declared?: string | Uint8Array;
-  // Time the writer spent waiting for 'drain' (sent as blocked_ms, a key the
-  // extension does not read yet).
-  blockedMs?: number;
+  // Time the writer spent waiting for 'drain' after write() returned false,
+  // in all and the longest single wait, in µs (sent as blocked_us and
+  // blocked_max_us; the extension writes WriteBlockedTime/-Longest).
+  blockedUs?: number;
+  blockedMaxUs?: number;
 }
 
 export interface Summary {

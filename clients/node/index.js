@@ -419,10 +419,13 @@ class Stream {
     let line = encodeEnd(this._h(this._now()), {
       delivered: this.delivered, expected: this._expected, bytes: this.bytes, sha256, declared, status, dropped: this.dropped,
     });
-    // blockedMs: time the writer waited for 'drain' (auto.js); a key the
-    // decoder ignores today (sl1 grows by optional keys), for the extension
-    // to report once it knows it.
-    if (opts.blockedMs > 0) line = line.slice(0, -1) + ` blocked_ms=${Math.round(opts.blockedMs)}\n`;
+    // blockedUs, blockedMaxUs: time the writer waited for 'drain' after a
+    // write() returned false, in all and the longest once (auto.js
+    // measures them; the extension writes WriteBlockedTime).
+    if (opts.blockedUs !== undefined) {
+      const us = (v) => Math.max(0, Math.min(900000000, Math.round(Number(v) || 0)));
+      line = line.slice(0, -1) + ` blocked_us=${us(opts.blockedUs)} blocked_max_us=${us(opts.blockedMaxUs)}\n`;
+    }
     // The end goes at once, with whatever still waits, in one datagram.
     this._queue(line, true);
     this._ended = true;

@@ -189,6 +189,13 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ChunksMissing, Unit: emf.Count, Values: []float64{float64(r.Expected - r.Delivered)}})
 		}
 	}
+	if r.HasBlocked && r.BlockedMs >= 1 {
+		// Backpressure, apart from the chunks' intervals: blocked time read
+		// there as a slow instrument. Written only when it happened.
+		d.Metrics = append(d.Metrics,
+			emf.Metric{Name: m.WriteBlockedTime, Unit: emf.Milliseconds, Values: []float64{r.BlockedMs}},
+			emf.Metric{Name: m.WriteBlockedLongest, Unit: emf.Milliseconds, Values: []float64{r.BlockedMaxMs}})
+	}
 	if r.Integrity >= 0 {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.IntegrityMismatch, Unit: emf.Count, Values: []float64{float64(r.Integrity)}})
 	}

@@ -237,3 +237,31 @@ func TestVersionDimension(t *testing.T) {
 		}
 	}
 }
+
+// Backpressure the client measured is its own metric, written when the
+// writer was blocked at least 1 ms: it no longer reads as a slow instrument.
+func TestWriteBlockedTime(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
+	now := time.Unix(1_800_000_000, 0)
+	for name, c := range map[string]struct {
+		r          state.Result
+		total, max any
+	}{
+		"blocked":      {state.Result{HasBlocked: true, BlockedMs: 250.5, BlockedMaxMs: 120}, 250.5, 120.0},
+		"under 1 ms":   {state.Result{HasBlocked: true, BlockedMs: 0.4, BlockedMaxMs: 0.2}, nil, nil},
+		"not measured": {state.Result{}, nil, nil},
+	} {
+		c.r.QuoteID, c.r.RequestID, c.r.Time, c.r.Integrity, c.r.Expected = "q", "r", now, -1, -1
+		out, err := enc.AppendStream(nil, &c.r, now, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d["WriteBlockedTime"] != c.total || d["WriteBlockedLongest"] != c.max {
+			t.Errorf("%s: %v / %v, want %v / %v", name, d["WriteBlockedTime"], d["WriteBlockedLongest"], c.total, c.max)
+		}
+	}
+}

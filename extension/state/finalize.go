@@ -24,9 +24,14 @@ type Result struct {
 	Verdict                         Verdict // decided once, here: sinks read it
 	Status                          string
 	Dropped                         int64
-	Integrity                       int       // -1 unknown, 0 match, 1 mismatch
-	InvocationStatus                string    // the platform's status of its invocation; "" unknown
-	EndTime                         time.Time // end event, else the last event
+	// BlockedMs is the time the function's writer spent blocked writing the
+	// stream (backpressure from a slow caller), BlockedMaxMs the longest
+	// single block, as the client measured them (HasBlocked).
+	BlockedMs, BlockedMaxMs float64
+	HasBlocked              bool
+	Integrity               int       // -1 unknown, 0 match, 1 mismatch
+	InvocationStatus        string    // the platform's status of its invocation; "" unknown
+	EndTime                 time.Time // end event, else the last event
 	// InvocationEnd is when the platform ended the stream's invocation, when
 	// that is known and the invocation failed (timeout, crash: the caller
 	// waited until then, not until the stream's last event); else zero.
@@ -451,6 +456,9 @@ func (t *Table) result(s *stream, open Failure) Result {
 			r.Expected = e.Expected
 		}
 		r.Dropped = e.Dropped
+		if e.HasBlocked {
+			r.BlockedMs, r.BlockedMaxMs, r.HasBlocked = float64(e.BlockedUs)/1000, float64(e.BlockedMaxUs)/1000, true
+		}
 		// Events lost in transit: the end's sequence number says how many were
 		// sent (start is 0), received says how many arrived. A gap far beyond
 		// what the stream reported delivering is a forged sequence number.

@@ -191,7 +191,7 @@ func TestNodeZeroCode(t *testing.T) {
 	}
 
 	// Every line the instrumentation sent was one the extension decoded
-	// (blocked_ms included: an optional key it skips), and nothing was lost.
+	// (blocked_us included), and nothing was lost.
 	e.sb.Close()
 	ds := e.log.waitDocs(t, "the extension's counters", func(ds []doc) bool {
 		for _, d := range ds {

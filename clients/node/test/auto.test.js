@@ -147,8 +147,10 @@ test('time blocked by backpressure travels in the end event; the decoder accepts
   const ev = await stream(c.awsRequestId, 5);
   assert.equal(ev[4].status, 'complete');
   const line = d.datagrams().flat().find((l) => l.startsWith('sl1 end') && l.includes(` ${c.awsRequestId} `));
-  const blocked = Number(/ blocked_ms=(\d+)/.exec(line)?.[1]);
-  assert.ok(blocked >= 15, `blocked_ms=${blocked} in ${line}`);
+  const blocked = Number(/ blocked_us=(\d+)/.exec(line)?.[1]);
+  const longest = Number(/ blocked_max_us=(\d+)/.exec(line)?.[1]);
+  assert.ok(blocked >= 15000, `blocked_us=${blocked} in ${line}`);
+  assert.ok(longest > 0 && longest <= blocked, `blocked_max_us=${longest} in ${line}`);
 });
 
 test('handlers not made with streamifyResponse, and odd streams, are left alone; nothing throws into the function', async () => {
