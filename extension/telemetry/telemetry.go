@@ -13,8 +13,6 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/net/netutil"
-
 	"github.com/streamlens/streamlens/extension/state"
 )
 
@@ -177,6 +175,7 @@ const maxTelemetryConns = 32
 // not read.
 type Listener struct {
 	ln     net.Listener
+	conns  *evictingListener
 	srv    *http.Server
 	handle func(evs []Event, bad int)
 }
@@ -189,19 +188,25 @@ func Listen(addr string, handle func(evs []Event, bad int)) (*Listener, error) {
 		return nil, fmt.Errorf("telemetry listener on %s: %w", addr, err)
 	}
 	// Anything in the sandbox can connect: cap the connections and bound how
-	// long each may hold one, so slow or idle clients cannot exhaust the fds.
-	ln = netutil.LimitListener(ln, maxTelemetryConns)
-	l := &Listener{ln: ln, handle: handle}
+	// long each may hold one, so slow or idle clients cannot exhaust the fds,
+	// and past the cap close the oldest that never delivered a request, so
+	// they cannot hold the platform's POST back either (evictingListener).
+	el := newEvictingListener(ln, maxTelemetryConns)
+	l := &Listener{ln: el, conns: el, handle: handle}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second,
-		WriteTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second}
-	go func() { _ = l.srv.Serve(ln) }()
+		WriteTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, ConnContext: withConn}
+	go func() { _ = l.srv.Serve(el) }()
 	return l, nil
 }
 
 // Port is the port the listener is bound to.
 func (l *Listener) Port() int { return l.ln.Addr().(*net.TCPAddr).Port }
 
+// Evicted is how many connections were closed to make room for a new one.
+func (l *Listener) Evicted() int64 { return l.conns.evicted.Load() }
+
 func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer handling(r.Context())()
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return

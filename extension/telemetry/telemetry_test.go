@@ -1,7 +1,14 @@
 package telemetry
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,4 +97,50 @@ func splitLines(b []byte) [][]byte {
 		b = b[i:]
 	}
 	return out
+}
+
+// Connections that send half a request and stall cannot hold the platform's
+// POST back: at the bound, the oldest that never delivered a request is
+// closed to make room, and the POST is served while the others still stall
+// (with a plain connection limit it waited for their read timeout).
+func TestStalledConnectionsDoNotHoldThePlatformBack(t *testing.T) {
+	got := make(chan int, 1)
+	l, err := Listen("127.0.0.1:0", func(evs []Event, bad int) { got <- len(evs) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	addr := "127.0.0.1:" + strconv.Itoa(l.Port())
+	var stalled []net.Conn
+	for i := 0; i < maxTelemetryConns; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("POST / HTTP/1.1\r\nHost: sandbox.localdomain\r\nContent-Le"))
+		stalled = append(stalled, c)
+	}
+	time.Sleep(50 * time.Millisecond) // let the server accept them all
+	body := `[{"time":"2026-11-22T20:00:01.100Z","type":"platform.report","record":{"requestId":"r1","status":"success","metrics":{"durationMs":3}}}]`
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Post("http://"+addr+"/", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || <-got != 1 {
+		t.Fatalf("the platform's POST: %d", resp.StatusCode)
+	}
+	open := 0
+	for _, c := range stalled {
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+			open++
+		}
+	}
+	// Served while the stalled ones still stall: one made room, no more.
+	if open != maxTelemetryConns-1 || l.Evicted() != 1 {
+		t.Errorf("%d of %d stalled connections still open, %d evicted: want all but one, 1", open, maxTelemetryConns, l.Evicted())
+	}
 }
