@@ -35,6 +35,7 @@ type Config struct {
 	DeadlineMargin     time.Duration  // STREAMLENS_DEADLINE_MARGIN_MS
 	MaxOpenStreams     int            // STREAMLENS_MAX_OPEN_STREAMS
 	MaxChunksPerStream int            // STREAMLENS_MAX_CHUNKS_PER_STREAM
+	MemoryLimit        int            // STREAMLENS_MEMORY_LIMIT_MB, in bytes
 	InstrumentMetrics  bool           // STREAMLENS_INSTRUMENT_METRICS
 	MaxInstruments     int            // STREAMLENS_MAX_INSTRUMENTS
 	InstrumentAllow    *regexp.Regexp // STREAMLENS_INSTRUMENT_ALLOW, matched whole; nil: any name
@@ -143,6 +144,7 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c.DeadlineMargin = ms("STREAMLENS_DEADLINE_MARGIN_MS", 100, 10, 10_000)
 	c.MaxOpenStreams = num("STREAMLENS_MAX_OPEN_STREAMS", 1024, 1, 1_000_000)
 	c.MaxChunksPerStream = num("STREAMLENS_MAX_CHUNKS_PER_STREAM", 2000, 1, 1_000_000)
+	c.MemoryLimit = num("STREAMLENS_MEMORY_LIMIT_MB", DefaultMemoryLimitMB(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")), 8, 10_240) << 20
 	c.InstrumentMetrics = flag("STREAMLENS_INSTRUMENT_METRICS", true)
 	c.MaxInstruments = num("STREAMLENS_MAX_INSTRUMENTS", 100, 1, 10_000)
 	if v := getenv("STREAMLENS_INSTRUMENT_ALLOW"); v != "" {
@@ -169,6 +171,18 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 }
 
 const defaultTelemetryAddr = "sandbox.localdomain:4243"
+
+// DefaultMemoryLimitMB is the extension's memory ceiling for a function of
+// functionMB (AWS_LAMBDA_FUNCTION_MEMORY_SIZE): an eighth of it, from 24 to
+// 256 MB (24 when unknown). The extension shares the function's memory; the
+// ceiling is what it keeps of per-chunk detail, whatever the input.
+func DefaultMemoryLimitMB(functionMB string) int {
+	mb, err := strconv.Atoi(functionMB)
+	if err != nil || mb <= 0 {
+		return 24
+	}
+	return min(max(mb/8, 24), 256)
+}
 
 // validNamespace applies CloudWatch's namespace rules, which are stricter
 // than the EMF specification's: printable ASCII of a few kinds, at least

@@ -327,7 +327,7 @@ func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time, fi
 			{Key: "MissingStart", Value: c.MissingStart}, {Key: "ImplausibleEvents", Value: c.Implausible},
 			{Key: "ShedChunkDetail", Value: c.ShedDetail}, {Key: "SpansDropped", Value: c.SpansDropped},
 			{Key: "InvocationRecordsLost", Value: c.InvocationsDropped}, {Key: "SpanExportUnknown", Value: c.SpanExportUnknown},
-			{Key: "ValuesRefused", Value: c.ValuesRefused}},
+			{Key: "ValuesRefused", Value: c.ValuesRefused}, {Key: "ChunkDetailShed", Value: c.ChunkDetailShed}},
 		Metrics: []emf.Metric{count(m.MalformedEvents, c.Malformed), count(m.TelemetryUnavailable, c.TelemetryUnavailable),
 			count(m.ConfigErrors, c.ConfigErrors), count(m.SpanExportFailures, c.SpanExportErr),
 			count(m.SpansKeptFailed, c.SpansKeptFailed), count(m.SpansSampled, c.SpansSampled),

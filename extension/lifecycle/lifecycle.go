@@ -105,6 +105,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	defer in.Close()
 	r.in = in
 	r.table.SetManaged(managed)
+	r.table.SetMemoryLimit(cfg.MemoryLimit)
 	r.table.Count(state.Counters{ConfigErrors: configErrors, ListenErrors: listenErrors})
 	if cfg.OTLP.On {
 		sp, err := otlpsink.New(otlpsink.Config{OTLP: cfg.OTLP, FunctionName: cfg.FunctionName,

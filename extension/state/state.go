@@ -118,6 +118,7 @@ type Counters struct {
 	KernelDrops          int64 // datagrams the kernel dropped on the event socket (its buffer was full)
 	SpanExportUnknown    int64 // spans whose export the budget ended before the collector answered
 	ValuesRefused        int64 // metric values outside CloudWatch's range, left out of their document
+	ChunkDetailShed      int64 // chunks whose latency and interval were not kept: the memory ceiling
 }
 
 // Add adds d to c.
@@ -147,6 +148,7 @@ func (c *Counters) Add(d Counters) {
 	c.KernelDrops += d.KernelDrops
 	c.SpanExportUnknown += d.SpanExportUnknown
 	c.ValuesRefused += d.ValuesRefused
+	c.ChunkDetailShed += d.ChunkDetailShed
 }
 
 // Table holds all stream and invocation state. It is not safe for concurrent
@@ -172,8 +174,12 @@ type Table struct {
 	counters    Counters
 	maxOpen     int
 	maxChunks   int
-	dec         protocol.Decoder // shares the strings of repeated ids and names
-	reportWait  time.Duration    // see SetReportWait
+	// chunkBudget bounds the chunk records kept in all open streams
+	// (SetMemoryLimit); chunkRecords is how many are kept now.
+	chunkBudget  int
+	chunkRecords int
+	dec          protocol.Decoder // shares the strings of repeated ids and names
+	reportWait   time.Duration    // see SetReportWait
 }
 
 // New returns an empty table that keeps at most maxOpen open streams per
@@ -186,7 +192,22 @@ func New(maxOpen, maxChunks int) *Table {
 		byReq:       make(map[string]int),
 		maxOpen:     maxOpen,
 		maxChunks:   maxChunks,
+		chunkBudget: math.MaxInt,
 	}
+}
+
+// chunkRecordBytes is what one kept chunk record costs, with the slack of
+// a growing slice: a Chunk is 32 bytes, and append may hold twice that.
+const chunkRecordBytes = 64
+
+// SetMemoryLimit bounds the per-chunk detail the table keeps to a quarter of
+// limit bytes, the extension's memory ceiling (the rest is for the streams'
+// own state, the sinks and the runtime). Past it, chunks are still counted
+// exactly — delivered, bytes, TTFB, the verdict — but their latencies and
+// intervals are not kept (ChunkDetailShed): detail is shed first, never a
+// stream's verdict.
+func (t *Table) SetMemoryLimit(limit int) {
+	t.chunkBudget = max(limit/4/chunkRecordBytes, 1)
 }
 
 // SetTelemetry says whether platform events are expected (the subscription
@@ -282,7 +303,11 @@ func (t *Table) apply(ev *protocol.Event, now time.Time) (progress bool) {
 			if s.firstUsefulNs == 0 && c.Flags&protocol.FlagFirstUseful != 0 {
 				s.firstUsefulNs = ev.TimeNs
 			}
-			if len(s.chunks) < t.maxChunks {
+			if len(s.chunks) < t.maxChunks && t.chunkRecords >= t.chunkBudget {
+				t.counters.ChunkDetailShed++
+				s.chunkEventsOverCap++
+			} else if len(s.chunks) < t.maxChunks {
+				t.chunkRecords++
 				// The name is the decoder's shared copy (protocol.Decoder):
 				// a bundle's names repeat in every stream.
 				rec := Chunk{Inst: c.Instrument, LatencyMs: -1, IntervalMs: -1, Seq: ev.Seq, Bytes: uint32(min(c.Bytes, math.MaxUint32))}
@@ -415,6 +440,7 @@ func (t *Table) evictOldest(pred func(*stream) bool) bool {
 // remove forgets a stream (flushed or evicted); later events for it count as
 // late.
 func (t *Table) remove(s *stream) {
+	t.chunkRecords -= len(s.chunks)
 	delete(t.streams, s.key)
 	if t.byReq[s.requestID]--; t.byReq[s.requestID] <= 0 {
 		delete(t.byReq, s.requestID)

@@ -669,3 +669,34 @@ func TestManagedInstancesLoseNoRecordAt128(t *testing.T) {
 		t.Fatalf("%d dropped", c.InvocationsDropped)
 	}
 }
+
+// Under a flood of chunks the table keeps at most its budget of per-chunk
+// records, whatever the input; every stream's counts, TTFB and verdict stay
+// exact, and what was not kept is counted. Flushed streams give their
+// budget back.
+func TestChunkDetailStaysUnderTheMemoryLimit(t *testing.T) {
+	tb := New(64, 2000)
+	tb.SetMemoryLimit(64 * chunkRecordBytes * 4 * 10) // a budget of 640 records
+	for q := 0; q < 8; q++ {
+		s := newSender(tb, fmt.Sprintf("q%d", q), "r")
+		s.start(200)
+		for i := 0; i < 200; i++ {
+			s.chunk("A", int64(i+1), 0)
+		}
+		s.end(200, 200, protocol.StatusComplete)
+		if tb.chunkRecords > 640 {
+			t.Fatalf("stream %d: %d records kept, budget 640", q, tb.chunkRecords)
+		}
+	}
+	rs := finalize(tb, "r", Failure{})
+	kept := 0
+	for _, r := range rs {
+		kept += len(r.Chunks)
+		if r.Delivered != 200 || r.Verdict.Truncated() || !r.HasTTFB {
+			t.Errorf("%s: %+v", r.QuoteID, r)
+		}
+	}
+	if c := tb.TakeCounters(); kept != 640 || c.ChunkDetailShed != 8*200-640 || tb.chunkRecords != 0 {
+		t.Errorf("kept %d, shed %d, held after the flush %d", kept, c.ChunkDetailShed, tb.chunkRecords)
+	}
+}

@@ -403,3 +403,60 @@ func TestReliabilityEventAddressTaken(t *testing.T) {
 		}
 	})
 }
+
+// A memory flood: 1,024 streams × 400 chunks arrive while an invocation
+// runs. The extension's memory stays under its ceiling
+// (STREAMLENS_MEMORY_LIMIT_MB, 24 MB for a 128 MB function): per-chunk
+// detail past its budget is shed and counted, and every stream's counts
+// and verdict are still written.
+func TestReliabilityMemoryFlood(t *testing.T) {
+	const streams, chunks, ceilingMB = 1024, 400, 24
+	e := start(t, func(c *sandbox.Config) {
+		c.Env = append(c.Env, fmt.Sprintf("STREAMLENS_MEMORY_LIMIT_MB=%d", ceilingMB))
+		c.Timeout = 20 * time.Second
+	})
+	e.invoke(t, "instruments=3") // init
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.invoke(t, "instruments=5&delay_ms=500")
+	}()
+	conn, err := net.Dial("udp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var dg []byte
+	send := func() {
+		if len(dg) > 0 {
+			_, _ = conn.Write(dg)
+			dg = dg[:0]
+		}
+	}
+	base := time.Now().UnixNano()
+	for q := 0; q < streams; q++ {
+		h := protocol.Header{StreamID: fmt.Sprintf("flood-%04d", q), RequestID: fmt.Sprintf("flood-req-%d", q%4), TimeNs: base}
+		dg = protocol.AppendStart(dg, h, protocol.Start{Expected: chunks})
+		for i := 0; i < chunks; i++ {
+			h.Seq++
+			h.TimeNs = base + int64(i+1)*1000
+			dg = protocol.AppendChunk(dg, h, protocol.Chunk{Instrument: fmt.Sprintf("I%d", i%8), Bytes: 100})
+			if len(dg) > 7000 {
+				send()
+				if i%200 == 0 {
+					time.Sleep(time.Millisecond) // let the reader keep up: drops are not the point here
+				}
+			}
+		}
+		send()
+	}
+	<-done
+	peak := procMem(e.sb.Extensions()[0].PID, "VmHWM:")
+	e.sb.Close()
+	ds := e.log.waitDocs(t, "the counters", func(ds []doc) bool { return sumKey(ds, "ChunkDetailShed") > 0 })
+	if peak <= 0 || peak > ceilingMB {
+		t.Errorf("extension peak RSS %.1f MB, ceiling %d MB", peak, ceilingMB)
+	}
+	t.Logf("figure: %d streams × %d chunks: peak RSS %.1f MB (ceiling %d MB), %v chunks' detail shed, %d stream documents",
+		streams, chunks, peak, ceilingMB, sumKey(ds, "ChunkDetailShed"), len(streamDocs(ds)))
+}
