@@ -264,14 +264,12 @@ func TestDeadCollector(t *testing.T) {
 			}
 			e.sb.Close()
 			ds := e.log.waitDocs(t, "3 streams", func(ds []doc) bool { return len(streamDocs(ds)) == 3 })
-			failed := 0.0
-			for _, d := range ds {
-				if _, ok := d["SpanExportFailures"]; ok {
-					failed += d.num("SpanExportFailures")
-				}
-			}
-			if failed < 3 {
-				t.Errorf("%v span export failures counted, want 3", failed)
+			// A refused export failed; one the budget cut while the
+			// collector hung has no known outcome (the collector may have
+			// taken the spans): counted apart, never as taken.
+			key := map[string]string{"refused": "SpanExportFailures", "hanging": "SpanExportUnknown"}[name]
+			if n := sumKey(ds, key); n < 3 {
+				t.Errorf("%v spans counted as %s, want 3", n, key)
 			}
 		})
 	}
@@ -371,8 +369,8 @@ func TestShutdownExportStaysWithinItsBudget(t *testing.T) {
 	e.invoke(t, "instruments=5")
 	e.sb.Close()
 	ds := e.log.docs(t)
-	if sumKey(ds, "SpanExportFailures") != 1 {
-		t.Errorf("SpanExportFailures %v, want the one span cut at the shutdown budget", sumKey(ds, "SpanExportFailures"))
+	if sumKey(ds, "SpanExportUnknown") != 1 {
+		t.Errorf("SpanExportUnknown %v, want the one span cut at the shutdown budget", sumKey(ds, "SpanExportUnknown"))
 	}
 }
 

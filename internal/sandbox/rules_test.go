@@ -571,7 +571,8 @@ func TestManagedInstancesMoreWorkersThanConcurrency(t *testing.T) {
 // events name the init type lambda-managed-instances.
 func TestManagedInstancesTelemetry(t *testing.T) {
 	f := run(t, func(c *Config) { c.MaxConcurrency = 4; c.Timeout = time.Second },
-		"TESTEXT_EVENTS=SHUTDOWN", "TESTEXT_SUBSCRIBE=sandbox.localdomain", "TESTEXT_SCHEMA=2025-01-29", "TESTEXT_SHUTDOWN_WAIT_MS=1000")
+		"TESTEXT_EVENTS=SHUTDOWN", "TESTEXT_SUBSCRIBE=sandbox.localdomain", "TESTEXT_SCHEMA=2025-01-29", "TESTEXT_SHUTDOWN_WAIT_MS=1500",
+		"TESTEXT_WANT_REPORTS=2")
 	ok := f.invoke(t, `{"chunks":2,"chunk_bytes":10,"gap_ms":20}`)
 	failed := f.invoke(t, `{"error":"Custom.Failure"}`)
 	f.sb.Close()
