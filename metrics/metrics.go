@@ -99,6 +99,11 @@ const (
 	// that was blocked at least 1 ms, as its client measured it.
 	WriteBlockedTime    = "WriteBlockedTime"
 	WriteBlockedLongest = "WriteBlockedLongest"
+	// SpanExportUnknown counts spans whose export the budget ended before
+	// the collector answered: it may have taken them. Apart from
+	// SpanExportFailures, so that a budget a little short for the collector
+	// does not read as the collector failing; a hanging collector shows here.
+	SpanExportUnknown = "SpanExportUnknown"
 	// KernelDrops counts datagrams the kernel dropped on the event socket
 	// (its receive buffer was full): lost events, maybe a stream's end.
 	KernelDrops = "KernelDrops"
@@ -169,6 +174,7 @@ func Defs() []Def {
 		{EventAddressUnusable, emf.Count, false, "1 when STREAMLENS_ADDR could not be bound (taken, a file in the way): no stream events are received"},
 		{WriteBlockedTime, emf.Milliseconds, false, "time the stream's writer was blocked by backpressure (a slow caller); written when at least 1 ms"},
 		{WriteBlockedLongest, emf.Milliseconds, false, "the longest single block of the stream's writer; written with WriteBlockedTime"},
+		{SpanExportUnknown, emf.Count, false, "spans whose export the budget ended before the collector answered (it may have taken them)"},
 		{KernelDrops, emf.Count, false, "datagrams the kernel dropped on the event socket (its buffer was full): lost events"},
 	}
 }

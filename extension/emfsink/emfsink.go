@@ -326,13 +326,13 @@ func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time, fi
 			{Key: "DroppedEMFLines", Value: c.DroppedEMF}, {Key: "DuplicateEvents", Value: c.DuplicateEvents},
 			{Key: "MissingStart", Value: c.MissingStart}, {Key: "ImplausibleEvents", Value: c.Implausible},
 			{Key: "ShedChunkDetail", Value: c.ShedDetail}, {Key: "SpansDropped", Value: c.SpansDropped},
-			{Key: "InvocationRecordsLost", Value: c.InvocationsDropped}, {Key: "SpanExportUnknown", Value: c.SpanExportUnknown},
+			{Key: "InvocationRecordsLost", Value: c.InvocationsDropped},
 			{Key: "ValuesRefused", Value: c.ValuesRefused}, {Key: "ChunkDetailShed", Value: c.ChunkDetailShed}},
 		Metrics: []emf.Metric{count(m.MalformedEvents, c.Malformed), count(m.TelemetryUnavailable, c.TelemetryUnavailable),
 			count(m.ConfigErrors, c.ConfigErrors), count(m.SpanExportFailures, c.SpanExportErr),
 			count(m.SpansKeptFailed, c.SpansKeptFailed), count(m.SpansSampled, c.SpansSampled),
 			count(m.SpansSampledOut, c.SpansSampledOut), count(m.EventAddressUnusable, c.ListenErrors),
-			count(m.KernelDrops, c.KernelDrops)}})
+			count(m.KernelDrops, c.KernelDrops), count(m.SpanExportUnknown, c.SpanExportUnknown)}})
 }
 
 // maxRecordAge is how far before it is written a record may be stamped.
