@@ -3,6 +3,7 @@ package emfsink
 import (
 	"bytes"
 	"fmt"
+	"github.com/streamlens/streamlens/protocol"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func BenchmarkFlush50(b *testing.B) {
 		tb := state.New(1024, 2000)
 		now := time.Now()
 		for _, d := range dgs {
-			tb.ApplyDatagram(d, len(d), now)
+			protocol.Decode(d, func(ev *protocol.Event) { tb.Apply(ev, now) }, func(error) {})
 		}
 		tb.BeginInvocation(state.Invoke{RequestID: streamtest.RequestID, Deadline: now}, now)
 		b.StartTimer()
@@ -55,7 +56,7 @@ func BenchmarkEMFBytesPerStream(b *testing.B) {
 		tb := state.New(2*streams, 2000)
 		now := time.Now()
 		for _, d := range dgs {
-			tb.ApplyDatagram(d, len(d), now)
+			protocol.Decode(d, func(ev *protocol.Event) { tb.Apply(ev, now) }, func(error) {})
 		}
 		results := tb.Finalize(streamtest.RequestID, state.Failure{}, now)
 		if len(results) != streams {

@@ -16,9 +16,8 @@ import (
 // ingestSocket starts the real reader on a loopback UDP socket.
 func ingestSocket(b testing.TB) (*Socket, *counted, net.Conn) {
 	c := &counted{tb: state.New(1<<20, 64)}
-	in, err := Listen(protocol.Addr{Network: "udp", UDP: netip.MustParseAddrPort("127.0.0.1:0")}, &c.mu, func(p []byte, size int) {
-		c.tb.ApplyDatagram(p, size, time.Now())
-	})
+	evs := NewEvents(func(ev *protocol.Event, now time.Time) { c.tb.Apply(ev, now) })
+	in, err := Listen(protocol.Addr{Network: "udp", UDP: netip.MustParseAddrPort("127.0.0.1:0")}, &c.mu, evs.Datagram)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/streamlens/streamlens/extension/sched"
 	"github.com/streamlens/streamlens/extension/state"
 	"github.com/streamlens/streamlens/extension/telemetry"
+	"github.com/streamlens/streamlens/protocol"
 )
 
 // Run is the extension's whole life. cfgErr is the result of config.FromEnv:
@@ -87,11 +88,12 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 		stderr: stderr, log: lw, managed: managed,
 		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold,
 			InstrumentMetrics: cfg.InstrumentMetrics, Version: cfg.Version})}
-	in, err := ingest.ListenFallback(cfg.Addr, &r.mu, func(b []byte, size int) {
-		if r.table.ApplyDatagram(b, size, time.Now()) {
+	r.events = ingest.NewEvents(func(ev *protocol.Event, now time.Time) {
+		if r.table.Apply(ev, now) {
 			r.notify()
 		}
 	})
+	in, err := ingest.ListenFallback(cfg.Addr, &r.mu, r.events.Datagram)
 	var listenErrors int64
 	switch {
 	case err != nil && (cfg.Strict || !errors.Is(err, ingest.ErrAddrUnusable)):
@@ -153,6 +155,7 @@ type runner struct {
 	table   *state.Table
 	changed chan struct{} // signalled when the table changed
 	in      *ingest.Socket
+	events  *ingest.Events // decodes the socket's datagrams, under mu
 	tl      *telemetry.Listener
 	enc     *emfsink.Encoder
 	spans   *otlpsink.Exporter // nil when STREAMLENS_OTLP=off
@@ -333,6 +336,11 @@ const maxDrain = 20 * time.Millisecond
 func (r *runner) write(b emfsink.Batch, until time.Time) {
 	b.Counters.DroppedEMF += r.log.TakeDropped()
 	b.Counters.KernelDrops += r.kernelDrops()
+	r.locked(func(*state.Table) {
+		malformed, oversized := r.events.TakeBad()
+		b.Counters.Malformed += malformed
+		b.Counters.Oversized += oversized
+	})
 	now := time.Now()
 	if errs := r.enc.Write(b, now, until, func(p []byte) { r.log.Give(p) }); len(errs) > 0 {
 		fmt.Fprintf(r.stderr, "streamlens: flush: emf: %d documents skipped, first: %v\n", len(errs), errs[0])

@@ -6,7 +6,6 @@
 package state
 
 import (
-	"errors"
 	"math"
 	"time"
 
@@ -178,7 +177,6 @@ type Table struct {
 	// (SetMemoryLimit); chunkRecords is how many are kept now.
 	chunkBudget  int
 	chunkRecords int
-	dec          protocol.Decoder // shares the strings of repeated ids and names
 	reportWait   time.Duration    // see SetReportWait
 }
 
@@ -227,31 +225,13 @@ func (t *Table) Telemetry() bool { return t.telemetry }
 // table: telemetry the listener could not read, failed exports, …).
 func (t *Table) Count(c Counters) { t.counters.Add(c) }
 
-// ApplyDatagram decodes and applies one datagram that arrived at now. size is
-// the datagram's real length, which may exceed len(b) when it was truncated on
-// read. It reports whether an invocation's Progress may have changed (a
-// stream opened, delivered its first chunk or ended): a chunk in the middle
-// of a stream changes nothing a waiting lifecycle needs to wake for.
-func (t *Table) ApplyDatagram(b []byte, size int, now time.Time) (progress bool) {
-	if size > protocol.MaxDatagram {
-		t.counters.Oversized++
-		t.counters.Malformed++
-		return false
-	}
-	t.dec.Decode(b, func(ev *protocol.Event) {
-		if t.apply(ev, now) {
-			progress = true
-		}
-	}, func(err error) {
-		t.counters.Malformed++
-		if errors.Is(err, protocol.ErrOversized) {
-			t.counters.Oversized++
-		}
-	})
-	return progress
-}
-
-func (t *Table) apply(ev *protocol.Event, now time.Time) (progress bool) {
+// Apply applies one event that arrived at now; decoding is the caller's (the
+// ingest edge), and the event's strings must stay valid (protocol.Decoder
+// shares repeated ones). It reports whether an invocation's Progress may
+// have changed (a stream opened, delivered its first chunk or ended): a
+// chunk in the middle of a stream changes nothing a waiting lifecycle needs
+// to wake for.
+func (t *Table) Apply(ev *protocol.Event, now time.Time) (progress bool) {
 	t.counters.Events++
 	k := key{ev.RequestID, ev.StreamID}
 	s := t.streams[k]

@@ -21,7 +21,16 @@ func newSender(t *Table, id, req string) *sender {
 }
 
 func (s *sender) send(b []byte) {
-	s.t.ApplyDatagram(b, len(b), time.Now())
+	applyDatagram(s.t, b)
+}
+
+// applyDatagram decodes b as the ingest edge does and applies its events; it
+// reports whether any made progress.
+func applyDatagram(t *Table, b []byte) (progress bool) {
+	protocol.Decode(b, func(ev *protocol.Event) {
+		progress = t.Apply(ev, time.Now()) || progress
+	}, func(error) {})
+	return progress
 }
 
 func (s *sender) start(exp int64) {
@@ -275,17 +284,6 @@ func TestChunkCapKeepsCountsExact(t *testing.T) {
 	}
 }
 
-func TestMalformedAndOversizedCounted(t *testing.T) {
-	tb := New(10, 100)
-	s := newSender(tb, "q1", "r1")
-	s.send([]byte("garbage\nsl1 chunk q1 r1 1 5 bytes=1\n"))
-	tb.ApplyDatagram(make([]byte, 100), protocol.MaxDatagram+1, time.Now())
-	c := tb.TakeCounters()
-	if c.Malformed != 3 || c.Oversized != 1 || len(tb.streams) != 0 {
-		t.Errorf("counters %+v streams %d", c, len(tb.streams))
-	}
-}
-
 func TestIntegrity(t *testing.T) {
 	tb := New(10, 100)
 	h := protocol.Header{StreamID: "q", RequestID: "r", TimeNs: t0}
@@ -294,7 +292,7 @@ func TestIntegrity(t *testing.T) {
 	b := protocol.AppendStart(nil, h, protocol.Start{Expected: -1})
 	h.Seq = 1
 	b = protocol.AppendEnd(b, h, e)
-	tb.ApplyDatagram(b, len(b), time.Now())
+	applyDatagram(tb, b)
 	if r := finalize(tb, "r", Failure{})[0]; r.Integrity != 1 {
 		t.Errorf("integrity %d, want mismatch", r.Integrity)
 	}
@@ -485,7 +483,7 @@ func TestTelemetryFloodIsBounded(t *testing.T) {
 func TestApplyReportsProgressOnlyWhenItChanges(t *testing.T) {
 	tb := New(10, 100)
 	h := protocol.Header{StreamID: "q1", RequestID: "r1", TimeNs: t0}
-	apply := func(b []byte) bool { return tb.ApplyDatagram(b, len(b), time.Now()) }
+	apply := func(b []byte) bool { return applyDatagram(tb, b) }
 	if !apply(protocol.AppendStart(nil, h, protocol.Start{Expected: 3})) {
 		t.Error("a new stream is progress")
 	}
