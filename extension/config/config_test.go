@@ -151,13 +151,13 @@ func TestBadOTelValuesFallBack(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_ENDPOINT":    "collector",
 		"OTEL_EXPORTER_OTLP_HEADERS":     "authorization=Bearer%20s3cret,broken",
 		"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd",
-		"OTEL_EXPORTER_OTLP_PROTOCOL":    "grpc",
+		"OTEL_EXPORTER_OTLP_PROTOCOL":    "http/json", // grpc is supported since issue #28
 		"OTEL_TRACES_SAMPLER":            "xray",
 		"OTEL_EXPORTER_OTLP_CLIENT_KEY":  "/opt/key.pem",
 	})
 	// The bad header entry is dropped, not the good one with it.
 	if err == nil || o.URL != defaultOTLPEndpoint+"/v1/traces" || len(o.Headers) != 1 || o.Headers[0] != (KV{"authorization", "Bearer s3cret"}) ||
-		o.Gzip || o.ClientKey != "" ||
+		o.Gzip || o.ClientKey != "" || o.Protocol != ProtocolHTTP ||
 		o.Sampler != (Sampler{ParentBased: true, Ratio: 0.1, KeepFailed: true}) {
 		t.Fatalf("%+v %v", o, err)
 	}
@@ -372,4 +372,36 @@ func FuzzRedactURL(f *testing.F) {
 			}
 		}
 	})
+}
+
+// OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL=grpc selects OTLP/gRPC: its default
+// endpoint is :4317, and a base endpoint is used as it is (the gRPC method
+// is the path), where http/protobuf appends v1/traces.
+func TestOTLPProtocol(t *testing.T) {
+	for _, c := range []struct {
+		env       map[string]string
+		protocol  string
+		url       string
+		wantError bool
+	}{
+		{map[string]string{}, ProtocolHTTP, "http://localhost:4318/v1/traces", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, ProtocolHTTP, "http://localhost:4318/v1/traces", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, ProtocolGRPC, "http://localhost:4317", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": " GRPC "}, ProtocolGRPC, "http://localhost:4317", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, ProtocolGRPC, "http://localhost:4317", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, ProtocolHTTP, "http://localhost:4318/v1/traces", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otlp.example.com:443"}, ProtocolGRPC, "https://otlp.example.com:443", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "STREAMLENS_OTLP_ENDPOINT": "http://collector:4317/"}, ProtocolGRPC, "http://collector:4317/", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4317"}, ProtocolGRPC, "http://collector:4317", false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, ProtocolHTTP, "http://localhost:4318/v1/traces", true},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "thrift", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, ProtocolHTTP, "http://c:4318/v1/traces", true},
+	} {
+		o, err := otlpOf(t, c.env)
+		if o.Protocol != c.protocol || o.URL != c.url || (err != nil) != c.wantError {
+			t.Errorf("%v: %s %s %v", c.env, o.Protocol, o.URL, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "PROTOCOL") {
+			t.Errorf("%v: the variable is not named: %v", c.env, err)
+		}
+	}
 }

@@ -16,10 +16,16 @@ import (
 // specification defines them; a STREAMLENS_* variable wins where both say
 // the same thing.
 type OTLP struct {
-	On          bool   // STREAMLENS_OTLP, else not OTEL_SDK_DISABLED / OTEL_TRACES_EXPORTER=none
-	URL         string // the full traces URL (…/v1/traces)
-	Headers     []KV   // OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, values decoded
-	Gzip        bool   // OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION=gzip
+	On bool // STREAMLENS_OTLP, else not OTEL_SDK_DISABLED / OTEL_TRACES_EXPORTER=none
+	// Protocol is ProtocolHTTP (the default) or ProtocolGRPC, from
+	// OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL.
+	Protocol string
+	// URL is, for http/protobuf, the full traces URL (…/v1/traces); for
+	// grpc, the collector's endpoint (scheme and host: the gRPC method is
+	// the path).
+	URL         string
+	Headers     []KV // OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, values decoded
+	Gzip        bool // OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION=gzip
 	Timeout     time.Duration
 	CACert      string // OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE: a PEM file
 	ClientCert  string // …CLIENT_CERTIFICATE
@@ -42,8 +48,16 @@ type Sampler struct {
 	KeepFailed  bool    // STREAMLENS_TRACES_KEEP_FAILED
 }
 
+// The OTLP protocols streamlens speaks (OTEL_EXPORTER_OTLP_PROTOCOL's values).
+const (
+	ProtocolHTTP = "http/protobuf"
+	ProtocolGRPC = "grpc"
+)
+
 const (
 	defaultOTLPEndpoint = "http://localhost:4318"
+	// defaultGRPCEndpoint is the specification's default for grpc.
+	defaultGRPCEndpoint = "http://localhost:4317"
 	// defaultSampleRatio keeps one healthy stream in ten: failing ones are
 	// all kept, so the healthy ones are for comparison, not for counting
 	// (the EMF metrics count every stream).
@@ -61,7 +75,25 @@ func otlpFromEnv(getenv func(string) string, functionName string, bad func(name,
 		}
 		return "OTEL_EXPORTER_OTLP_" + suffix, getenv("OTEL_EXPORTER_OTLP_" + suffix)
 	}
-	o := OTLP{On: true, URL: defaultOTLPEndpoint + "/v1/traces", Timeout: 25 * time.Millisecond}
+	o := OTLP{On: true, Protocol: ProtocolHTTP, URL: defaultOTLPEndpoint + "/v1/traces", Timeout: 25 * time.Millisecond}
+	// The protocol first: it decides the default endpoint and whether
+	// v1/traces is appended to a base URL.
+	if name, v := signal("PROTOCOL"); v != "" {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case ProtocolHTTP:
+		case ProtocolGRPC:
+			o.Protocol, o.URL = ProtocolGRPC, defaultGRPCEndpoint
+		default:
+			bad(name, v, "want grpc or http/protobuf (http/json is not supported): http/protobuf is used")
+		}
+	}
+	// base is the URL of a base endpoint: v1/traces appended for
+	// http/protobuf; for grpc the endpoint as it is, as the specification
+	// says (the gRPC method is the path).
+	base := joinTracesPath
+	if o.Protocol == ProtocolGRPC {
+		base = func(v string) string { return v }
+	}
 
 	// OTEL_SDK_DISABLED is read even when STREAMLENS_OTLP decides, so that a
 	// value the specification does not know is reported either way.
@@ -80,7 +112,7 @@ func otlpFromEnv(getenv func(string) string, functionName string, bad func(name,
 	// it is.
 	if v := getenv("STREAMLENS_OTLP_ENDPOINT"); v != "" {
 		if validHTTPURL(v) {
-			o.URL = joinTracesPath(v)
+			o.URL = base(v)
 		} else {
 			// An endpoint may carry a credential: shown redacted.
 			bad("STREAMLENS_OTLP_ENDPOINT", RedactURL(v), "want an http:// or https:// URL (the collector's OTLP/HTTP base)")
@@ -93,13 +125,10 @@ func otlpFromEnv(getenv func(string) string, functionName string, bad func(name,
 		}
 	} else if v := getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
 		if validHTTPURL(v) {
-			o.URL = joinTracesPath(v)
+			o.URL = base(v)
 		} else {
 			bad("OTEL_EXPORTER_OTLP_ENDPOINT", RedactURL(v), "want an http:// or https:// URL")
 		}
-	}
-	if name, v := signal("PROTOCOL"); v != "" && v != "http/protobuf" {
-		bad(name, v, "streamlens exports http/protobuf only")
 	}
 	if name, v := signal("HEADERS"); v != "" {
 		// A bad entry is dropped and reported, and the others are sent, as

@@ -2,7 +2,6 @@ package otlpsink
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,7 +15,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/streamlens/streamlens/extension/config"
@@ -33,22 +31,25 @@ type Config struct {
 	TTFBThreshold time.Duration // a slower first useful byte is a failed stream
 }
 
-// Exporter builds spans and sends them. Export is called by one goroutine at
-// a time; Decide by any.
-type Exporter struct {
-	cfg     Config
-	getenv  func(string) string
-	client  *http.Client
-	headers http.Header
-	safeURL string            // the endpoint as messages show it: credentials redacted
-	scrub   *strings.Replacer // redacts the endpoint's credentials wherever else they appear
-	buf     pb                // reused request body
-	zbuf    bytes.Buffer      // reused gzipped body
-	zw      *gzip.Writer      // made on first use: its state is ~1 MB
+// SpanExporter sends the spans of finished streams, as the OTel SDK's span
+// exporter does: Export sends the spans of up to Batch streams in one
+// request, bounded by ctx, retrying what the OTLP specification calls
+// retryable while ctx lasts. It returns how many spans the collector did not
+// take (all of them on an error, the rejected ones of a partial success) and
+// why. When the error is ErrOutcomeUnknown (errors.Is), lost is instead how
+// many spans the budget left without a known outcome. No message it returns
+// shows the endpoint's credentials. Export is called by one goroutine at a
+// time.
+type SpanExporter interface {
+	Export(ctx context.Context, results []state.Result) (lost int, err error)
+}
 
-	mu       sync.Mutex // guards the resource cache
-	arn      string
-	resource []kvAttr
+// Exporter is the sampler and the span exporter of a configuration
+// together: Decide is its Sampler's, Export its SpanExporter's (OTLP over
+// http/protobuf or grpc, as configured).
+type Exporter struct {
+	*Sampler
+	SpanExporter
 }
 
 // Batch is how many streams one export carries at most: it bounds the
@@ -56,35 +57,73 @@ type Exporter struct {
 // of 50 events) while the function may still be sending events.
 const Batch = 16
 
-// New returns an exporter for cfg; getenv gives the resource's Lambda
-// attributes. It fails for TLS files it cannot use.
+// New returns the sampler and the exporter of cfg; getenv gives the
+// resource's Lambda attributes. It fails for TLS files it cannot use, and
+// for a grpc endpoint that is not an http:// or https:// URL.
 func New(cfg Config, getenv func(string) string) (*Exporter, error) {
-	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConns: 2, IdleConnTimeout: 90 * time.Second,
-		ForceAttemptHTTP2: true}
+	x, err := NewSpanExporter(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return &Exporter{Sampler: NewSampler(cfg.Sampler, cfg.TTFBThreshold), SpanExporter: x}, nil
+}
+
+// NewSpanExporter returns the exporter of cfg.Protocol: OTLP/gRPC for
+// config.ProtocolGRPC, else OTLP/HTTP with protobuf.
+func NewSpanExporter(cfg Config, getenv func(string) string) (SpanExporter, error) {
+	tc, err := tlsConfig(cfg.OTLP)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Protocol == config.ProtocolGRPC {
+		return newGRPC(cfg, newEncoder(cfg, getenv), tc)
+	}
+	return newHTTP(cfg, newEncoder(cfg, getenv), tc), nil
+}
+
+// tlsConfig returns the TLS configuration of the OTEL_EXPORTER_OTLP_*
+// certificate variables, or nil when none is set.
+func tlsConfig(o config.OTLP) (*tls.Config, error) {
 	// A client certificate needs both halves; with one (the configuration
 	// has reported it) the spans go without, whichever half it is.
-	clientCert := cfg.ClientCert != "" && cfg.ClientKey != ""
-	if cfg.CACert != "" || clientCert {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if cfg.CACert != "" {
-			pem, err := os.ReadFile(cfg.CACert)
-			if err != nil {
-				return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CERTIFICATE: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CERTIFICATE %s: no PEM certificate in it", cfg.CACert)
-			}
-		}
-		if clientCert {
-			cert, err := tls.LoadX509KeyPair(cfg.ClientCert, cfg.ClientKey)
-			if err != nil {
-				return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/_KEY: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		tr.TLSClientConfig = tc
+	clientCert := o.ClientCert != "" && o.ClientKey != ""
+	if o.CACert == "" && !clientCert {
+		return nil, nil
 	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CERTIFICATE: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CERTIFICATE %s: no PEM certificate in it", o.CACert)
+		}
+	}
+	if clientCert {
+		cert, err := tls.LoadX509KeyPair(o.ClientCert, o.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/_KEY: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// httpExporter is OTLP/HTTP with protobuf (http/protobuf).
+type httpExporter struct {
+	enc     *encoder
+	url     string
+	client  *http.Client
+	headers http.Header
+	safeURL string            // the endpoint as messages show it: credentials redacted
+	scrub   *strings.Replacer // redacts the endpoint's credentials wherever else they appear
+}
+
+func newHTTP(cfg Config, enc *encoder, tc *tls.Config) *httpExporter {
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConns: 2, IdleConnTimeout: 90 * time.Second,
+		ForceAttemptHTTP2: true, TLSClientConfig: tc}
 	h := http.Header{}
 	for _, kv := range cfg.Headers {
 		h.Add(kv.Key, kv.Value)
@@ -101,8 +140,8 @@ func New(cfg Config, getenv func(string) string) (*Exporter, error) {
 	// host nobody configured; a POST moved by 301/302/303 would also lose its
 	// body. A redirect is a failed export that names where it pointed.
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &Exporter{cfg: cfg, getenv: getenv, client: client, headers: h,
-		safeURL: config.RedactURL(cfg.URL), scrub: scrubber(cfg.URL)}, nil
+	return &httpExporter{enc: enc, url: cfg.URL, client: client, headers: h,
+		safeURL: config.RedactURL(cfg.URL), scrub: scrubber(cfg.URL)}
 }
 
 // ErrOutcomeUnknown is an export the budget (the caller's context) ended
@@ -154,79 +193,79 @@ type scrubbed struct {
 func (s *scrubbed) Error() string { return s.msg }
 func (s *scrubbed) Unwrap() error { return s.err }
 
-func (e *Exporter) scrubErr(err error) error {
+func scrubErr(r *strings.Replacer, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &scrubbed{msg: e.scrub.Replace(err.Error()), err: err}
+	return &scrubbed{msg: r.Replace(err.Error()), err: err}
 }
 
-// Export sends the spans of up to Batch streams in one request, bounded by
-// ctx, retrying the answers the specification calls retryable (429, 502,
-// 503, 504) while ctx lasts. It returns how many spans
-// the collector did not take (all of them on an error, the rejected ones of
-// a partial success) and why. When the error is ErrOutcomeUnknown (errors.Is),
-// lost is instead how many spans the budget left without a known outcome.
-// No message it returns shows the endpoint's credentials.
-func (e *Exporter) Export(ctx context.Context, results []state.Result) (lost int, err error) {
-	lost, err = e.export(ctx, results)
-	return lost, e.scrubErr(err)
-}
-
-func (e *Exporter) export(ctx context.Context, results []state.Result) (lost int, err error) {
+// Export implements SpanExporter: it retries the answers the specification
+// calls retryable for OTLP/HTTP (429, 502, 503, 504).
+func (e *httpExporter) Export(ctx context.Context, results []state.Result) (lost int, err error) {
 	results = results[:min(len(results), Batch)]
 	if len(results) == 0 {
 		return 0, nil
 	}
-	e.buf = e.appendRequest(e.buf[:0], e.resourceFor(results), results)
-	body := []byte(e.buf)
-	if e.cfg.Gzip {
-		if body, err = e.gzip(body); err != nil {
-			return len(results), err
-		}
+	body, err := e.enc.encode(results)
+	if err != nil {
+		return len(results), err
 	}
+	lost, err = retry(ctx, len(results), func() (int, string, time.Duration, error) { return e.post(ctx, body) })
+	return lost, scrubErr(e.scrub, err)
+}
+
+// retry makes the attempts of one export of n spans with send while ctx
+// lasts, and returns how many spans were lost and why. send returns the
+// spans a success rejected and why, or an error and how long to wait before
+// the next attempt (-1: not worth one).
+func retry(ctx context.Context, n int, send func() (rejected int, why string, wait time.Duration, err error)) (lost int, err error) {
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		rejected, why, wait, err := e.post(ctx, body)
+		rejected, why, wait, err := send()
 		if err == nil {
-			if rejected > len(results) {
+			if rejected > n {
 				// More than were sent: a confused collector. All are
 				// counted lost, and the message says what it claimed.
-				return len(results), fmt.Errorf("otlp: the collector rejected all %d spans (it said %d): %s", len(results), rejected, why)
+				return n, fmt.Errorf("otlp: the collector rejected all %d spans (it said %d): %s", n, rejected, why)
 			}
 			if rejected > 0 {
 				// Partial success: the request is not retried (the rest
 				// were taken); the rejected spans are lost, and why is said.
-				return rejected, fmt.Errorf("otlp: the collector rejected %d of %d spans: %s", rejected, len(results), why)
+				return rejected, fmt.Errorf("otlp: the collector rejected %d of %d spans: %s", rejected, n, why)
 			}
 			return 0, nil
 		}
 		if wait < 0 || wait > maxRetryWait || attempt == maxAttempts {
-			return len(results), err
+			return n, err
 		}
 		wait = max(wait, backoff)
 		backoff *= 2
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return len(results), fmt.Errorf("%w (no time left to retry)", err)
+			return n, fmt.Errorf("%w (no time left to retry)", err)
 		}
 	}
 }
 
 // maxAttempts bounds the tries of one export, and maxRetryWait the wait a
-// collector may ask for (Retry-After); the budget usually ends them first.
+// collector may ask for (Retry-After, gRPC's RetryInfo); the budget usually
+// ends them first.
 const (
 	maxAttempts  = 4
 	maxRetryWait = time.Second
 )
 
+// maxAnswer bounds what is read of a collector's answer.
+const maxAnswer = 64 << 10
+
 // post sends one request. On a 2xx answer it returns the spans a partial
 // success rejected and why; on a failure, how long to wait before a retry,
 // or -1 when the failure is not worth one. A failure is ErrOutcomeUnknown
 // when the answer was not read whole because ctx ended.
-func (e *Exporter) post(ctx context.Context, body []byte) (rejected int, why string, wait time.Duration, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.URL, bytes.NewReader(body))
+func (e *httpExporter) post(ctx context.Context, body []byte) (rejected int, why string, wait time.Duration, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
 	if err != nil {
 		return 0, "", -1, fmt.Errorf("otlp: %s: %w", e.safeURL, unwrapURL(err))
 	}
@@ -244,19 +283,13 @@ func (e *Exporter) post(ctx context.Context, body []byte) (rejected int, why str
 		return 0, "", -1, fmt.Errorf("otlp: %s: %w", e.safeURL, unwrapURL(err))
 	}
 	defer resp.Body.Close()
-	const maxBody = 64 << 10
-	msg, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	msg, readErr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	switch code := resp.StatusCode; {
 	case code/100 == 2:
 		if readErr != nil {
 			// Taken, but a partial success cut short is not a full one:
 			// how many were rejected is not known.
-			if ctx.Err() != nil {
-				readErr = fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
-			} else {
-				readErr = fmt.Errorf("%w: %w", ErrOutcomeUnknown, readErr)
-			}
-			return 0, "", -1, fmt.Errorf("otlp: %s answered %d, and its body was cut short: %w", e.safeURL, code, readErr)
+			return 0, "", -1, fmt.Errorf("otlp: %s answered %d, and its body was cut short: %w", e.safeURL, code, cutShort(ctx, readErr))
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.Contains(ct, "protobuf") {
 			// Not the protobuf asked for (JSON, text): no partial success
@@ -284,6 +317,15 @@ func (e *Exporter) post(ctx context.Context, body []byte) (rejected int, why str
 	}
 }
 
+// cutShort is the error of an answer whose reading failed with err: its
+// outcome is unknown, because ctx ended or because the answer was cut.
+func cutShort(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+}
+
 // unwrapURL returns the cause of a *url.Error, whose message quotes the
 // URL, or err.
 func unwrapURL(err error) error {
@@ -292,42 +334,6 @@ func unwrapURL(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-func (e *Exporter) gzip(body []byte) ([]byte, error) {
-	e.zbuf.Reset()
-	if e.zw == nil {
-		e.zw, _ = gzip.NewWriterLevel(&e.zbuf, gzip.BestSpeed)
-	} else {
-		e.zw.Reset(&e.zbuf)
-	}
-	if _, err := e.zw.Write(body); err != nil {
-		return nil, fmt.Errorf("otlp: gzip: %w", err)
-	}
-	if err := e.zw.Close(); err != nil {
-		return nil, fmt.Errorf("otlp: gzip: %w", err)
-	}
-	return e.zbuf.Bytes(), nil
-}
-
-// resourceFor returns the resource's attributes, made again only when the
-// first invoked ARN becomes known (its account and function id).
-func (e *Exporter) resourceFor(results []state.Result) []kvAttr {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	arn := e.arn
-	if arn == "" {
-		for i := range results {
-			if results[i].InvokedARN != "" {
-				arn = results[i].InvokedARN
-				break
-			}
-		}
-	}
-	if e.resource == nil || arn != e.arn {
-		e.arn, e.resource = arn, e.resourceAttrs(e.getenv, arn)
-	}
-	return e.resource
 }
 
 // partialSuccess reads ExportTraceServiceResponse.partial_success

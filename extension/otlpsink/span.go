@@ -1,13 +1,19 @@
 // Package otlpsink turns finished streams into OpenTelemetry spans, decides
-// which of them to keep, and exports them over OTLP/HTTP (protobuf).
+// which of them to keep (Sampler), and exports them over OTLP (SpanExporter:
+// http/protobuf, or grpc).
 package otlpsink
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/streamlens/streamlens/extension/config"
 	"github.com/streamlens/streamlens/extension/state"
 	"github.com/streamlens/streamlens/internal/version"
 	"github.com/streamlens/streamlens/internal/xray"
@@ -90,13 +96,27 @@ func Failed(r *state.Result, ttfbThreshold time.Duration) bool {
 		r.HasTTFB && r.TTFBMs > float64(ttfbThreshold)/float64(time.Millisecond)
 }
 
-// Decide decides whether stream r gets a span. It is the sampler: failed
-// streams are kept (when KeepFailed); a healthy stream follows its parent's
-// decision (when ParentBased and there is one), else the ratio, by trace id
-// so that every service of a trace decides alike.
-func (e *Exporter) Decide(r *state.Result) Decision {
-	s := e.cfg.Sampler
-	if s.KeepFailed && Failed(r, e.cfg.TTFBThreshold) {
+// Sampler decides which finished streams get a span, as the OTel SDK's
+// sampler does for a tracer, apart from the exporter. Its methods may be
+// called by any goroutine.
+type Sampler struct {
+	cfg  config.Sampler
+	ttfb time.Duration // a slower first useful byte is a failed stream
+}
+
+// NewSampler returns the sampler of cfg; ttfbThreshold is the first useful
+// byte's time past which a stream counts as failed.
+func NewSampler(cfg config.Sampler, ttfbThreshold time.Duration) *Sampler {
+	return &Sampler{cfg: cfg, ttfb: ttfbThreshold}
+}
+
+// Decide decides whether stream r gets a span: failed streams are kept
+// (when KeepFailed); a healthy stream follows its parent's decision (when
+// ParentBased and there is one), else the ratio, by trace id so that every
+// service of a trace decides alike.
+func (sm *Sampler) Decide(r *state.Result) Decision {
+	s := sm.cfg
+	if s.KeepFailed && Failed(r, sm.ttfb) {
 		return KeptFailed
 	}
 	p := parentOf(r)
@@ -120,18 +140,118 @@ func (e *Exporter) Decide(r *state.Result) Decision {
 
 // reason is the recorded decision of a kept stream: Decide's result again,
 // without its random draw.
-func (e *Exporter) reason(r *state.Result, p parent) Decision {
+func (sm *Sampler) reason(r *state.Result, p parent) Decision {
 	switch {
-	case e.cfg.Sampler.KeepFailed && Failed(r, e.cfg.TTFBThreshold):
+	case sm.cfg.KeepFailed && Failed(r, sm.ttfb):
 		return KeptFailed
-	case e.cfg.Sampler.ParentBased && p.decided && p.sampled:
+	case sm.cfg.ParentBased && p.decided && p.sampled:
 		return KeptByParent
 	}
 	return KeptByRatio
 }
 
+// encoder builds the ExportTraceServiceRequest of a batch of streams, the
+// body both exporters send. It is used by one goroutine at a time (the
+// exporter's).
+type encoder struct {
+	cfg     Config
+	sampler *Sampler // for the recorded sampling reason
+	getenv  func(string) string
+	buf     pb           // reused request body
+	zbuf    bytes.Buffer // reused gzipped body
+	zw      *gzip.Writer // made on first use: its state is ~1 MB
+
+	mu       sync.Mutex // guards the resource cache
+	arn      string
+	resource []kvAttr
+}
+
+func newEncoder(cfg Config, getenv func(string) string) *encoder {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	return &encoder{cfg: cfg, sampler: NewSampler(cfg.Sampler, cfg.TTFBThreshold), getenv: getenv}
+}
+
+// encode returns the request of results (all of them: the caller cuts at
+// Batch), gzipped when cfg.Gzip. The bytes are the encoder's, valid until
+// the next call.
+func (e *encoder) encode(results []state.Result) (body []byte, err error) {
+	e.buf = e.appendRequest(e.buf[:0], e.resourceFor(results), results)
+	body = []byte(e.buf)
+	if e.cfg.Gzip {
+		return e.gzip(body)
+	}
+	return body, nil
+}
+
+func (e *encoder) gzip(body []byte) ([]byte, error) {
+	e.zbuf.Reset()
+	if e.zw == nil {
+		e.zw, _ = gzip.NewWriterLevel(&e.zbuf, gzip.BestSpeed)
+	} else {
+		e.zw.Reset(&e.zbuf)
+	}
+	if _, err := e.zw.Write(body); err != nil {
+		return nil, fmt.Errorf("otlp: gzip: %w", err)
+	}
+	if err := e.zw.Close(); err != nil {
+		return nil, fmt.Errorf("otlp: gzip: %w", err)
+	}
+	return e.zbuf.Bytes(), nil
+}
+
+// resourceFor returns the resource's attributes, made again only when the
+// first invoked ARN becomes known (its account and function id).
+func (e *encoder) resourceFor(results []state.Result) []kvAttr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	arn := e.arn
+	if arn == "" {
+		for i := range results {
+			if results[i].InvokedARN != "" {
+				arn = results[i].InvokedARN
+				break
+			}
+		}
+	}
+	if e.resource == nil || arn != e.arn {
+		e.arn, e.resource = arn, e.resourceAttrs(e.getenv, arn)
+	}
+	return e.resource
+}
+
+// streamSpanName is the name of a stream's span inside the function's own
+// server span; low-cardinality on purpose (a span name must not carry a
+// caller's ids: the bundle and quote ids are attributes).
+const streamSpanName = "stream"
+
+// errorType is the span's error.type, which the semantic conventions want
+// predictable and low-cardinality, and set only on failure: the truncation
+// reason (no-end, short, status-<end status>, runtime-<platform status>,
+// shutdown-<reason>: a cause and a normalised word of at most 32 bytes), or
+// integrity-mismatch; "" for a stream that did not fail. A stream that was
+// only slow to its first byte is kept as failed by the sampler but did not
+// fail as an operation: no error.type, no error status.
+func errorType(r *state.Result) string {
+	switch {
+	case r.Verdict.Truncated():
+		return r.Verdict.Reason()
+	case r.Integrity == 1:
+		return "integrity-mismatch"
+	}
+	return ""
+}
+
 // appendSpan appends the Span message of stream r.
-func (e *Exporter) appendSpan(b pb, r *state.Result) pb {
+//
+// The span follows the semantic conventions for AWS Lambda: the invocation
+// has one SERVER span, named after the function, with faas.trigger=http.
+// When the function sent its own span (a traceparent), that span is the
+// server span, and the stream's is INTERNAL inside it, named "stream". Else
+// (an X-Ray parent, or none) the stream's span is the invocation's server
+// span, and so is named after the function (AWS_LAMBDA_FUNCTION_NAME).
+func (e *encoder) appendSpan(b pb, r *state.Result) pb {
 	p := parentOf(r)
 	tid := p.traceID
 	if p.kind == noParent {
@@ -151,12 +271,14 @@ func (e *Exporter) appendSpan(b pb, r *state.Result) pb {
 	// The function's own span (traceparent) is the server span of the
 	// invocation and this one is inside it; otherwise this span is the
 	// function's side of the caller's request.
-	kind := uint64(2) // SPAN_KIND_SERVER
+	kind, name := uint64(2), e.cfg.FunctionName // SPAN_KIND_SERVER
 	if p.kind == traceParent {
-		kind = 1 // SPAN_KIND_INTERNAL
+		kind, name = 1, streamSpanName // SPAN_KIND_INTERNAL
 	}
-	// The name is low-cardinality on purpose: the bundle id is an attribute.
-	b = b.str(5, "stream").uint(6, kind)
+	if name == "" {
+		name = streamSpanName // no function name (not in Lambda)
+	}
+	b = b.str(5, name).uint(6, kind)
 	end := r.EndTime
 	if end.Before(r.Time) {
 		end = r.Time
@@ -182,12 +304,13 @@ func (e *Exporter) appendSpan(b pb, r *state.Result) pb {
 		attrBool(9, "streamlens.truncated", r.Verdict.Truncated()).
 		attrStr(9, "streamlens.status", r.Status).
 		attrStr(9, "streamlens.parent", p.kind.String()).
-		attrStr(9, "streamlens.sampling.reason", e.reason(r, p).String())
+		attrStr(9, "streamlens.sampling.reason", e.sampler.reason(r, p).String())
 	for _, kv := range [...]struct{ k, v string }{
+		{"error.type", errorType(r)},
 		{"streamlens.bundle_id", r.BundleID}, {"streamlens.client_id", r.ClientID},
 		{"streamlens.truncation_reason", r.Verdict.Reason()}, {"streamlens.invocation_status", r.InvocationStatus},
 	} {
-		if kv.v != "" { // Reason is empty unless truncated
+		if kv.v != "" { // error.type and Reason are empty unless failed
 			b = b.attrStr(9, kv.k, kv.v)
 		}
 	}
@@ -251,7 +374,7 @@ func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(ti
 // resourceAttrs returns the resource's attributes: the Lambda environment's,
 // the invoked ARN's account and function (arn, once known), then
 // OTEL_RESOURCE_ATTRIBUTES, which wins over what streamlens found.
-func (e *Exporter) resourceAttrs(getenv func(string) string, arn string) []kvAttr {
+func (e *encoder) resourceAttrs(getenv func(string) string, arn string) []kvAttr {
 	attrs := []kvAttr{
 		{k: "service.name", s: e.cfg.ServiceName},
 		{k: "cloud.provider", s: "aws"},
@@ -267,8 +390,14 @@ func (e *Exporter) resourceAttrs(getenv func(string) string, arn string) []kvAtt
 		}
 	}
 	fv := getenv("AWS_LAMBDA_FUNCTION_VERSION")
-	opt("service.version", fv)
-	opt("faas.version", fv)
+	if published(fv) {
+		// $LATEST is not a version: the code it names changes with every
+		// deployment, and the semantic conventions define faas.version on
+		// Lambda as the published version's number. service.version is then
+		// only what OTEL_RESOURCE_ATTRIBUTES says, if anything.
+		opt("service.version", fv)
+		opt("faas.version", fv)
+	}
 	opt("cloud.region", getenv("AWS_REGION"))
 	opt("faas.instance", getenv("AWS_LAMBDA_LOG_STREAM_NAME"))
 	if mb := getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"); mb != "" {
@@ -313,6 +442,21 @@ func (e *Exporter) resourceAttrs(getenv func(string) string, arn string) []kvAtt
 	return attrs
 }
 
+// published reports whether Lambda function version v is a published one
+// (a decimal number), not $LATEST (nor Managed Instances' $LATEST.PUBLISHED,
+// a label, not a version).
+func published(v string) bool {
+	if v == "" || len(v) > 20 {
+		return false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // kvAttr is a resource attribute: a string, or an int when isInt.
 type kvAttr struct {
 	k, s  string
@@ -322,7 +466,7 @@ type kvAttr struct {
 
 // appendRequest builds an ExportTraceServiceRequest with one ResourceSpans
 // and one ScopeSpans holding the spans of results.
-func (e *Exporter) appendRequest(out pb, resource []kvAttr, results []state.Result) pb {
+func (e *encoder) appendRequest(out pb, resource []kvAttr, results []state.Result) pb {
 	return out.msg(1, func(rs pb) pb {
 		rs = rs.msg(1, func(r pb) pb {
 			for _, a := range resource {

@@ -328,7 +328,10 @@ func TestSpanOfATimedOutStream(t *testing.T) {
 	if hex.EncodeToString(sp.TraceId) != "5759e988bd862e3fe1be46a994272793" || hex.EncodeToString(sp.ParentSpanId) != "53995c3f42cd8ad8" {
 		t.Errorf("not in the X-Ray trace: %x %x", sp.TraceId, sp.ParentSpanId)
 	}
-	if sp.Name != "stream" || sp.Kind != tracepb.Span_SPAN_KIND_SERVER || sp.Flags != 0x301 {
+	// Without the function's own span, this one is the invocation's server
+	// span, named after the function as the semantic conventions for AWS
+	// Lambda want (it was "stream" before issue #28).
+	if sp.Name != "pricing" || sp.Kind != tracepb.Span_SPAN_KIND_SERVER || sp.Flags != 0x301 {
 		t.Errorf("name %q kind %v flags %#x", sp.Name, sp.Kind, sp.Flags)
 	}
 	if got := time.Duration(sp.EndTimeUnixNano - sp.StartTimeUnixNano); got != 3*time.Second {
@@ -339,7 +342,7 @@ func TestSpanOfATimedOutStream(t *testing.T) {
 		string(semconv.FaaSInvocationIDKey): "r", string(semconv.FaaSTriggerKey): "http", string(semconv.FaaSColdstartKey): true,
 		string(semconv.AWSLambdaInvokedARNKey): r.InvokedARN, "streamlens.bundle_id": "bundle-\ufffd-42",
 		"streamlens.truncated": true, "streamlens.truncation_reason": "runtime-timeout", "streamlens.sampling.reason": "failed",
-		"streamlens.parent": "xray", "streamlens.ttfb_ms": 12.0,
+		"streamlens.parent": "xray", "streamlens.ttfb_ms": 12.0, string(semconv.ErrorTypeKey): "runtime-timeout",
 	} {
 		if a[k] != want {
 			t.Errorf("span %s = %v, want %v", k, a[k], want)
@@ -371,6 +374,7 @@ func TestSpanUnderTheFunctionsSpan(t *testing.T) {
 	sp := decodeStrict(t, col.requests()[0].body).ResourceSpans[0].ScopeSpans[0].Spans[0]
 	a := attrs(sp.Attributes)
 	if hex.EncodeToString(sp.ParentSpanId) != "00f067aa0ba902b7" || sp.Kind != tracepb.Span_SPAN_KIND_INTERNAL || a["faas.trigger"] != nil ||
+		sp.Name != "stream" || a["error.type"] != nil ||
 		a["streamlens.sampling.reason"] != "parent" || sp.Status != nil || sp.EndTimeUnixNano-sp.StartTimeUnixNano != uint64(30*time.Millisecond) {
 		t.Errorf("%v", sp)
 	}
@@ -441,8 +445,12 @@ func FuzzPartialSuccess(f *testing.F) {
 }
 
 func benchExporter(b *testing.B, url string, gz bool) {
-	e := newExporter(b, config.OTLP{URL: url, Gzip: gz}, nil)
-	e.cfg.MaxEvents = 128
+	e, err := New(Config{OTLP: config.OTLP{URL: url, Gzip: gz}, FunctionName: "pricing", MaxEvents: 128, TTFBThreshold: 100 * time.Millisecond},
+		func(string) string { return "" })
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := e.SpanExporter.(*httpExporter).enc
 	r := healthy()
 	for i := range 50 {
 		r.Chunks = append(r.Chunks, state.Chunk{Inst: "INST", LatencyMs: float32(i), Seq: uint32(i + 1), Bytes: 190})
@@ -455,9 +463,9 @@ func benchExporter(b *testing.B, url string, gz bool) {
 		cancel()
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/flush")
-	b.ReportMetric(float64(len(e.buf)), "bytes/span")
+	b.ReportMetric(float64(len(enc.buf)), "bytes/span")
 	if gz {
-		b.ReportMetric(float64(e.zbuf.Len()), "gzip-bytes/span")
+		b.ReportMetric(float64(enc.zbuf.Len()), "gzip-bytes/span")
 	}
 }
 
@@ -477,4 +485,76 @@ func BenchmarkSpanExport(b *testing.B) {
 
 	hanging := streamtest.HangingCollector(b)
 	b.Run("hanging", func(b *testing.B) { benchExporter(b, hanging+"/v1/traces", false) })
+}
+
+// exportOne exports r through a fresh exporter and returns its span and
+// resource as the official types decode them.
+func exportOne(t *testing.T, o config.OTLP, env map[string]string, r state.Result) (*tracepb.Span, map[string]any) {
+	t.Helper()
+	col := newCollector(t)
+	o.URL = col.url
+	e := newExporter(t, o, env)
+	if lost, err := e.Export(context.Background(), []state.Result{r}); lost != 0 || err != nil {
+		t.Fatalf("lost %d: %v", lost, err)
+	}
+	rs := decodeStrict(t, col.requests()[0].body).ResourceSpans[0]
+	return rs.ScopeSpans[0].Spans[0], attrs(rs.Resource.Attributes)
+}
+
+// $LATEST is not a version: no service.version nor faas.version (the
+// semantic conventions define the latter as the published version's
+// number); cloud.resource_id still names what ran. OTEL_RESOURCE_ATTRIBUTES
+// gives service.version whatever runs.
+func TestLatestIsNotAVersion(t *testing.T) {
+	r := healthy()
+	r.InvokedARN = "arn:aws:lambda:eu-west-1:123456789012:function:pricing"
+	for _, v := range []string{"$LATEST", "$LATEST.PUBLISHED", ""} {
+		_, res := exportOne(t, config.OTLP{}, map[string]string{"AWS_LAMBDA_FUNCTION_VERSION": v}, r)
+		if res["service.version"] != nil || res["faas.version"] != nil {
+			t.Errorf("%q: service.version %v, faas.version %v", v, res["service.version"], res["faas.version"])
+		}
+		if want := strings.TrimSuffix(r.InvokedARN+":"+v, ":"); res["cloud.resource_id"] != want {
+			t.Errorf("%q: cloud.resource_id %v, want %s", v, res["cloud.resource_id"], want)
+		}
+	}
+	_, res := exportOne(t, config.OTLP{Resource: []config.KV{{Key: "service.version", Value: "2.4.1"}}},
+		map[string]string{"AWS_LAMBDA_FUNCTION_VERSION": "$LATEST"}, r)
+	if res["service.version"] != "2.4.1" || res["faas.version"] != nil {
+		t.Errorf("OTEL_RESOURCE_ATTRIBUTES: service.version %v, faas.version %v", res["service.version"], res["faas.version"])
+	}
+	_, res = exportOne(t, config.OTLP{Resource: []config.KV{{Key: "service.version", Value: "2.4.1"}}},
+		map[string]string{"AWS_LAMBDA_FUNCTION_VERSION": "12"}, r)
+	if res["service.version"] != "2.4.1" || res["faas.version"] != "12" {
+		t.Errorf("OTEL_RESOURCE_ATTRIBUTES wins: service.version %v, faas.version %v", res["service.version"], res["faas.version"])
+	}
+}
+
+// error.type is set on a failed stream's span only, with a low-cardinality
+// value, and goes with the error status; a stream only slow to its first
+// byte is kept as failed but did not fail: neither.
+func TestErrorType(t *testing.T) {
+	for name, c := range map[string]struct {
+		f    func(*state.Result)
+		want string
+	}{
+		"healthy":   {func(*state.Result) {}, ""},
+		"slow TTFB": {func(r *state.Result) { r.TTFBMs = 5000 }, ""},
+		"integrity": {func(r *state.Result) { r.Integrity = 1 }, "integrity-mismatch"},
+		"aborted": {func(r *state.Result) {
+			r.Verdict = state.Verdict{Cause: state.EndStatus, Detail: "aborted", Class: state.Caller}
+		}, "status-aborted"},
+		"no end": {func(r *state.Result) { r.Verdict = state.Verdict{Cause: state.NoEnd, Class: state.Service} }, "no-end"},
+		"crash": {func(r *state.Result) {
+			r.Verdict = state.Verdict{Cause: state.Platform, Detail: "error", Class: state.Service}
+		}, "runtime-error"},
+	} {
+		r := healthy()
+		c.f(&r)
+		sp, _ := exportOne(t, config.OTLP{Sampler: defaultSampler}, nil, r)
+		got, _ := attrs(sp.Attributes)["error.type"].(string)
+		isErr := sp.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR
+		if got != c.want || isErr != (c.want != "") {
+			t.Errorf("%s: error.type %q, error status %v; want %q", name, got, isErr, c.want)
+		}
+	}
 }
