@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs AWS's Node.js runtime interface client (npm aws-lambda-ric, pinned)
-# into bin/node-ric, where the Node end-to-end tests (internal/e2e/node_test.go)
+# (in a per-machine cache, linked as bin/node-ric), where the Node end-to-end tests (internal/e2e/node_test.go)
 # and examples/node-pricing look for it. It is the RIC Lambda's own Node
 # runtimes are built from: awslambda.streamifyResponse and the streaming
 # Runtime API protocol exactly as on Lambda.
@@ -17,8 +17,18 @@
 set -euo pipefail
 RIC_VERSION=4.0.2
 root=$(cd "$(dirname "$0")/.." && pwd)
-dir="$root/bin/node-ric"
+# Built once per machine, outside the clone (a fresh clone, as CI's, then
+# finds it at once), and linked as bin/node-ric where the tests look.
+cache="${STREAMLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamlens}"
+dir="$cache/node-ric-$RIC_VERSION"
 pkg="$dir/node_modules/aws-lambda-ric"
+link() {
+  mkdir -p "$root/bin"
+  if [ "$(readlink "$root/bin/node-ric" 2>/dev/null)" != "$dir" ]; then
+    rm -rf "$root/bin/node-ric"
+    ln -s "$dir" "$root/bin/node-ric"
+  fi
+}
 
 skip() {
   echo "############################################################################"
@@ -31,6 +41,7 @@ skip() {
 # The addon is the last thing the install builds: it is the mark of a whole
 # install of the pinned version.
 if [ -f "$pkg/rapid-client.node" ] && grep -q "\"version\": \"$RIC_VERSION\"" "$pkg/package.json" 2>/dev/null; then
+  link
   exit 0
 fi
 command -v node >/dev/null 2>&1 || skip "node is not on this machine"
@@ -57,7 +68,7 @@ mkdir -p "$dir"
 cat >"$dir/package.json" <<EOF
 {"name": "streamlens-node-ric", "private": true, "dependencies": {"aws-lambda-ric": "$RIC_VERSION"}}
 EOF
-echo "need-node-ric: npm install aws-lambda-ric@$RIC_VERSION into bin/node-ric (builds curl, aws-lambda-cpp and an addon: ~3 min)"
+echo "need-node-ric: npm install aws-lambda-ric@$RIC_VERSION into $dir (builds curl, aws-lambda-cpp and an addon: ~3 min, once per machine)"
 start=$(date +%s)
 # aws-lambda-ric 4 declares node >=22; on older Node npm only warns, and the
 # RIC runs (the e2e tests say which node they use).
@@ -67,4 +78,5 @@ if ! (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >"$dir/inst
   skip "npm install failed (log above)"
 fi
 [ -f "$pkg/rapid-client.node" ] || { rm -rf "$dir/node_modules"; skip "the install did not build rapid-client.node"; }
-echo "need-node-ric: installed in $(($(date +%s) - start)) s ($(node --version))"
+link
+echo "need-node-ric: installed in $(($(date +%s) - start)) s ($(node --version)), in $dir"
