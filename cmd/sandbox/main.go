@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command sandbox runs a local Lambda execution environment around a function
 // binary and extension binaries, and serves it like a function URL in
 // RESPONSE_STREAM mode:

@@ -177,7 +177,7 @@ type Table struct {
 	// (SetMemoryLimit); chunkRecords is how many are kept now.
 	chunkBudget  int
 	chunkRecords int
-	reportWait   time.Duration    // see SetReportWait
+	reportWait   time.Duration // see SetReportWait
 }
 
 // New returns an empty table that keeps at most maxOpen open streams per

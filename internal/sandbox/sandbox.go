@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package sandbox is a local Lambda execution environment, as strict as Lambda
 // where Lambda is strict: the Runtime API (buffered and streaming responses,
 // error trailers, size limits, the streaming bandwidth cap), the Extensions API
