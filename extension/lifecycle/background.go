@@ -242,6 +242,22 @@ func (b *background) step(ctx context.Context) bool {
 	return true
 }
 
+// writeInstruments writes every instrument's held values now, from the
+// caller's goroutine (SHUTDOWN): the metrics go out before any span export
+// starts or resumes, so that a hanging collector, or an export timeout
+// longer than the shutdown budget, cannot cost them.
+func (b *background) writeInstruments(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.instOn {
+		return
+	}
+	if out, _ := b.enc.Take(nil, b.inst, now, true); len(out) > 0 {
+		b.log.Give(out)
+	}
+	b.instOn = false
+}
+
 // finish opens the gate and waits until the worker has nothing left, or
 // until passes (SHUTDOWN: the last documents and spans within the budget).
 func (b *background) finish(until time.Time) {

@@ -261,6 +261,7 @@ func (r *runner) loop(ctx context.Context) error {
 			// The sandbox is gone or broken: flush what we have, then stop.
 			until := time.Now().Add(r.cfg.ShutdownMargin)
 			r.flushAll(state.ShutdownFailure("api-error"), until)
+			r.bg.writeInstruments(time.Now())
 			r.bg.finish(until)
 			return err
 		}
@@ -454,7 +455,9 @@ func (r *runner) shutdown(ev extapi.Event) {
 	f := state.ShutdownFailure(ev.ShutdownReason)
 	r.locked(func(t *state.Table) { t.ShutDown(f) })
 	r.flushAll(f, budget)
-	// The last spans and per-instrument documents, within the budget.
+	// Metrics before spans: the per-instrument documents now, then the
+	// last spans with what is left of the budget.
+	r.bg.writeInstruments(time.Now())
 	r.bg.finish(budget)
 	// Counters the background produced (failed exports) and those held
 	// back (routine counts).

@@ -372,6 +372,17 @@ func TestShutdownExportStaysWithinItsBudget(t *testing.T) {
 	if sumKey(ds, "SpanExportUnknown") != 1 {
 		t.Errorf("SpanExportUnknown %v, want the one span cut at the shutdown budget", sumKey(ds, "SpanExportUnknown"))
 	}
+	// The metrics went out before the export ate the budget: the
+	// per-instrument documents of the 5 instruments are all there.
+	instruments := map[string]bool{}
+	for _, d := range ds {
+		if in := d.str("Instrument"); in != "" {
+			instruments[in] = true
+		}
+	}
+	if len(instruments) != 5 {
+		t.Errorf("per-instrument documents of %d instruments, want 5", len(instruments))
+	}
 }
 
 func freeTCPPort(t testing.TB) int {
