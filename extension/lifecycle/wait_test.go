@@ -1,0 +1,234 @@
+//go:build linux
+
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamlens/streamlens/extension/config"
+	"github.com/streamlens/streamlens/extension/extapi"
+	"github.com/streamlens/streamlens/protocol"
+)
+
+// The wait rules, in process: the real lifecycle against an Extensions API
+// served by httptest (as aws-lambda-go tests its loop), fed real datagrams on
+// a loopback socket. The API hands out the events a test queues and notes
+// when each /event/next arrives.
+
+// controlPlane is a fake Extensions API.
+type controlPlane struct {
+	srv    *httptest.Server
+	events chan string    // handed out, in order, one per /event/next
+	asked  chan time.Time // when each /event/next arrived
+}
+
+func newControlPlane(t *testing.T) *controlPlane {
+	t.Helper()
+	cp := &controlPlane{events: make(chan string, 8), asked: make(chan time.Time, 8)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /2020-01-01/extension/register", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(extapi.HeaderIdentifier, "ext-1")
+		_, _ = w.Write([]byte(`{}`))
+	})
+	mux.HandleFunc("GET /2020-01-01/extension/event/next", func(w http.ResponseWriter, r *http.Request) {
+		cp.asked <- time.Now()
+		select {
+		case ev := <-cp.events:
+			_, _ = w.Write([]byte(ev))
+		case <-r.Context().Done():
+		}
+	})
+	cp.srv = httptest.NewServer(mux)
+	t.Cleanup(cp.srv.Close)
+	return cp
+}
+
+// waitAsked returns when the extension next asks for an event.
+func (cp *controlPlane) waitAsked(t *testing.T, what string) time.Time {
+	t.Helper()
+	select {
+	case at := <-cp.asked:
+		return at
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the extension never asked for the next event %s", what)
+		return time.Time{}
+	}
+}
+
+func (cp *controlPlane) invoke(id string, deadline time.Time) {
+	b, _ := json.Marshal(map[string]any{"eventType": "INVOKE", "requestId": id, "deadlineMs": deadline.UnixMilli()})
+	cp.events <- string(b)
+}
+
+func (cp *controlPlane) shutdown() {
+	cp.events <- fmt.Sprintf(`{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":%d}`, time.Now().Add(2*time.Second).UnixMilli())
+}
+
+// syncBuffer is stdout, read while the extension writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// extension runs the lifecycle against cp with env on top of quiet defaults
+// (no telemetry, no spans, normal priority), and returns where it listens
+// for events and its stdout; it waits for the extension to ask for its
+// first event.
+func extension(t *testing.T, cp *controlPlane, env map[string]string) (net.Conn, *syncBuffer, func() error) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	vars := map[string]string{"AWS_LAMBDA_RUNTIME_API": strings.TrimPrefix(cp.srv.URL, "http://"), "AWS_LAMBDA_FUNCTION_NAME": "f",
+		"STREAMLENS_ADDR": addr, "STREAMLENS_TELEMETRY": "off", "STREAMLENS_OTLP": "off", "STREAMLENS_SCHED_IDLE": "off"}
+	for k, v := range env {
+		vars[k] = v
+	}
+	getenv := func(k string) string { return vars[k] }
+	cfg, cfgErr := config.FromEnv(getenv, "streamlens")
+	if cfgErr != nil {
+		t.Fatal(cfgErr)
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() { defer close(done); runErr = Run(ctx, cfg, nil, getenv, out, &syncBuffer{}) }()
+	// stopped waits for Run to return, and says why it did.
+	stopped := func() error {
+		select {
+		case <-done:
+			return runErr
+		case <-time.After(5 * time.Second):
+			return errNotStopped
+		}
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := stopped(); errors.Is(err, errNotStopped) {
+			t.Error(err)
+		}
+	})
+	cp.waitAsked(t, "after init")
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, out, stopped
+}
+
+var errNotStopped = errors.New("the extension did not stop")
+
+// send sends one stream's events for request id: start and chunks, and the
+// end when ended.
+func send(t *testing.T, conn net.Conn, id string, chunks int, ended bool) {
+	t.Helper()
+	h := protocol.Header{StreamID: "q-" + id, RequestID: id, TimeNs: time.Now().UnixNano()}
+	b := protocol.AppendStart(nil, h, protocol.Start{Expected: int64(chunks)})
+	for i := 0; i < chunks; i++ {
+		h.Seq++
+		b = protocol.AppendChunk(b, h, protocol.Chunk{Instrument: "A" + strconv.Itoa(i), Bytes: 10})
+	}
+	if ended {
+		h.Seq++
+		b = protocol.AppendEnd(b, h, protocol.End{Delivered: int64(chunks), Expected: int64(chunks), Bytes: int64(10 * chunks), Status: protocol.StatusComplete})
+	}
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every stream of the invocation ended: the extension lets it go at once,
+// with the stream's document already written — long before the start wait
+// or the quiet rule could have let it go (both 10 s here).
+func TestWaitEndsWhenEveryStreamEnded(t *testing.T) {
+	cp := newControlPlane(t)
+	conn, out, _ := extension(t, cp, map[string]string{"STREAMLENS_START_WAIT_MS": "10000"})
+	cp.invoke("r1", time.Now().Add(time.Minute))
+	send(t, conn, "r1", 3, true)
+	cp.waitAsked(t, "after the stream ended")
+	if !strings.Contains(out.String(), `"QuoteId":"q-r1"`) {
+		t.Errorf("the stream's document was not written before the next event was asked for:\n%s", out.String())
+	}
+}
+
+// No stream started within the start wait: a non-streaming invocation is let
+// go then, not before.
+func TestWaitLetsANonStreamingInvocationGoAfterTheStartWait(t *testing.T) {
+	cp := newControlPlane(t)
+	extension(t, cp, map[string]string{"STREAMLENS_START_WAIT_MS": "100"})
+	invoked := time.Now()
+	cp.invoke("r1", time.Now().Add(time.Minute))
+	if asked := cp.waitAsked(t, "without a stream"); asked.Sub(invoked) < 100*time.Millisecond {
+		t.Errorf("let go %v after INVOKE, before the 100 ms start wait", asked.Sub(invoked))
+	}
+}
+
+// A stream that stays open holds the invocation until the deadline less
+// STREAMLENS_DEADLINE_MARGIN_MS, never past the deadline; at SHUTDOWN it is
+// written as truncated by the shutdown.
+func TestWaitStopsBeforeTheDeadline(t *testing.T) {
+	cp := newControlPlane(t)
+	conn, out, stopped := extension(t, cp, map[string]string{"STREAMLENS_START_WAIT_MS": "10000", "STREAMLENS_DEADLINE_MARGIN_MS": "100"})
+	// deadlineMs is whole milliseconds: the bound is the deadline it says.
+	deadline := time.UnixMilli(time.Now().Add(600 * time.Millisecond).UnixMilli())
+	cp.invoke("r1", deadline)
+	send(t, conn, "r1", 2, false)
+	asked := cp.waitAsked(t, "with an open stream")
+	if asked.Before(deadline.Add(-100*time.Millisecond)) || !asked.Before(deadline) {
+		t.Errorf("asked %v before the deadline: want between the margin (100 ms) and the deadline", deadline.Sub(asked))
+	}
+	cp.shutdown()
+	if err := stopped(); err != nil {
+		t.Fatalf("at SHUTDOWN: %v", err)
+	}
+	if !strings.Contains(out.String(), `"TruncationReason":"shutdown-spindown"`) {
+		t.Errorf("the open stream was not written at SHUTDOWN:\n%s", out.String())
+	}
+}
+
+// A stream that went quiet (its end lost, no telemetry to say the runtime
+// finished) lets the invocation go after 5 × the start wait, not at the
+// deadline, and is carried to the next boundary.
+func TestWaitLetsAQuietStreamGo(t *testing.T) {
+	cp := newControlPlane(t)
+	conn, out, _ := extension(t, cp, map[string]string{"STREAMLENS_START_WAIT_MS": "40"})
+	cp.invoke("r1", time.Now().Add(time.Minute))
+	sent := time.Now()
+	send(t, conn, "r1", 2, false)
+	asked := cp.waitAsked(t, "after the stream went quiet")
+	if d := asked.Sub(sent); d < 200*time.Millisecond {
+		t.Errorf("let go %v after the last event, before the quiet rule's 200 ms", d)
+	}
+	if strings.Contains(out.String(), `"QuoteId":"q-r1"`) {
+		t.Error("a quiet stream was judged at its own boundary; it is carried to the next")
+	}
+}
