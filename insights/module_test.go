@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamlens/streamlens/extension/counters"
 	"github.com/streamlens/streamlens/extension/emfsink"
 	"github.com/streamlens/streamlens/extension/state"
 )
@@ -24,7 +25,7 @@ func documents(t *testing.T) []map[string]any {
 			ColdStart: true, FirstRecord: true, InitKnown: true, Init: state.InitReport{InitType: "on-demand", DurationMs: 180}},
 			{RequestID: "r2", Time: now, Done: &state.RuntimeDone{Status: "error", ErrorType: "Runtime.HandlerError"},
 				Verdict: state.Verdict{Cause: state.Platform, Detail: "error", Class: state.BeforeFirstByte}}},
-		Counters: state.Counters{Malformed: 1},
+		Counters: counters.Counters{Malformed: 1},
 		Final:    true,
 	}
 	var out []byte

@@ -125,7 +125,40 @@ const (
 	// PropErrorType is the platform's error type of a failed invocation
 	// (Runtime.ExitError, Sandbox.Timedout, …).
 	PropErrorType = "ErrorType"
+	// PropRuntimeDoneMissing is true on an invocation record written without
+	// its platform.runtimeDone (classic environments only).
+	PropRuntimeDoneMissing = "RuntimeDoneMissing"
 )
+
+// The counters document's counts that are properties, not metrics: searched
+// in Logs Insights (the extension-problems query), never alarmed on alone.
+const (
+	PropDuplicateEnds         = "DuplicateEnds"
+	PropEvictedStreams        = "EvictedStreams"
+	PropOversizedDatagrams    = "OversizedDatagrams"
+	PropBadTelemetry          = "BadTelemetry"
+	PropRuntimeDoneMissingCnt = "RuntimeDoneMissingCount"
+	PropEventsReceived        = "EventsReceived"
+	PropDroppedEMFLines       = "DroppedEMFLines"
+	PropDuplicateEvents       = "DuplicateEvents"
+	PropMissingStart          = "MissingStart"
+	PropImplausibleEvents     = "ImplausibleEvents"
+	PropShedChunkDetail       = "ShedChunkDetail"
+	PropSpansDropped          = "SpansDropped"
+	PropInvocationRecordsLost = "InvocationRecordsLost"
+	PropValuesRefused         = "ValuesRefused"
+	PropChunkDetailShed       = "ChunkDetailShed"
+)
+
+// Properties lists every property key the extension writes beside its
+// metrics and dimensions: ids, statuses and the counters document's counts.
+func Properties() []string {
+	return []string{PropQuoteID, PropBundleID, PropClientID, PropRequestID, PropTraceParent, PropStatus, PropTruncateReason,
+		PropLateEvents, PropInvocationStatus, PropErrorType, PropRuntimeDoneMissing,
+		PropDuplicateEnds, PropEvictedStreams, PropOversizedDatagrams, PropBadTelemetry, PropRuntimeDoneMissingCnt,
+		PropEventsReceived, PropDroppedEMFLines, PropDuplicateEvents, PropMissingStart, PropImplausibleEvents,
+		PropShedChunkDetail, PropSpansDropped, PropInvocationRecordsLost, PropValuesRefused, PropChunkDetailShed}
+}
 
 // Def describes one metric.
 type Def struct {
@@ -159,6 +192,7 @@ func Defs() []Def {
 		{ColdStart, emf.Count, false, "1 on the first invocation after an init"},
 		{DroppedEvents, emf.Count, false, "events lost between client and extension (client drops + sequence gaps)"},
 		{MalformedEvents, emf.Count, false, "datagram lines the extension rejected"},
+		{TelemetryUnavailable, emf.Count, false, "1 once when the Telemetry API could not be subscribed to (202 Telemetry.NotSupported under sam local)"},
 		{ExtensionOverhead, emf.Milliseconds, false, "time extensions added after the runtime finished (platform.report − runtimeDone): billed"},
 		{ExtensionCPU, emf.Milliseconds, false, "CPU time the streamlens extension used for the invocation"},
 		{InstrumentValuesDropped, emf.Count, false, "per-instrument values dropped: more than 1,000 waited for the background"},

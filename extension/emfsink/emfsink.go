@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/streamlens/streamlens/emf"
+	"github.com/streamlens/streamlens/extension/counters"
 	"github.com/streamlens/streamlens/extension/state"
 	m "github.com/streamlens/streamlens/metrics"
 )
@@ -34,7 +35,7 @@ type Config struct {
 type Batch struct {
 	Streams     []state.Result
 	Invocations []state.InvocationResult
-	Counters    state.Counters
+	Counters    counters.Counters
 	Final       bool // the last write (SHUTDOWN): nothing may be held back
 }
 
@@ -43,8 +44,8 @@ type Encoder struct {
 	cfg Config
 
 	mu           sync.Mutex
-	carry        state.Counters // routine counts not written yet
-	lastCounters time.Time      // when the counters document was last written
+	carry        counters.Counters // routine counts not written yet
+	lastCounters time.Time         // when the counters document was last written
 }
 
 // New returns an encoder for cfg.
@@ -256,7 +257,7 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		}
 	}
 	if inv.MissingDone {
-		d.Properties = append(d.Properties, emf.Property{Key: "RuntimeDoneMissing", Value: true})
+		d.Properties = append(d.Properties, emf.Property{Key: m.PropRuntimeDoneMissing, Value: true})
 	}
 	if rd, rp := inv.Done, inv.Report; rd != nil && !rd.FromReport && rp != nil {
 		// What this extension (and any other) cost the invocation after
@@ -294,40 +295,40 @@ const countersEvery = time.Minute
 // applied, span sampling decisions): they ride with a counters document
 // written for something else, or make one of their own once per
 // countersEvery, not one per invocation.
-func routine(c state.Counters) state.Counters {
-	return state.Counters{Events: c.Events, SpansKeptFailed: c.SpansKeptFailed, SpansSampled: c.SpansSampled, SpansSampledOut: c.SpansSampledOut}
+func routine(c counters.Counters) counters.Counters {
+	return counters.Counters{Events: c.Events, SpansKeptFailed: c.SpansKeptFailed, SpansSampled: c.SpansSampled, SpansSampledOut: c.SpansSampledOut}
 }
 
 // AppendCounters appends the document of the extension's own counters: at
 // once when a problem was counted, else once per countersEvery for the
 // routine counts, which are carried until then (final: now, the last write).
-func (e *Encoder) AppendCounters(dst []byte, c state.Counters, now time.Time, final bool) ([]byte, error) {
+func (e *Encoder) AppendCounters(dst []byte, c counters.Counters, now time.Time, final bool) ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c.Add(e.carry)
-	if c == (state.Counters{}) {
+	if c == (counters.Counters{}) {
 		return dst, nil
 	}
 	if c == routine(c) && !final && now.Sub(e.lastCounters) < countersEvery {
 		e.carry = c
 		return dst, nil
 	}
-	e.carry, e.lastCounters = state.Counters{}, now
+	e.carry, e.lastCounters = counters.Counters{}, now
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
 	count := func(name string, v int64) emf.Metric {
 		return emf.Metric{Name: name, Unit: emf.Count, Values: []float64{float64(v)}}
 	}
 	return appendOrKeep(dst, &emf.Document{Namespace: e.cfg.Namespace, Timestamp: now, Dimensions: [][]string{{m.DimFunctionName}},
 		Properties: []emf.Property{fn,
-			{Key: m.PropLateEvents, Value: c.LateEvents}, {Key: "DuplicateEnds", Value: c.DuplicateEnd},
-			{Key: "EvictedStreams", Value: c.Evicted}, {Key: "OversizedDatagrams", Value: c.Oversized},
-			{Key: "BadTelemetry", Value: c.BadTelemetry}, {Key: "RuntimeDoneMissingCount", Value: c.NoRuntimeDone},
-			{Key: "EventsReceived", Value: c.Events},
-			{Key: "DroppedEMFLines", Value: c.DroppedEMF}, {Key: "DuplicateEvents", Value: c.DuplicateEvents},
-			{Key: "MissingStart", Value: c.MissingStart}, {Key: "ImplausibleEvents", Value: c.Implausible},
-			{Key: "ShedChunkDetail", Value: c.ShedDetail}, {Key: "SpansDropped", Value: c.SpansDropped},
-			{Key: "InvocationRecordsLost", Value: c.InvocationsDropped},
-			{Key: "ValuesRefused", Value: c.ValuesRefused}, {Key: "ChunkDetailShed", Value: c.ChunkDetailShed}},
+			{Key: m.PropLateEvents, Value: c.LateEvents}, {Key: m.PropDuplicateEnds, Value: c.DuplicateEnd},
+			{Key: m.PropEvictedStreams, Value: c.Evicted}, {Key: m.PropOversizedDatagrams, Value: c.Oversized},
+			{Key: m.PropBadTelemetry, Value: c.BadTelemetry}, {Key: m.PropRuntimeDoneMissingCnt, Value: c.NoRuntimeDone},
+			{Key: m.PropEventsReceived, Value: c.Events},
+			{Key: m.PropDroppedEMFLines, Value: c.DroppedEMF}, {Key: m.PropDuplicateEvents, Value: c.DuplicateEvents},
+			{Key: m.PropMissingStart, Value: c.MissingStart}, {Key: m.PropImplausibleEvents, Value: c.Implausible},
+			{Key: m.PropShedChunkDetail, Value: c.ShedDetail}, {Key: m.PropSpansDropped, Value: c.SpansDropped},
+			{Key: m.PropInvocationRecordsLost, Value: c.InvocationsDropped},
+			{Key: m.PropValuesRefused, Value: c.ValuesRefused}, {Key: m.PropChunkDetailShed, Value: c.ChunkDetailShed}},
 		Metrics: []emf.Metric{count(m.MalformedEvents, c.Malformed), count(m.TelemetryUnavailable, c.TelemetryUnavailable),
 			count(m.ConfigErrors, c.ConfigErrors), count(m.SpanExportFailures, c.SpanExportErr),
 			count(m.SpansKeptFailed, c.SpansKeptFailed), count(m.SpansSampled, c.SpansSampled),

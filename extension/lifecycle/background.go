@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamlens/streamlens/extension/counters"
 	"github.com/streamlens/streamlens/extension/emfsink"
 	"github.com/streamlens/streamlens/extension/otlpsink"
 	"github.com/streamlens/streamlens/extension/state"
@@ -28,7 +29,7 @@ type background struct {
 	enc     *emfsink.Encoder
 	spans   *otlpsink.Exporter // nil: OTLP off
 	log     logSink
-	count   func(state.Counters)
+	count   func(counters.Counters)
 	warn    func(error)   // says why an export failed (rate-limited)
 	timeout time.Duration // one export's budget of thawed time
 
@@ -56,7 +57,7 @@ type logSink interface{ Give(p []byte) int }
 // the very most; past it the oldest is dropped and counted (SpansDropped).
 const maxPendingSpans = 512
 
-func newBackground(enc *emfsink.Encoder, spans *otlpsink.Exporter, log logSink, count func(state.Counters), warn func(error),
+func newBackground(enc *emfsink.Encoder, spans *otlpsink.Exporter, log logSink, count func(counters.Counters), warn func(error),
 	timeout time.Duration, maxInstruments int, instruments bool) *background {
 	return &background{enc: enc, spans: spans, log: log, count: count, warn: warn, timeout: timeout,
 		gate: make(chan struct{}), work: make(chan struct{}, 1), idle: make(chan struct{}, 1),
@@ -76,7 +77,7 @@ func (b *background) add(results []state.Result, maxEvents int, now time.Time) {
 	if len(results) == 0 {
 		return
 	}
-	var c state.Counters
+	var c counters.Counters
 	b.mu.Lock()
 	if b.instOn {
 		b.inst.Add(results, now)
@@ -107,7 +108,7 @@ func (b *background) add(results []state.Result, maxEvents int, now time.Time) {
 	}
 	open := b.isOpen
 	b.mu.Unlock()
-	if c != (state.Counters{}) {
+	if c != (counters.Counters{}) {
 		b.count(c)
 	}
 	if open {
@@ -226,11 +227,11 @@ func (b *background) step(ctx context.Context) bool {
 		// The budget ended the export before the collector answered: it
 		// may have taken them. Counted apart, so that a budget too short
 		// for the collector does not read as the collector failing.
-		b.count(state.Counters{SpanExportUnknown: int64(lost)})
+		b.count(counters.Counters{SpanExportUnknown: int64(lost)})
 	default:
 		// The collector failed or refused some (the exporter retries
 		// within the budget): the spans are counted as lost.
-		b.count(state.Counters{SpanExportErr: int64(lost)})
+		b.count(counters.Counters{SpanExportErr: int64(lost)})
 		b.warn(err)
 	}
 	// The job ends only now, counted: finish waits for job == nil.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/streamlens/streamlens/extension/config"
+	"github.com/streamlens/streamlens/extension/counters"
 	"github.com/streamlens/streamlens/extension/emfsink"
 	"github.com/streamlens/streamlens/extension/extapi"
 	"github.com/streamlens/streamlens/extension/ingest"
@@ -105,7 +106,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	r.in = in
 	r.table.SetManaged(managed)
 	r.table.SetMemoryLimit(cfg.MemoryLimit)
-	r.table.Count(state.Counters{ConfigErrors: configErrors, ListenErrors: listenErrors})
+	r.counts.Add(counters.Counters{ConfigErrors: configErrors, ListenErrors: listenErrors})
 	if cfg.OTLP.On {
 		sp, err := otlpsink.New(otlpsink.Config{OTLP: cfg.OTLP, FunctionName: cfg.FunctionName,
 			MaxEvents: cfg.SpanMaxEvents, TTFBThreshold: cfg.TTFBThreshold}, getenv)
@@ -115,13 +116,13 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 		case err != nil:
 			// TLS files it cannot use: spans off, the rest goes on.
 			fmt.Fprintf(stderr, "streamlens: configuration: %v: spans are not exported (STREAMLENS_STRICT=on fails init instead)\n", err)
-			r.table.Count(state.Counters{ConfigErrors: 1})
+			r.counts.Add(counters.Counters{ConfigErrors: 1})
 		default:
 			r.spans = sp
 		}
 	}
 	warn := &rateLimited{period: time.Minute, say: func(msg string) { fmt.Fprintf(stderr, "streamlens: span export: %s\n", msg) }}
-	r.bg = newBackground(r.enc, r.spans, lw, func(c state.Counters) { r.locked(func(t *state.Table) { t.Count(c) }) }, warn.warn,
+	r.bg = newBackground(r.enc, r.spans, lw, r.counts.Add, warn.warn,
 		cfg.OTLP.Timeout, cfg.MaxInstruments, cfg.InstrumentMetrics)
 	r.bg.inst.Allow(cfg.InstrumentAllow)
 	bctx, stopBackground := context.WithCancel(ctx)
@@ -134,7 +135,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 			// TTFB, no init metrics, and a stream's end (or the deadline) marks
 			// the end of an invocation. Worth a warning, not a failed init.
 			fmt.Fprintf(stderr, "streamlens: telemetry disabled: %v\n", err)
-			r.table.Count(state.Counters{TelemetryUnavailable: 1})
+			r.counts.Add(counters.Counters{TelemetryUnavailable: 1})
 		} else {
 			r.table.SetTelemetry(true)
 			r.table.SetReportWait(r.reportWait())
@@ -153,6 +154,7 @@ type runner struct {
 	changed chan struct{} // signalled when the table changed
 	in      *ingest.Socket
 	events  *ingest.Events // decodes the socket's datagrams, under mu
+	counts  counters.Set   // self-monitoring counts from outside the table
 	tl      *telemetry.Listener
 	enc     *emfsink.Encoder
 	spans   *otlpsink.Exporter // nil when STREAMLENS_OTLP=off
@@ -233,6 +235,9 @@ func (r *runner) kernelDrops() int64 {
 // streams' spans and per-instrument values go to the background, which works
 // while the environment is thawed anyway.
 func (r *runner) write(b emfsink.Batch, until time.Time) {
+	// Every count of the extension's own reaches the document here: the
+	// table's (in b), the rest's (counts), the socket edge's and the log's.
+	b.Counters.Add(r.counts.Take())
 	b.Counters.DroppedEMF += r.log.TakeDropped()
 	b.Counters.KernelDrops += r.kernelDrops()
 	r.locked(func(*state.Table) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/streamlens/streamlens/extension/counters"
 	"github.com/streamlens/streamlens/extension/emfsink"
 	"github.com/streamlens/streamlens/extension/state"
 )
@@ -32,7 +33,7 @@ func (r *runner) flushLoop(ctx context.Context) {
 			b.Invocations = t.ReadyInvocations(now, false)
 			b.Counters = t.TakeCounters()
 		})
-		if len(b.Streams) > 0 || len(b.Invocations) > 0 || b.Counters != (state.Counters{}) {
+		if len(b.Streams) > 0 || len(b.Invocations) > 0 || b.Counters != (counters.Counters{}) || r.counts.Pending() {
 			r.write(b, time.Now().Add(r.cfg.StdoutWait))
 		}
 	}

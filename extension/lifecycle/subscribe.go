@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamlens/streamlens/extension/config"
+	"github.com/streamlens/streamlens/extension/counters"
 	"github.com/streamlens/streamlens/extension/extapi"
 	"github.com/streamlens/streamlens/extension/state"
 	"github.com/streamlens/streamlens/extension/telemetry"
@@ -26,10 +27,8 @@ func (r *runner) subscribe(ctx context.Context) error {
 		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	tl, err := telemetry.Listen(addr, func(evs []telemetry.Event, bad int) {
-		r.locked(func(t *state.Table) {
-			bad += telemetry.Apply(t, evs, time.Now())
-			t.Count(state.Counters{BadTelemetry: int64(bad)})
-		})
+		r.locked(func(t *state.Table) { bad += telemetry.Apply(t, evs, time.Now()) })
+		r.counts.Add(counters.Counters{BadTelemetry: int64(bad)})
 		r.notify()
 	})
 	if err != nil {

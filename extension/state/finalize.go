@@ -4,6 +4,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/streamlens/streamlens/extension/counters"
 	"github.com/streamlens/streamlens/protocol"
 )
 
@@ -403,9 +404,9 @@ func (t *Table) PendingReports() bool {
 }
 
 // TakeCounters returns the counters since the last call.
-func (t *Table) TakeCounters() Counters {
+func (t *Table) TakeCounters() counters.Counters {
 	c := t.counters
-	t.counters = Counters{}
+	t.counters = counters.Counters{}
 	return c
 }
 
