@@ -8,6 +8,10 @@ import (
 	"github.com/streamlens/streamlens/protocol"
 )
 
+// maxResponseBytes is Lambda's largest streamed response, 200 MiB: no stream
+// delivers more bytes, nor more chunks (a chunk is a byte at least).
+const maxResponseBytes = 200 << 20
+
 // maxFlushedMemory bounds the set of flushed quote ids kept to recognise late
 // events.
 const maxFlushedMemory = 4096
@@ -416,6 +420,10 @@ func (t *Table) result(s *stream, open Failure) Result {
 		Chunks: s.chunks, Delivered: s.payloadChunks, Expected: s.expected, Bytes: s.payloadBytes,
 		Status: "none", Integrity: -1, PlatformLatencyMs: -1,
 	}
+	if r.Expected > maxResponseBytes {
+		r.Expected = -1 // more chunks than a response can hold: forged
+		t.counters.Implausible++
+	}
 	r.Time = s.firstSeenAt
 	if s.hasStart {
 		r.Time = time.Unix(0, s.startNs)
@@ -453,8 +461,16 @@ func (t *Table) result(s *stream, open Failure) Result {
 	if e := s.end; e != nil {
 		r.Status = e.Status.String()
 		r.Delivered, r.Bytes = e.Delivered, e.Bytes
-		if e.Expected >= 0 {
+		if e.Delivered > maxResponseBytes || e.Bytes > maxResponseBytes {
+			// More than a response can hold (every chunk is a byte at
+			// least): a forged end. What arrived stands instead.
+			r.Delivered, r.Bytes = s.payloadChunks, s.payloadBytes
+			t.counters.Implausible++
+		}
+		if e.Expected >= 0 && e.Expected <= maxResponseBytes {
 			r.Expected = e.Expected
+		} else if e.Expected > maxResponseBytes {
+			t.counters.Implausible++
 		}
 		r.Dropped = e.Dropped
 		if e.HasBlocked {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -696,5 +697,21 @@ func TestChunkDetailStaysUnderTheMemoryLimit(t *testing.T) {
 	}
 	if c := tb.TakeCounters(); kept != 640 || c.ChunkDetailShed != 8*200-640 || tb.chunkRecords != 0 {
 		t.Errorf("kept %d, shed %d, held after the flush %d", kept, c.ChunkDetailShed, tb.chunkRecords)
+	}
+}
+
+// An end that claims more than a response can hold (200 MiB; a chunk is a
+// byte at least) is forged: the counts that arrived stand, and it is
+// counted as implausible rather than published.
+func TestForgedCountsInAnEndAreNotPublished(t *testing.T) {
+	tb := New(10, 100)
+	s := newSender(tb, "q", "r")
+	s.start(math.MaxInt32)
+	s.chunk("A", 1, 0)
+	s.h.Seq++
+	s.send(protocol.AppendEnd(nil, s.h, protocol.End{Delivered: math.MaxInt32, Expected: math.MaxInt32, Bytes: 10, Status: protocol.StatusComplete}))
+	r := finalize(tb, "r", Failure{})[0]
+	if r.Delivered != 1 || r.Expected != -1 || tb.TakeCounters().Implausible < 2 {
+		t.Errorf("delivered %d, expected %d: a forged count was kept", r.Delivered, r.Expected)
 	}
 }
