@@ -43,6 +43,9 @@ func Body(specs []slo.Spec) (string, error) {
 			if s.Hidden {
 				opts["visible"] = false
 			}
+			if s.Period > 0 {
+				opts["period"] = s.Period
+			}
 			ns := phNamespace
 			if s.Namespace != "" {
 				ns = s.Namespace
@@ -68,8 +71,9 @@ func Body(specs []slo.Spec) (string, error) {
 			props["period"] = w.Period
 		}
 		if w.Range > 0 {
+			// No "end": CloudWatch wants an absolute ISO 8601 time there,
+			// and without one the range ends now.
 			props["start"] = fmt.Sprintf("-PT%dH", int(w.Range/time.Hour))
-			props["end"] = "P0D"
 		}
 		if w.Single {
 			props["view"] = "singleValue"
@@ -77,12 +81,19 @@ func Body(specs []slo.Spec) (string, error) {
 		} else {
 			props["yAxis"] = map[string]any{"left": map[string]any{"min": 0, "label": w.Unit, "showUnits": false}}
 		}
+		var lines []any
 		if t := w.Threshold; t != nil {
 			var v any = t.Default
 			if t.Var != "" {
 				v = numPlaceholder(t.Var)
 			}
-			props["annotations"] = map[string]any{"horizontal": []any{map[string]any{"label": t.Label, "value": v}}}
+			lines = append(lines, map[string]any{"label": t.Label, "value": v})
+		}
+		for _, l := range w.Lines {
+			lines = append(lines, map[string]any{"label": l.Label, "value": l.Default})
+		}
+		if len(lines) > 0 {
+			props["annotations"] = map[string]any{"horizontal": lines}
 		}
 		widgets = append(widgets, map[string]any{"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": props})
 	}

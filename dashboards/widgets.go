@@ -6,6 +6,8 @@ package dashboards
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/streamlens/streamlens/alarms"
@@ -19,6 +21,9 @@ type Series struct {
 	ID, Metric, Stat, Label string
 	Hidden                  bool   // used only by an expression
 	Namespace               string // "" the streamlens namespace; "AWS/Lambda" for Lambda's own metrics
+	// Period, if set, is this series' own period in seconds (a burn rate
+	// over 6 hours reads 6-hour sums), whatever the widget's.
+	Period int
 }
 
 // LambdaNamespace holds Lambda's own metrics, by FunctionName too.
@@ -55,7 +60,10 @@ type Widget struct {
 	Exprs     []Expr
 	Searches  []Search
 	Threshold *Threshold
-	Unit      string // y-axis label
+	// Lines are more horizontal annotations at fixed values (the factors of
+	// every burn-rate pair).
+	Lines []Threshold
+	Unit  string // y-axis label
 	// Text, if set, makes a text widget (Markdown) and nothing else is used.
 	Text string
 	// Period, if set, is the widget's period in seconds (default 300).
@@ -72,17 +80,81 @@ func sloIDs(s slo.Spec, suffix string) (bad, total string, ex []string) {
 	return s.Name + "_bad" + suffix, s.Name + "_total" + suffix, s.ExcludeIDs(s.Name + suffix + "_")
 }
 
-// sloSeries are the hidden series an SLO's expressions read.
-func sloSeries(s slo.Spec, suffix string) []Series {
+// sloSeries are the hidden series an SLO's expressions read, over period
+// seconds (0: the widget's).
+func sloSeries(s slo.Spec, suffix string, period int) []Series {
 	bad, total, ex := sloIDs(s, suffix)
 	out := []Series{
-		{ID: bad, Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true},
-		{ID: total, Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true},
+		{ID: bad, Metric: s.SLI.Bad.Metric, Stat: s.SLI.Bad.Stat, Hidden: true, Period: period},
+		{ID: total, Metric: s.SLI.Total.Metric, Stat: s.SLI.Total.Stat, Hidden: true, Period: period},
 	}
 	for i, id := range ex {
-		out = append(out, Series{ID: id, Metric: s.SLI.Exclude[i].Metric, Stat: s.SLI.Exclude[i].Stat, Hidden: true})
+		out = append(out, Series{ID: id, Metric: s.SLI.Exclude[i].Metric, Stat: s.SLI.Exclude[i].Stat, Hidden: true, Period: period})
 	}
 	return out
+}
+
+// budgetExpr is the error budget left in %, in metric math: without IF,
+// so that no events is no value (a division by zero, which CloudWatch
+// drops), not the "100 %" that IF(total > 0, …, 0) made of it.
+func budgetExpr(s slo.Spec, suffix string) string {
+	bad, total, ex := sloIDs(s, suffix)
+	b := strconv.FormatFloat(s.ErrorBudget(), 'g', -1, 64)
+	if len(ex) == 0 {
+		return fmt.Sprintf("100 * (1 - (%s / %s) / %s)", bad, total, b)
+	}
+	var fills []string
+	for _, id := range ex {
+		fills = append(fills, "FILL("+id+", 0)")
+	}
+	e := "(" + strings.Join(fills, " + ") + ")"
+	return fmt.Sprintf("100 * (1 - ((%s - %s) / (%s - %s)) / %s)", bad, e, total, e, b)
+}
+
+// budgetEval is budgetExpr in Go: NaN (no data) without events.
+func budgetEval(s slo.Spec, suffix string, v map[string]float64) float64 {
+	bad, total, ex := sloIDs(s, suffix)
+	e := 0.0
+	for _, id := range ex {
+		e += fill(v[id])
+	}
+	if math.IsNaN(v[total]) || v[total]-e <= 0 {
+		return math.NaN()
+	}
+	return 100 * (1 - s.Burn(fill(v[bad]), v[total], e))
+}
+
+// sloWidgets are an SLO's burn chart and budget tile. The chart draws the
+// burn rate over each alerting pair's long window (a series per window,
+// read in periods of that window), with every pair's factor as a line; it
+// spans a week, so that the 72 h line has points.
+func sloWidgets(s slo.Spec) []Widget {
+	burn := Widget{Title: fmt.Sprintf("SLO %s: error budget burn rate over the alert windows", s.Name), Unit: "×", Period: 3600,
+		Range: 7 * 24 * time.Hour}
+	seen := map[float64]bool{}
+	for _, w := range s.Windows() {
+		suffix := "_b" + durLabel(w.Long)
+		burn.Series = append(burn.Series, sloSeries(s, suffix, int(w.Long/time.Second))...)
+		burn.Exprs = append(burn.Exprs, Expr{ID: s.Name + "_burn_" + durLabel(w.Long), Label: "burn rate over " + durLabel(w.Long),
+			Expression: burnExpr(s, suffix), Eval: func(v map[string]float64) float64 { return burnEval(s, suffix, v) }})
+		if !seen[w.Factor] {
+			seen[w.Factor] = true
+			burn.Lines = append(burn.Lines, Threshold{Label: fmt.Sprintf("%s: %s over %g× and %s over %g×", w.Severity, durLabel(w.Long), w.Factor, durLabel(w.Short), w.ShortFactor), Default: w.Factor})
+		}
+	}
+	budget := Widget{Title: fmt.Sprintf("SLO %s: error budget left (%d-day objective %.4g %%)", s.Name, s.WindowDays, 100*s.Objective),
+		Single: true, Unit: "%", Range: time.Duration(s.WindowDays) * 24 * time.Hour,
+		Series: sloSeries(s, "", 0),
+		Exprs: []Expr{{ID: s.Name + "_budget", Label: "budget left % (no value: no events)", Expression: budgetExpr(s, ""),
+			Eval: func(v map[string]float64) float64 { return budgetEval(s, "", v) }}}}
+	return []Widget{burn, budget}
+}
+
+func durLabel(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return strconv.Itoa(int(d/time.Hour)) + "h"
+	}
+	return strconv.Itoa(int(d/time.Minute)) + "m"
 }
 
 // burnExpr is the SLO's burn rate over a widget's period, in metric math.
@@ -117,9 +189,14 @@ func burnEval(s slo.Spec, suffix string, v map[string]float64) float64 {
 	return s.Burn(v[bad], v[total], e)
 }
 
-// Widgets is the dashboard, top to bottom.
+// Widgets is the dashboard, top to bottom: the SLOs first (what pages), then
+// the signals behind them.
 func Widgets(specs []slo.Spec) []Widget {
-	w := []Widget{
+	var w []Widget
+	for _, s := range specs {
+		w = append(w, sloWidgets(s)...)
+	}
+	w = append(w, []Widget{
 		{Title: "Business TTFB (handler start → first useful chunk)", Unit: "ms",
 			Series: []Series{
 				{ID: "p50", Metric: m.TimeToFirstByte, Stat: "p50", Label: "p50"},
@@ -156,7 +233,7 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "before", Expression: "100 * FILL(f, 0) / n", Label: "failed before any stream started %",
 					Eval: func(v map[string]float64) float64 { return pct(fill(v["f"]), v["n"]) }},
 			},
-			Threshold: &Threshold{Label: "alarm", Var: "truncation_threshold_percent", Default: 0.1}},
+			Threshold: &Threshold{Label: "alarm", Var: "truncation_threshold_percent", Default: 1}},
 		{Title: "Chunks missing from streams that announced their count", Unit: "chunks",
 			Series: []Series{
 				{ID: "missing", Metric: m.ChunksMissing, Stat: "Sum", Label: "missing (announced − delivered)"},
@@ -169,8 +246,18 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "cl50", Metric: m.ChunkLatency, Stat: "p50", Label: "p50"},
 				{ID: "cl99", Metric: m.ChunkLatency, Stat: "p99", Label: "p99"},
 			}},
-		{Title: "By function version: TTFB p99 and truncation rate (STREAMLENS_VERSION_DIMENSION=on)", Unit: "ms / share",
-			Searches: []Search{{Metric: m.TimeToFirstByte, Dim: m.DimVersion, Stat: "p99"}, {Metric: m.StreamTruncated, Dim: m.DimVersion, Stat: "Average"}}},
+		{Title: "Response duration (platform: runtimeDone responseDuration)", Unit: "ms",
+			Series: []Series{
+				{ID: "rd50", Metric: m.ResponseDuration, Stat: "p50", Label: "p50"},
+				{ID: "rd99", Metric: m.ResponseDuration, Stat: "p99", Label: "p99"},
+				{ID: "rdmax", Metric: m.ResponseDuration, Stat: "Maximum", Label: "max (a hang runs to the function timeout)"},
+			}},
+		// One unit an axis: milliseconds and a 0–1 share on one axis would
+		// draw the share as a flat line at zero.
+		{Title: "By function version: TTFB p99 (STREAMLENS_VERSION_DIMENSION=on)", Unit: "ms",
+			Searches: []Search{{Metric: m.TimeToFirstByte, Dim: m.DimVersion, Stat: "p99"}}},
+		{Title: "By function version: share of outcomes truncated (STREAMLENS_VERSION_DIMENSION=on)", Unit: "share (0–1)",
+			Searches: []Search{{Metric: m.StreamTruncated, Dim: m.DimVersion, Stat: "Average"}}},
 		{Title: "InitDuration by initialization type", Unit: "ms",
 			Searches: []Search{{Metric: m.InitDuration, Dim: m.DimInitType, Stat: "Maximum"}}},
 		{Title: "Cold starts by initialization type", Unit: "count",
@@ -202,26 +289,13 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "spout", Metric: m.SpansSampledOut, Stat: "Sum", Label: "healthy streams sampled out"},
 				{ID: "spfail", Metric: m.SpanExportFailures, Stat: "Sum", Label: "export failures (lost)"},
 			}},
-	}
+	}...)
 	w = append(w, Widget{Title: "Runbooks", Text: "## Runbooks\n" +
 		"[Truncation rate](@@RUNBOOK@@/truncation-rate.md) · [TTFB p99](@@RUNBOOK@@/ttfb-p99.md) · " +
 		"[SLO burn](@@RUNBOOK@@/slo-burn.md) · [On-demand init](@@RUNBOOK@@/on-demand-init.md) · " +
-		"[Heartbeat](@@RUNBOOK@@/heartbeat.md) · [Dropped events](@@RUNBOOK@@/dropped-events.md) · " +
+		"[Heartbeat](@@RUNBOOK@@/heartbeat.md) · [SLO metrics absent](@@RUNBOOK@@/slo-metrics-absent.md) · [Dropped events](@@RUNBOOK@@/dropped-events.md) · " +
 		"[Configuration errors](@@RUNBOOK@@/config-errors.md) · [Instrument overflow](@@RUNBOOK@@/instrument-overflow.md) · " +
 		"[Span export failures](@@RUNBOOK@@/span-export-failures.md)\n\n" +
 		"Saved Logs Insights queries: *streamlens/<function>/…* (CloudWatch → Logs Insights → Saved queries)."})
-	for _, s := range specs {
-		page := s.Windows()[0] // the 1 h pair
-		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget burn rate (1 h periods)", s.Name), Unit: "×", Period: 3600,
-			Series: sloSeries(s, "_b"),
-			Exprs: []Expr{{ID: s.Name + "_burn", Label: "burn rate", Expression: burnExpr(s, "_b"),
-				Eval: func(v map[string]float64) float64 { return burnEval(s, "_b", v) }}},
-			Threshold: &Threshold{Label: fmt.Sprintf("pages when 1 h and 5 m both exceed %g×", page.Factor), Default: page.Factor}})
-		w = append(w, Widget{Title: fmt.Sprintf("SLO %s: error budget left (%d-day objective %.4g %%)", s.Name, s.WindowDays, 100*s.Objective),
-			Single: true, Unit: "%", Range: time.Duration(s.WindowDays) * 24 * time.Hour,
-			Series: sloSeries(s, ""),
-			Exprs: []Expr{{ID: s.Name + "_budget", Label: "budget left %", Expression: "100 * (1 - " + burnExpr(s, "") + ")",
-				Eval: func(v map[string]float64) float64 { return 100 * (1 - burnEval(s, "", v)) }}}})
-	}
 	return w
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -30,6 +31,7 @@ type fakeCloudWatch struct {
 	now      time.Time                    // when CloudWatch gets the request: its rounding depends on it
 	series   map[string]map[int64]float64 // "Metric/Stat" → epoch seconds of a 5-minute slot → value
 	requests int
+	throttle int          // answer this many requests with a Throttling error first
 	pages    map[bool]int // requests for the first page (false) and the second (true)
 	status   string       // StatusCode of every result; "" Complete
 	message  string       // a page-level message, if any
@@ -93,6 +95,19 @@ func (f *fakeCloudWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.Errorf("not SigV4-signed for monitoring in eu-west-1: %q", a)
 	}
 	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	throttled := f.throttle > 0
+	f.throttle--
+	f.mu.Unlock()
+	if throttled {
+		// CloudWatch's rate limit, as RPC v2 CBOR carries errors: 400 and
+		// the error's type in the body.
+		w.Header().Set("Smithy-Protocol", "rpc-v2-cbor")
+		w.Header().Set("Content-Type", "application/cbor")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write(cbor.Encode(cbor.Map{"__type": cbor.String("Throttling"), "message": cbor.String("Rate exceeded")}))
+		return
+	}
 	v, err := cbor.Decode(body)
 	if err != nil {
 		t.Fatalf("request body is not CBOR: %v", err)
@@ -276,12 +291,114 @@ func TestReportRefusesIncompleteData(t *testing.T) {
 	}
 }
 
+// No events is no data, never "100 % attained": the report fails, naming
+// the likely causes, and the table says "no data".
 func TestComputeWithoutEvents(t *testing.T) {
 	s := Spec{Name: "x", Objective: 0.999, WindowDays: 28}
-	st := Compute(s, Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, End: time.Now()}, 28*24*time.Hour)
-	if st.Attainment != 1 || st.BudgetLeft != 1 || st.Burn["1h"] != 0 {
+	end := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	st := Compute(s, Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, End: end}, 28*24*time.Hour)
+	if !st.NoData || st.Attainment == 1 || st.BudgetLeft == 1 || st.Burn["1h"] != 0 || !st.AsOf.Equal(end) {
 		t.Errorf("%+v", st)
 	}
+	var buf bytes.Buffer
+	if err := PrintTable(&buf, []Status{st}); err != nil || strings.Contains(buf.String(), "100") || !strings.Contains(buf.String(), "no data") ||
+		!strings.Contains(buf.String(), "as of 2026-12-07T06:00:00Z") {
+		t.Errorf("table %q %v", buf.String(), err)
+	}
+	err := CheckData([]Status{st}, "pricing", "Streamlens", "eu-west-1", 0)
+	var nd *NoDataError
+	if !errors.As(err, &nd) {
+		t.Fatalf("no data: %v", err)
+	}
+	for _, cause := range []string{`"pricing"`, "eu-west-1", "region is wrong", "layer is not attached", "672h0m0s", "2026-12-07T06:00:00Z"} {
+		if !strings.Contains(err.Error(), cause) {
+			t.Errorf("%q does not name %q", err, cause)
+		}
+	}
+}
+
+// The report says, per burn-rate pair of the alarms, the burn over both
+// windows now and whether the pair fires, with the page's guard.
+func TestReportAlertsNow(t *testing.T) {
+	specs, err := Load("slos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	series := func(perSlot, badLastHour float64) Series {
+		h := Series{Bad: map[time.Time]float64{}, Total: map[time.Time]float64{}, Excluded: map[time.Time]float64{}, End: end, Period: 5 * time.Minute}
+		for at := end.Add(-72 * time.Hour); at.Before(end); at = at.Add(5 * time.Minute) {
+			h.Total[at] = perSlot
+			if !at.Before(end.Add(-time.Hour)) {
+				h.Bad[at] = badLastHour
+			}
+		}
+		return h
+	}
+	firing := func(st Status) (out []string) {
+		for _, a := range st.Alerts {
+			if a.Firing {
+				out = append(out, a.Severity+" "+a.Long+"/"+a.Short)
+			}
+		}
+		return out
+	}
+	// ttfb at 20× (20 % bad) for the last hour: the 1 h page fires.
+	st := Compute(specs[0], series(500, 100), 28*24*time.Hour)
+	if !st.Page || st.Ticket || fmt.Sprint(firing(st)) != "[page 1h/5m]" || len(st.Alerts) != 4 {
+		t.Errorf("20× for an hour: page %v ticket %v firing %v", st.Page, st.Ticket, firing(st))
+	}
+	var buf bytes.Buffer
+	if err := PrintTable(&buf, []Status{st}); err != nil || !strings.Contains(buf.String(), "FIRING") {
+		t.Errorf("table %q", buf.String())
+	}
+	// completeness with one bad event in the last hour among 12: 83× over
+	// the budget, and one bad stream: the guard keeps the page quiet.
+	c := Compute(specs[1], series(1, 1.0/12), 28*24*time.Hour)
+	if c.Page || c.Alerts[0].BurnLong < 13.44 {
+		t.Errorf("one bad stream: page %v alerts %+v", c.Page, c.Alerts[0])
+	}
+	buf.Reset()
+	if err := PrintTable(&buf, []Status{c}); err != nil || !strings.Contains(buf.String(), "the page needs 5") {
+		t.Errorf("table %q", buf.String())
+	}
+}
+
+// Throttling is retried with back-off until CloudWatch answers.
+func TestReportRetriesThrottling(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 37, 23, 0, time.UTC)
+	specs, err := Load("slos.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFake(t, now, now.Truncate(5*time.Minute), 4)
+	f.throttle = 4
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	var waits int
+	cw := cloudwatch.New(cloudwatch.Options{Region: "eu-west-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		Retryer: retryer(backoffFunc(func(attempt int, err error) (time.Duration, error) {
+			waits++
+			return 0, nil
+		}))})
+	h, err := Fetch(context.Background(), cw, specs[:1], "Streamlens", "pricing", now, 72*time.Hour)
+	if err != nil {
+		t.Fatalf("after 4 throttles: %v", err)
+	}
+	if waits < 4 || len(h[0].Total) == 0 {
+		t.Errorf("%d back-offs, %d periods", waits, len(h[0].Total))
+	}
+	f.throttle = 100
+	if _, err := Fetch(context.Background(), cw, specs[:1], "Streamlens", "pricing", now, 72*time.Hour); err == nil || !strings.Contains(err.Error(), "Throttling") {
+		t.Errorf("endless throttling: %v", err)
+	}
+}
+
+type backoffFunc func(int, error) (time.Duration, error)
+
+func (f backoffFunc) BackoffDelay(attempt int, err error) (time.Duration, error) {
+	return f(attempt, err)
 }
 
 // The OpenSLO file says what slos.json says; what OpenSLO can say and

@@ -1,7 +1,8 @@
 // Command slo reports SLO attainment, error budget left and burn rates from
-// CloudWatch:
+// CloudWatch, and replays alarm scenarios against the generated alarms:
 //
 //	slo report --function pricing --region eu-west-1 [--since 28d] [--json]
+//	slo replay -scenario file.json [-var name=value] [-spec slos.json] [-json]
 //
 // Credentials come from the standard AWS chain (environment, shared config,
 // SSO, instance/task role). --endpoint (or AWS_ENDPOINT_URL_CLOUDWATCH)
@@ -27,13 +28,27 @@ import (
 	"github.com/streamlens/streamlens/slo"
 )
 
+const usage = `usage:
+  slo report --function NAME [--region R] [--since 28d] [--end TIME] [--spec FILE] [--json]
+  slo replay -scenario FILE [-scenario FILE …] [-var name=value …] [-spec FILE] [-tf DIR] [-json]`
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "report" {
-		fmt.Fprintln(os.Stderr, "usage: slo report --function NAME [--region R] [--since 28d] [--spec slo/slos.json] [--json]")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	if err := report(context.Background(), os.Args[2:]); err != nil {
-		fmt.Fprintln(os.Stderr, "slo report:", err)
+	var err error
+	switch os.Args[1] {
+	case "report":
+		err = report(context.Background(), os.Args[2:])
+	case "replay":
+		err = runReplay(os.Args[2:], os.Stdout)
+	default:
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "slo %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
 }
@@ -59,7 +74,8 @@ func report(ctx context.Context, args []string) error {
 	function := fs.String("function", "", "Lambda function name (FunctionName dimension)")
 	region := fs.String("region", "", "AWS region (default: from the AWS config chain)")
 	since := fs.String("since", "", "window to report on, e.g. 28d or 72h (default: each SLO's window)")
-	specPath := fs.String("spec", "slo/slos.json", "SLO spec file")
+	specPath := fs.String("spec", "", "SLO spec file (default: the shipped slo/slos.json, embedded)")
+	endFlag := fs.String("end", "", "report as of this time (RFC 3339, e.g. 2026-12-07T06:00:00Z; default: now)")
 	namespace := fs.String("namespace", metrics.DefaultNamespace, "CloudWatch namespace")
 	endpoint := fs.String("endpoint", "", "CloudWatch endpoint URL override")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -69,9 +85,15 @@ func report(ctx context.Context, args []string) error {
 	if *function == "" {
 		return errors.New("--function is required")
 	}
-	specs, err := slo.Load(*specPath)
+	specs, err := loadSpecs(*specPath)
 	if err != nil {
 		return err
+	}
+	end := time.Now() // Fetch ends the window on the last period boundary
+	if *endFlag != "" {
+		if end, err = time.Parse(time.RFC3339, *endFlag); err != nil {
+			return fmt.Errorf("--end: %w", err)
+		}
 	}
 	var opts []func(*config.LoadOptions) error
 	if *region != "" {
@@ -85,8 +107,11 @@ func report(ctx context.Context, args []string) error {
 		if *endpoint != "" {
 			o.BaseEndpoint = aws.String(*endpoint)
 		}
+		// GetMetricData is throttled per account (50 TPS by default); a
+		// report reads all pages, so it backs off and retries rather than
+		// fail on the first throttle.
+		o.Retryer = slo.Retryer()
 	})
-	end := time.Now() // Fetch ends the window on the last period boundary
 	var window time.Duration
 	if *since != "" {
 		if window, err = parseSince(*since); err != nil {
@@ -104,6 +129,9 @@ func report(ctx context.Context, args []string) error {
 			return err
 		}
 		sts = append(sts, slo.Compute(s, h[0], w))
+	}
+	if err := slo.CheckData(sts, *function, *namespace, cfg.Region, window); err != nil {
+		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)

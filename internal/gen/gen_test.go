@@ -3,9 +3,11 @@ package gen
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -130,9 +132,15 @@ func TestSLOModule(t *testing.T) {
 	// workbook's 30-day 14.4, 6, 3, 1.
 	a := alarms["ttfb_burn_1h_13_44x"].(map[string]any)
 	q := a["metric_query"].([]any)
+	// A page's long window needs a few bad events: one bad stream on a
+	// quiet night is a burn rate of hundreds.
 	if a["threshold"] != 13.44 || q[0].(map[string]any)["metric"].(map[string]any)["period"] != 3600 ||
-		q[2].(map[string]any)["expression"] != "IF(total > 0, (bad / total) / 0.01, 0)" {
+		q[2].(map[string]any)["expression"] != "IF(bad >= ${var.page_min_bad_events}, IF(total > 0, (bad / total) / 0.01, 0), 0)" {
 		t.Errorf("1h alarm %v", a)
+	}
+	// The short window and the tickets are not guarded.
+	if e := alarms["ttfb_burn_5m_13_44x"].(map[string]any)["metric_query"].([]any)[2].(map[string]any)["expression"]; e != "IF(total > 0, (bad / total) / 0.01, 0)" {
+		t.Errorf("5m expression %v", e)
 	}
 	page := comps["completeness_page"].(map[string]any)["alarm_rule"].(string)
 	// ALARM("name"): the documented form, the name quoted.
@@ -143,16 +151,39 @@ func TestSLOModule(t *testing.T) {
 	}
 	// One incident, one notification: the ticket is suppressed by the page.
 	sup := comps["completeness_ticket"].(map[string]any)["actions_suppressor"].([]any)[0].(map[string]any)
-	if sup["alarm"] != "${aws_cloudwatch_composite_alarm.completeness_page.alarm_name}" {
+	// Held back while the ticket's 6 h short window still holds the paged
+	// incident: 6 h + 1 h.
+	// …and waits an hour: a burn crossing the factor and back notifies once.
+	if sup["alarm"] != "${aws_cloudwatch_composite_alarm.completeness_page.alarm_name}" || sup["extension_period"] != 25200 || sup["wait_period"] != 3600 {
 		t.Errorf("ticket suppressor %v", sup)
+	}
+	// A ticket's short window confirms the burn goes on, at two thirds of
+	// the factor (no hysteresis in CloudWatch: at the factor it flaps); a
+	// page's short window keeps the factor.
+	for key, th := range map[string]float64{"completeness_burn_72h_1_2x": 1.2, "completeness_burn_6h_0_8x": 0.8,
+		"completeness_burn_24h_2_8x": 2.8, "completeness_burn_2h_1_867x": 1.867, "completeness_burn_5m_13_44x": 13.44, "completeness_burn_30m_5_6x": 5.6} {
+		if a, ok := alarms[key].(map[string]any); !ok || a["threshold"] != th {
+			t.Errorf("%s: %v", key, alarms[key])
+		}
+	}
+	// An outage before the first byte burns both SLOs: the ttfb page (1 %
+	// budget, crosses later) is held back by the completeness page (0.1 %).
+	psup := comps["ttfb_page"].(map[string]any)["actions_suppressor"].([]any)[0].(map[string]any)
+	if psup["alarm"] != "${aws_cloudwatch_composite_alarm.completeness_page.alarm_name}" || psup["wait_period"] != 60 {
+		t.Errorf("ttfb page suppressor %v", psup)
+	}
+	if _, ok := comps["completeness_page"].(map[string]any)["actions_suppressor"]; ok {
+		t.Error("the first page of the chain is suppressed")
 	}
 }
 
-// Factors follow the SLO's own window, and pairs longer than half of it are
-// left out (a 3-day SLO has no 72 h pair; a 1-day one no ticket at all).
+// Factors follow the SLO's own window, never below slo.MinFactor (1.2: at
+// 1× or below the SLO is met, and the 72 h pair's 0.933× fired on met
+// days), and pairs longer than half of it are left out (a 3-day SLO has no
+// 72 h pair; a 1-day one no ticket at all).
 func TestBurnWindowsFollowTheSLOWindow(t *testing.T) {
-	for days, want := range map[int][]float64{30: {14.4, 6, 3, 1}, 28: {13.44, 5.6, 2.8, 0.933}, 7: {3.36, 1.4, 0.7, 0.233},
-		3: {1.44, 0.6, 0.3}, 1: {0.48, 0.2}} {
+	for days, want := range map[int][]float64{30: {14.4, 6, 3, 1.2}, 28: {13.44, 5.6, 2.8, 1.2}, 7: {3.36, 1.4, 1.2, 1.2},
+		3: {1.44, 1.2, 1.2}, 1: {1.2, 1.2}} {
 		ws := slo.Spec{Name: "x", Objective: 0.99, WindowDays: days}.Windows()
 		var got []float64
 		for _, w := range ws {
@@ -200,25 +231,34 @@ func TestAlarmDescriptionsInterpolate(t *testing.T) {
 // a handful of streams.
 func TestAlarmsForTheOnCall(t *testing.T) {
 	all := alarms.Module()["resource"].(map[string]any)["aws_cloudwatch_metric_alarm"].(map[string]any)
-	for _, name := range []string{"heartbeat", "dropped_events", "config_errors", "instrument_overflow", "span_export_failures"} {
+	for _, name := range []string{"dropped_events", "config_errors", "instrument_overflow", "span_export_failures"} {
 		if a := all[name].(map[string]any); a["alarm_actions"] != "${var.ops_sns_topic_arns}" {
 			t.Errorf("%s notifies %v", name, a["alarm_actions"])
 		}
 	}
-	if a := all["ttfb_p99"].(map[string]any); a["alarm_actions"] != "${var.alarm_sns_topic_arns}" {
-		t.Errorf("ttfb_p99 notifies %v", a["alarm_actions"])
+	// streamlens or the SLO metrics missing: every other alarm on the
+	// owners' topic stays green, so the owners hear it, and ops.
+	for _, name := range []string{"heartbeat", "slo_metrics_absent"} {
+		if a := all[name].(map[string]any); a["alarm_actions"] != alarms.OwnersAndOps || a["ok_actions"] != alarms.OwnersAndOps ||
+			a["treat_missing_data"] != "notBreaching" {
+			t.Errorf("%s notifies %v, missing data %v", name, a["alarm_actions"], a["treat_missing_data"])
+		}
 	}
-	// The truncation alarm notifies itself unless a suppressor is named;
-	// then a composite that the completeness page suppresses does.
+	// The threshold alarms notify themselves unless their SLO's page is
+	// named; then a composite that the page suppresses does, waiting for it.
 	mod := alarms.Module()
-	if a := all["truncation_rate"].(map[string]any); a["alarm_actions"] != `${var.truncation_suppressor_alarm_name == "" ? var.alarm_sns_topic_arns : []}` {
-		t.Errorf("truncation_rate notifies %v", a["alarm_actions"])
+	for key, v := range map[string]string{"truncation_rate": "truncation_suppressor_alarm_name", "ttfb_p99": "ttfb_suppressor_alarm_name"} {
+		if a := all[key].(map[string]any); a["alarm_actions"] != `${var.`+v+` == "" ? var.alarm_sns_topic_arns : []}` {
+			t.Errorf("%s notifies %v", key, a["alarm_actions"])
+		}
+		c := mod["resource"].(map[string]any)["aws_cloudwatch_composite_alarm"].(map[string]any)[key].(map[string]any)
+		sup := c["actions_suppressor"].([]any)[0].(map[string]any)
+		if c["alarm_actions"] != "${var.alarm_sns_topic_arns}" || sup["alarm"] != "${var."+v+"}" || sup["wait_period"] != alarms.SuppressorWaitSeconds {
+			t.Errorf("%s composite %v", key, c)
+		}
 	}
-	c := mod["resource"].(map[string]any)["aws_cloudwatch_composite_alarm"].(map[string]any)["truncation_rate"].(map[string]any)
-	if c["alarm_actions"] != "${var.alarm_sns_topic_arns}" || c["actions_suppressor"].([]any)[0].(map[string]any)["alarm"] != "${var.truncation_suppressor_alarm_name}" {
-		t.Errorf("truncation composite %v", c)
-	}
-	if p := slo.Module(specs(t))["output"].(map[string]any)["page_alarm_names"].(map[string]any)["value"].(map[string]any); p["completeness"] != "${aws_cloudwatch_composite_alarm.completeness_page.alarm_name}" {
+	p := slo.Module(specs(t))["output"].(map[string]any)["page_alarm_names"].(map[string]any)["value"].(map[string]any)
+	if p["completeness"] != "${aws_cloudwatch_composite_alarm.completeness_page.alarm_name}" || p["ttfb"] != "${aws_cloudwatch_composite_alarm.ttfb_page.alarm_name}" {
 		t.Errorf("page_alarm_names %v", p)
 	}
 	hb := all["heartbeat"].(map[string]any)["metric_query"].([]any)
@@ -226,8 +266,18 @@ func TestAlarmsForTheOnCall(t *testing.T) {
 		!strings.Contains(hb[2].(map[string]any)["expression"].(string), "FILL(rec, 0)") {
 		t.Errorf("heartbeat %v", hb)
 	}
-	if q := all["ttfb_p99"].(map[string]any)["metric_query"].([]any); !strings.Contains(q[2].(map[string]any)["expression"].(string), "n >= ${var.ttfb_min_streams}") {
-		t.Errorf("ttfb p99 %v", q)
+	// The TTFB alarm watches a percentile tied to the budget (p90: 10 %
+	// of streams over it, ten times the SLO's 1 %), not the SLO's own p99.
+	q := all["ttfb_p99"].(map[string]any)["metric_query"].([]any)
+	if !strings.Contains(q[2].(map[string]any)["expression"].(string), "n >= ${var.ttfb_min_streams}") ||
+		q[0].(map[string]any)["metric"].(map[string]any)["stat"] != "p${var.ttfb_alarm_percentile}" {
+		t.Errorf("ttfb alarm %v", q)
+	}
+	// The truncation alarm judges only periods with a few truncations.
+	tq := all["truncation_rate"].(map[string]any)["metric_query"].([]any)
+	if e := tq[4].(map[string]any)["expression"].(string); !strings.HasPrefix(e, "IF(t - FILL(c, 0) - FILL(u, 0) >= ${var.truncation_min_truncated}, ") ||
+		!strings.Contains(e, alarms.TruncationRateExpression) {
+		t.Errorf("truncation expression %s", e)
 	}
 }
 
@@ -314,5 +364,226 @@ func TestAlarmStatusWidget(t *testing.T) {
 	body := dash["resource"].(map[string]any)["aws_cloudwatch_dashboard"].(map[string]any)["streamlens"].(map[string]any)["dashboard_body"].(string)
 	if !strings.Contains(body, `type = "alarm"`) || !strings.Contains(body, "alarms = var.alarm_arns") || !strings.Contains(body, "jsondecode(local.body)") {
 		t.Errorf("dashboard body %s", body)
+	}
+}
+
+// deploy/ wires what the alarms module expects of it: both threshold
+// alarms suppressed by their SLO's page, and an instrument cap that fits
+// the example function's bundles (up to MaxInstruments distinct names, so
+// the instrument-overflow alarm does not fire on the project's own
+// example).
+func TestDeployWiring(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/main.tf.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root struct {
+		Module   map[string]map[string]any `json:"module"`
+		Variable map[string]struct {
+			Default any `json:"default"`
+		} `json:"variable"`
+		Resource struct {
+			Function map[string]struct {
+				Environment struct {
+					Variables map[string]string `json:"variables"`
+				} `json:"environment"`
+			} `json:"aws_lambda_function"`
+		} `json:"resource"`
+	}
+	if err := json.Unmarshal(b, &root); err != nil {
+		t.Fatal(err)
+	}
+	a := root.Module["alarms"]
+	if a["truncation_suppressor_alarm_name"] != `${module.slo.page_alarm_names["completeness"]}` ||
+		a["ttfb_suppressor_alarm_name"] != `${module.slo.page_alarm_names["ttfb"]}` {
+		t.Errorf("alarms module wiring %v", a)
+	}
+	src, err := os.ReadFile("../../examples/pricing/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`const MaxInstruments = (\d+)`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("examples/pricing: no MaxInstruments constant")
+	}
+	limit, _ := strconv.Atoi(string(m[1]))
+	if v := root.Resource.Function["pricing"].Environment.Variables["STREAMLENS_MAX_INSTRUMENTS"]; v != "${var.max_instruments}" {
+		t.Errorf("STREAMLENS_MAX_INSTRUMENTS is %q, not the max_instruments variable", v)
+	}
+	if capv, _ := root.Variable["max_instruments"].Default.(float64); int(capv) < limit {
+		t.Errorf("deploy's max_instruments %v is below the example's %d instruments: instrument-overflow fires on the example", capv, limit)
+	}
+}
+
+// The dashboard body in the formats CloudWatch documents for it
+// ("Dashboard Body Structure and Syntax"): a widget fits the 24-column
+// grid; "start" is a relative ISO 8601 duration (-PT3H) or an absolute
+// time, "end" only an absolute time (P0D is refused); a period is 1, 5, 10,
+// 30 or a multiple of 60 seconds; a metric row is namespace, name,
+// dimension name/value pairs and an options object, or one expression
+// object; ids start with a lower-case letter and are unique in a widget,
+// and every id an expression names exists; statistics are CloudWatch's.
+func TestDashboardBodyFormats(t *testing.T) {
+	body, err := dashboards.Body(specs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Widgets []map[string]any `json:"widgets"`
+	}
+	if err := json.Unmarshal([]byte(interpolate(body)), &dash); err != nil {
+		t.Fatalf("not JSON after interpolation: %v", err)
+	}
+	relative := regexp.MustCompile(`^-P(\d+W|(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?)$`)
+	absolute := regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$`)
+	stat := regexp.MustCompile(`^(SampleCount|Average|Sum|Minimum|Maximum|IQM|p\d+(\.\d+)?|tm\d+|wm\d+|tc\d+|ts\d+)$`)
+	id := regexp.MustCompile(`^[a-z][a-zA-Z0-9_]*$`)
+	word := regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+	functions := map[string]bool{"IF": true, "FILL": true, "SEARCH": true, "SORT": true, "MAX": true, "DESC": true, "AND": true, "OR": true, "NOT": true}
+	period := func(v any) bool {
+		p, ok := v.(float64)
+		return ok && (p == 1 || p == 5 || p == 10 || p == 30 || p >= 60 && int(p)%60 == 0)
+	}
+	for i, w := range dash.Widgets {
+		x, _ := w["x"].(float64)
+		width, _ := w["width"].(float64)
+		height, _ := w["height"].(float64)
+		if x < 0 || width < 1 || x+width > 24 || height < 1 || height > 1000 {
+			t.Errorf("widget %d: x %v width %v height %v", i, x, width, height)
+		}
+		p, _ := w["properties"].(map[string]any)
+		if w["type"] == "text" {
+			continue
+		}
+		title, _ := p["title"].(string)
+		if w["type"] != "metric" || title == "" || p["region"] == "" {
+			t.Errorf("widget %d: type %v title %q region %v", i, w["type"], title, p["region"])
+		}
+		if s, ok := p["start"].(string); ok && !relative.MatchString(s) && !absolute.MatchString(s) {
+			t.Errorf("%s: start %q", title, s)
+		}
+		if e, ok := p["end"]; ok {
+			if s, _ := e.(string); !absolute.MatchString(s) {
+				t.Errorf("%s: end %v is not an absolute ISO 8601 time", title, e)
+			}
+		}
+		if !period(p["period"]) {
+			t.Errorf("%s: period %v", title, p["period"])
+		}
+		switch p["view"] {
+		case "timeSeries", "singleValue", "gauge", "bar", "pie", "table":
+		default:
+			t.Errorf("%s: view %v", title, p["view"])
+		}
+		if ax, ok := p["yAxis"].(map[string]any); ok {
+			for side, v := range ax {
+				if side != "left" && side != "right" {
+					t.Errorf("%s: yAxis %s", title, side)
+				}
+				if _, ok := v.(map[string]any)["label"].(string); !ok {
+					t.Errorf("%s: yAxis %s without a label", title, side)
+				}
+			}
+		}
+		if a, ok := p["annotations"].(map[string]any); ok {
+			for _, h := range a["horizontal"].([]any) {
+				if _, ok := h.(map[string]any)["value"].(float64); !ok {
+					t.Errorf("%s: annotation %v", title, h)
+				}
+			}
+		}
+		ids := map[string]bool{}
+		var exprs []string
+		for _, r := range p["metrics"].([]any) {
+			row := r.([]any)
+			last, _ := row[len(row)-1].(map[string]any)
+			if e, ok := last["expression"].(string); ok {
+				if len(row) != 1 {
+					t.Errorf("%s: expression row %v", title, row)
+				}
+				exprs = append(exprs, e)
+			} else {
+				names := row
+				if last != nil {
+					names = row[:len(row)-1]
+				}
+				if len(names) < 2 || len(names)%2 != 0 {
+					t.Errorf("%s: metric row %v: namespace, name, dimension pairs", title, row)
+				}
+				for _, n := range names {
+					if s, _ := n.(string); s == "" {
+						t.Errorf("%s: metric row %v", title, row)
+					}
+				}
+				if s, _ := last["stat"].(string); !stat.MatchString(s) {
+					t.Errorf("%s: stat %q", title, s)
+				}
+				if v, ok := last["period"]; ok && !period(v) {
+					t.Errorf("%s: row period %v", title, v)
+				}
+			}
+			if last != nil {
+				if v, ok := last["id"]; ok {
+					s, _ := v.(string)
+					if !id.MatchString(s) || ids[s] {
+						t.Errorf("%s: id %q (format, or not unique)", title, s)
+					}
+					ids[s] = true
+				}
+			}
+		}
+		for _, e := range exprs {
+			if strings.Contains(e, "SEARCH(") {
+				continue
+			}
+			for _, wd := range word.FindAllString(e, -1) {
+				if !functions[wd] && !ids[wd] {
+					t.Errorf("%s: expression %q names %q, not an id of the widget", title, e, wd)
+				}
+			}
+		}
+	}
+}
+
+// The dashboard starts with the SLOs; the burn chart draws the burn over
+// every pair's long window with every factor; the budget tile has no value
+// without events (not 100 %); a chart's axis has one unit.
+func TestDashboardSLOWidgets(t *testing.T) {
+	ws := dashboards.Widgets(specs(t))
+	if !strings.HasPrefix(ws[0].Title, "SLO ttfb: error budget burn rate") || !strings.HasPrefix(ws[1].Title, "SLO ttfb: error budget left") {
+		t.Errorf("first widgets %q, %q", ws[0].Title, ws[1].Title)
+	}
+	burn := ws[0]
+	if len(burn.Exprs) != 4 || len(burn.Lines) != 4 {
+		t.Errorf("burn chart: %d lines, %d factors", len(burn.Exprs), len(burn.Lines))
+	}
+	periods := map[int]bool{}
+	for _, s := range burn.Series {
+		periods[s.Period] = true
+	}
+	if !periods[3600] || !periods[6*3600] || !periods[24*3600] || !periods[72*3600] {
+		t.Errorf("burn series periods %v", periods)
+	}
+	for _, w := range ws {
+		if strings.Contains(w.Title, "error budget left") {
+			if v := w.Exprs[0].Eval(map[string]float64{}); !math.IsNaN(v) {
+				t.Errorf("%s: %v with no data", w.Title, v)
+			}
+			if strings.Contains(w.Exprs[0].Expression, "IF(") {
+				t.Errorf("%s: %s turns no events into a value", w.Title, w.Exprs[0].Expression)
+			}
+		}
+		if strings.Contains(w.Unit, "/") {
+			t.Errorf("%s: two units on one axis (%s)", w.Title, w.Unit)
+		}
+	}
+	found := false
+	for _, w := range ws {
+		for _, s := range w.Series {
+			found = found || s.Metric == metrics.ResponseDuration
+		}
+	}
+	if !found {
+		t.Error("no ResponseDuration widget")
 	}
 }

@@ -79,7 +79,7 @@ func TestHTMLRendersTheDashboardWidgets(t *testing.T) {
 	h := string(HTML(s, specs, nil))
 	for _, want := range []string{
 		"Business TTFB (handler start → first useful chunk)", "150 ms", // p99 of {50,150}
-		"Truncation rate (outcomes not ended complete)", "50.00 %", "alarm: 0.10 %",
+		"Truncation rate (outcomes not ended complete)", "50.00 %", "alarm: 1.00 %", // the alarm is at ten times the 0.1 % budget
 		"TTFB SLO threshold: 100 ms", `class="thl"`, `class="series"`,
 		"SLO ttfb: error budget left", "-4900.00 %", // 50 % bad against a 1 % budget
 		"Slowest instruments (ChunkInterval p99, top 10)", "SPY (p99)",
