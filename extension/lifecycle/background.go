@@ -41,10 +41,27 @@ type background struct {
 	pending   []state.Result // streams waiting for their span, oldest first
 	inst      *emfsink.Instruments
 	instOn    bool
+	// instQueue holds finished streams whose chunk values the worker has
+	// yet to add to inst: per-instrument work is off the path to
+	// /event/next. instQueued is how many chunks it holds.
+	instQueue  []instBatch
+	instQueued int
 	finishing bool      // SHUTDOWN: write every instrument, whatever its age
 	until     time.Time // SHUTDOWN: no export may run past it
 	job       *jobTime  // the running export's budget; nil when none runs
 }
+
+// instBatch is one write's finished streams, for the per-instrument
+// aggregates, with the time they were finished.
+type instBatch struct {
+	results []state.Result
+	at      time.Time
+}
+
+// maxQueuedInstChunks bounds the chunk values waiting for the worker (about
+// 2 MB of records); past it a write adds its own at once, so a backlog
+// costs time before next rather than memory.
+const maxQueuedInstChunks = 1 << 16
 
 // jobPause separates background jobs.
 const jobPause = 200 * time.Microsecond
@@ -80,7 +97,17 @@ func (b *background) add(results []state.Result, maxEvents int, now time.Time) {
 	var c counters.Counters
 	b.mu.Lock()
 	if b.instOn {
-		b.inst.Add(results, now)
+		n := 0
+		for i := range results {
+			n += len(results[i].Chunks)
+		}
+		if b.instQueued+n <= maxQueuedInstChunks {
+			b.instQueue = append(b.instQueue, instBatch{results, now})
+			b.instQueued += n
+		} else {
+			b.drainInstruments()
+			b.inst.Add(results, now)
+		}
 	}
 	if b.spans != nil {
 		for _, r := range results {
@@ -137,7 +164,17 @@ func (b *background) open() {
 
 // hasWork reports whether a job is waiting; b.mu is held.
 func (b *background) hasWork(now time.Time) bool {
-	return b.job != nil || b.spans != nil && len(b.pending) > 0 || b.instOn && (b.finishing || b.inst.Due(now))
+	return b.job != nil || b.spans != nil && len(b.pending) > 0 || b.instOn && (b.finishing || len(b.instQueue) > 0 || b.inst.Due(now))
+}
+
+// drainInstruments adds the queued chunk values to the per-instrument
+// aggregates; b.mu is held.
+func (b *background) drainInstruments() {
+	for _, q := range b.instQueue {
+		b.inst.Add(q.results, q.at)
+	}
+	clear(b.instQueue)
+	b.instQueue, b.instQueued = b.instQueue[:0], 0
 }
 
 // close closes the gate: no new job starts, and the running one's budget
@@ -191,6 +228,13 @@ func (b *background) run(ctx context.Context) {
 func (b *background) step(ctx context.Context) bool {
 	now := time.Now()
 	b.mu.Lock()
+	if b.instOn && len(b.instQueue) > 0 {
+		// The values of the streams the last boundaries finished: a job
+		// of its own, so that the socket reader gets the CPU after it.
+		b.drainInstruments()
+		b.mu.Unlock()
+		return true
+	}
 	if b.instOn && (b.finishing || b.inst.Due(now)) {
 		// A document the encoder refuses is skipped; the rest are written.
 		// Handed over before instOn says SHUTDOWN's documents are done, so
@@ -253,6 +297,7 @@ func (b *background) writeInstruments(now time.Time) {
 	if !b.instOn {
 		return
 	}
+	b.drainInstruments()
 	if out, _ := b.enc.Take(nil, b.inst, now, true); len(out) > 0 {
 		b.log.Give(out)
 	}

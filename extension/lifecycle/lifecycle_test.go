@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamlens/streamlens/extension/counters"
+	"github.com/streamlens/streamlens/extension/emfsink"
 	"github.com/streamlens/streamlens/extension/state"
 )
 
@@ -48,5 +50,32 @@ func TestExportFailuresAreRateLimited(t *testing.T) {
 	l.warn(errors.New("otlp: refused"))
 	if len(lines) != 2 || !strings.Contains(lines[1], "and 4 more") || l.suppressed != 0 {
 		t.Errorf("%q", lines)
+	}
+}
+
+// logBuf collects what the background gives the log.
+type logBuf struct{ b []byte }
+
+func (l *logBuf) Give(p []byte) int { l.b = append(l.b, p...); return len(p) }
+
+// The per-instrument work is off the path to event/next: a write only
+// queues the finished streams' chunk values; the worker (or SHUTDOWN) adds
+// and writes them.
+func TestInstrumentWorkIsOffThePathToNext(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	enc := emfsink.New(emfsink.Config{Namespace: "Streamlens", FunctionName: "f", TTFBThreshold: time.Millisecond, InstrumentMetrics: true})
+	log := &logBuf{}
+	b := newBackground(enc, nil, log, func(counters.Counters) {}, func(error) {}, time.Second, 10, true)
+	chunks := make([]state.Chunk, 200)
+	for i := range chunks {
+		chunks[i] = state.Chunk{Inst: "AAPL", LatencyMs: float32(i), IntervalMs: 1}
+	}
+	b.add([]state.Result{{QuoteID: "q", Chunks: chunks}}, 128, now)
+	if b.inst.Due(now) || len(b.instQueue) != 1 {
+		t.Fatalf("the values were aggregated on the caller's path (queued %d)", len(b.instQueue))
+	}
+	b.writeInstruments(now)
+	if !strings.Contains(string(log.b), `"Instrument":"AAPL"`) || len(b.instQueue) != 0 {
+		t.Errorf("SHUTDOWN did not write the queued values: %s", log.b)
 	}
 }
