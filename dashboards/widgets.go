@@ -239,6 +239,17 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "missing", Metric: m.ChunksMissing, Stat: "Sum", Label: "missing (announced − delivered)"},
 				{ID: "short", Metric: m.ChunksMissing, Stat: "SampleCount", Label: "streams that fell short"},
 			}},
+		{Title: "What the caller felt: time blocked writing (a slow caller) and the longest silences", Unit: "ms",
+			Series: []Series{
+				{ID: "blocked", Metric: m.WriteBlockedTime, Stat: "p99", Label: "blocked writing p99 (streams blocked ≥ 1 ms)"},
+				{ID: "gap", Metric: m.LongestChunkGap, Stat: "Maximum", Label: "longest silence (streams silent ≥ 1 s)"},
+			}},
+		{Title: "Streams near limits: an idle cut, Lambda's 6 MB bandwidth cap, its 200 MiB limit", Unit: "streams",
+			Series: []Series{
+				{ID: "idle", Metric: m.IdleNearLimit, Stat: "Sum", Label: "silent ≥ 80 % of the idle limit"},
+				{ID: "capped", Metric: m.BandwidthCapped, Stat: "Sum", Label: "past 6 MB (2 MiB/s)"},
+				{ID: "limit", Metric: m.ResponseLimitReached, Stat: "Sum", Label: "at 200 MiB"},
+			}},
 		{Title: "Slowest instruments (ChunkInterval p99, top 10)", Unit: "ms",
 			Searches: []Search{{Metric: m.ChunkInterval, Dim: m.DimInstrument, Stat: "p99", TopN: 10}}},
 		{Title: "Per-chunk latency from stream start", Unit: "ms",

@@ -104,6 +104,18 @@ const (
 	// SpanExportFailures, so that a budget a little short for the collector
 	// does not read as the collector failing; a hanging collector shows here.
 	SpanExportUnknown = "SpanExportUnknown"
+	// LongestChunkGap is the longest time a stream's caller got nothing
+	// (start to a chunk, or between chunks), written when at least 1 s;
+	// IdleNearLimit is 1 when that gap reached 80 % of the idle limit a
+	// proxy cuts streams at (STREAMLENS_IDLE_LIMIT_MS: API Gateway's 30 s
+	// edge-optimized, 5 min regional). Written only then.
+	LongestChunkGap = "LongestChunkGap"
+	IdleNearLimit   = "IdleNearLimit"
+	// BandwidthCapped is 1 for a stream past 6 MB (Lambda caps a streamed
+	// response's bandwidth at 2 MiB/s beyond it) and ResponseLimitReached for
+	// one at Lambda's 200 MiB limit; written only then.
+	BandwidthCapped      = "BandwidthCapped"
+	ResponseLimitReached = "ResponseLimitReached"
 	// KernelDrops counts datagrams the kernel dropped on the event socket
 	// (its receive buffer was full): lost events, maybe a stream's end.
 	KernelDrops = "KernelDrops"
@@ -209,6 +221,10 @@ func Defs() []Def {
 		{WriteBlockedTime, emf.Milliseconds, false, "time the stream's writer was blocked by backpressure (a slow caller); written when at least 1 ms"},
 		{WriteBlockedLongest, emf.Milliseconds, false, "the longest single block of the stream's writer; written with WriteBlockedTime"},
 		{SpanExportUnknown, emf.Count, false, "spans whose export the budget ended before the collector answered (it may have taken them)"},
+		{LongestChunkGap, emf.Milliseconds, false, "the longest time a stream's caller got nothing (start to a chunk, or between chunks); written when at least 1 s"},
+		{IdleNearLimit, emf.Count, false, "1 for a stream whose longest gap reached 80 % of STREAMLENS_IDLE_LIMIT_MS (an API Gateway idle cut); written only then"},
+		{BandwidthCapped, emf.Count, false, "1 for a stream past 6 MB, where Lambda caps a streamed response at 2 MiB/s; written only then"},
+		{ResponseLimitReached, emf.Count, false, "1 for a stream at Lambda's 200 MiB response limit; written only then"},
 		{KernelDrops, emf.Count, false, "datagrams the kernel dropped on the event socket (its buffer was full): lost events"},
 	}
 }

@@ -36,6 +36,7 @@ type Config struct {
 	MaxOpenStreams     int            // STREAMLENS_MAX_OPEN_STREAMS
 	MaxChunksPerStream int            // STREAMLENS_MAX_CHUNKS_PER_STREAM
 	MemoryLimit        int            // STREAMLENS_MEMORY_LIMIT_MB, in bytes
+	IdleLimit          time.Duration  // STREAMLENS_IDLE_LIMIT_MS
 	InstrumentMetrics  bool           // STREAMLENS_INSTRUMENT_METRICS
 	MaxInstruments     int            // STREAMLENS_MAX_INSTRUMENTS
 	InstrumentAllow    *regexp.Regexp // STREAMLENS_INSTRUMENT_ALLOW, matched whole; nil: any name
@@ -132,6 +133,7 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 		bad("STREAMLENS_NAMESPACE", ns, "want 1 to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/ or :")
 	}
 	c.TTFBThreshold = ms("STREAMLENS_TTFB_THRESHOLD_MS", 100, 1, 900_000)
+	c.IdleLimit = ms("STREAMLENS_IDLE_LIMIT_MS", 30_000, 0, 900_000)
 	c.Telemetry = flag("STREAMLENS_TELEMETRY", true)
 	c.TelemetryAddr = str("STREAMLENS_TELEMETRY_ADDR", defaultTelemetryAddr)
 	if _, _, err := SplitHostPort(c.TelemetryAddr); err != nil {

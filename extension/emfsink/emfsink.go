@@ -25,6 +25,9 @@ type Config struct {
 	// dimension, and not into each stream's document as well (half of a
 	// 50-chunk stream's EMF bytes).
 	InstrumentMetrics bool
+	// IdleLimit is the idle time after which a proxy in front of the
+	// function cuts a stream (STREAMLENS_IDLE_LIMIT_MS); 0: not judged.
+	IdleLimit time.Duration
 	// Version, if set, is the function version (AWS_LAMBDA_FUNCTION_VERSION)
 	// the stream metrics are also published under (STREAMLENS_VERSION_DIMENSION):
 	// releases side by side, at a custom metric per stream metric and version.
@@ -190,6 +193,21 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ChunksMissing, Unit: emf.Count, Values: []float64{float64(r.Expected - r.Delivered)}})
 		}
 	}
+	// Stream health, each written only when it applies (the bytes of every
+	// document are billed): a long silence, one near an idle cut, Lambda's
+	// bandwidth cap and its response limit.
+	if r.LongestGapMs >= 1000 {
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.LongestChunkGap, Unit: emf.Milliseconds, Values: []float64{math.Round(r.LongestGapMs)}})
+	}
+	if e.cfg.IdleLimit > 0 && r.LongestGapMs >= 0.8*float64(e.cfg.IdleLimit.Milliseconds()) {
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.IdleNearLimit, Unit: emf.Count, Values: []float64{1}})
+	}
+	if r.Bytes > bandwidthCapBytes {
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.BandwidthCapped, Unit: emf.Count, Values: []float64{1}})
+	}
+	if r.Bytes >= responseLimitBytes {
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseLimitReached, Unit: emf.Count, Values: []float64{1}})
+	}
 	if r.HasBlocked && r.BlockedMs >= 1 {
 		// Backpressure, apart from the chunks' intervals: blocked time read
 		// there as a slow instrument. Written only when it happened.
@@ -335,6 +353,13 @@ func (e *Encoder) AppendCounters(dst []byte, c counters.Counters, now time.Time,
 			count(m.SpansSampledOut, c.SpansSampledOut), count(m.EventAddressUnusable, c.ListenErrors),
 			count(m.KernelDrops, c.KernelDrops), count(m.SpanExportUnknown, c.SpanExportUnknown)}})
 }
+
+// Lambda's streamed-response limits: bandwidth is capped at 2 MiB/s past
+// the first 6 MB, and a response ends at 200 MiB.
+const (
+	bandwidthCapBytes  = 6 * 1000 * 1000
+	responseLimitBytes = 200 << 20
+)
 
 // maxRecordAge is how far before it is written a record may be stamped.
 const maxRecordAge = time.Minute

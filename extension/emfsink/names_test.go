@@ -29,7 +29,8 @@ func TestEveryEmittedNameIsDefined(t *testing.T) {
 	stream := func(v state.Verdict) state.Result {
 		return state.Result{QuoteID: "q", RequestID: "r", BundleID: "B", ClientID: "c", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 			Time: now, HasTTFB: true, TTFBMs: 5, Chunks: chunks, Delivered: 1, Expected: 3, Bytes: 10, Verdict: v, Status: "error",
-			Integrity: 1, InvocationStatus: "error", HasBlocked: true, BlockedMs: 5, BlockedMaxMs: 3, PlatformLatencyMs: -1}
+			Integrity: 1, InvocationStatus: "error", HasBlocked: true, BlockedMs: 5, BlockedMaxMs: 3, PlatformLatencyMs: -1,
+			LongestGapMs: 29_000}
 	}
 	done := &state.RuntimeDone{Status: "error", ErrorType: "Runtime.HandlerError", ProducedBytes: 10, HasLatency: true, HasDuration: true,
 		ResponseLatencyMs: 1, ResponseDurationMs: 2}
@@ -44,9 +45,11 @@ func TestEveryEmittedNameIsDefined(t *testing.T) {
 		},
 		Counters: all, Final: true,
 	}
+	b.Streams[1].Bytes = 300 << 20 // past the bandwidth cap and the response limit
 	var out []byte
 	for _, instrumentMetrics := range []bool{false, true} {
-		enc := New(Config{Namespace: "Streamlens", FunctionName: "f", TTFBThreshold: time.Millisecond, InstrumentMetrics: instrumentMetrics, Version: "7"})
+		enc := New(Config{Namespace: "Streamlens", FunctionName: "f", TTFBThreshold: time.Millisecond, InstrumentMetrics: instrumentMetrics, Version: "7",
+			IdleLimit: 30 * time.Second})
 		if errs := enc.Write(b, now, now.Add(time.Hour), func(p []byte) { out = append(out, p...) }); len(errs) > 0 {
 			t.Fatal(errs)
 		}

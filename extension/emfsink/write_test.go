@@ -265,3 +265,37 @@ func TestWriteBlockedTime(t *testing.T) {
 		}
 	}
 }
+
+// Stream health is written only when it applies: a silence of at least 1 s,
+// one near the idle limit (80 %), Lambda's 6 MB bandwidth cap, its 200 MiB
+// response limit.
+func TestStreamHealth(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond, IdleLimit: 30 * time.Second})
+	now := time.Unix(1_800_000_000, 0)
+	for name, c := range map[string]struct {
+		gap   float64
+		bytes int64
+		want  map[string]any
+	}{
+		"healthy":          {12, 5000, map[string]any{"LongestChunkGap": nil, "IdleNearLimit": nil, "BandwidthCapped": nil, "ResponseLimitReached": nil}},
+		"a 2 s silence":    {2000, 5000, map[string]any{"LongestChunkGap": 2000.0, "IdleNearLimit": nil}},
+		"near an idle cut": {25_000, 5000, map[string]any{"LongestChunkGap": 25000.0, "IdleNearLimit": 1.0}},
+		"past 6 MB":        {12, 7_000_000, map[string]any{"BandwidthCapped": 1.0, "ResponseLimitReached": nil}},
+		"at 200 MiB":       {12, 200 << 20, map[string]any{"BandwidthCapped": 1.0, "ResponseLimitReached": 1.0}},
+	} {
+		r := state.Result{QuoteID: "q", RequestID: "r", Time: now, Integrity: -1, Expected: -1, LongestGapMs: c.gap, Bytes: c.bytes}
+		out, err := enc.AppendStream(nil, &r, now, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range c.want {
+			if got, ok := d[k]; want == nil && ok || want != nil && got != want {
+				t.Errorf("%s: %s = %v, want %v", name, k, got, want)
+			}
+		}
+	}
+}

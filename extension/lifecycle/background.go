@@ -33,22 +33,22 @@ type background struct {
 	warn    func(error)   // says why an export failed (rate-limited)
 	timeout time.Duration // one export's budget of thawed time
 
-	mu        sync.Mutex
-	gate      chan struct{} // closed while the gate is open
-	isOpen    bool
-	work      chan struct{}  // signalled when there is work and the gate is open
-	idle      chan struct{}  // signalled when the worker found nothing to do
-	pending   []state.Result // streams waiting for their span, oldest first
-	inst      *emfsink.Instruments
-	instOn    bool
+	mu      sync.Mutex
+	gate    chan struct{} // closed while the gate is open
+	isOpen  bool
+	work    chan struct{}  // signalled when there is work and the gate is open
+	idle    chan struct{}  // signalled when the worker found nothing to do
+	pending []state.Result // streams waiting for their span, oldest first
+	inst    *emfsink.Instruments
+	instOn  bool
 	// instQueue holds finished streams whose chunk values the worker has
 	// yet to add to inst: per-instrument work is off the path to
 	// /event/next. instQueued is how many chunks it holds.
 	instQueue  []instBatch
 	instQueued int
-	finishing bool      // SHUTDOWN: write every instrument, whatever its age
-	until     time.Time // SHUTDOWN: no export may run past it
-	job       *jobTime  // the running export's budget; nil when none runs
+	finishing  bool      // SHUTDOWN: write every instrument, whatever its age
+	until      time.Time // SHUTDOWN: no export may run past it
+	job        *jobTime  // the running export's budget; nil when none runs
 }
 
 // instBatch is one write's finished streams, for the per-instrument

@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	defer lw.Close(cfg.StdoutWait)
 	r := &runner{cfg: cfg, api: api, table: state.New(cfg.MaxOpenStreams, cfg.MaxChunksPerStream), changed: make(chan struct{}, 1),
 		stderr: stderr, log: lw, managed: managed,
-		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold,
+		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold, IdleLimit: cfg.IdleLimit,
 			InstrumentMetrics: cfg.InstrumentMetrics, Version: cfg.Version})}
 	r.events = ingest.NewEvents(func(ev *protocol.Event, now time.Time) {
 		if r.table.Apply(ev, now) {

@@ -34,9 +34,12 @@ type Result struct {
 	// single block, as the client measured them (HasBlocked).
 	BlockedMs, BlockedMaxMs float64
 	HasBlocked              bool
-	Integrity               int       // -1 unknown, 0 match, 1 mismatch
-	InvocationStatus        string    // the platform's status of its invocation; "" unknown
-	EndTime                 time.Time // end event, else the last event
+	// LongestGapMs is the longest time the caller got nothing between the
+	// stream's start and a chunk, or two chunks.
+	LongestGapMs     float64
+	Integrity        int       // -1 unknown, 0 match, 1 mismatch
+	InvocationStatus string    // the platform's status of its invocation; "" unknown
+	EndTime          time.Time // end event, else the last event
 	// InvocationEnd is when the platform ended the stream's invocation, when
 	// that is known and the invocation failed (timeout, crash: the caller
 	// waited until then, not until the stream's last event); else zero.
@@ -443,6 +446,7 @@ func (t *Table) result(s *stream, open Failure) Result {
 	} else {
 		t.counters.MissingStart++
 	}
+	r.LongestGapMs = float64(s.maxGapNs) / 1e6
 	r.EndTime = r.Time
 	if s.lastNs != 0 {
 		r.EndTime = time.Unix(0, s.lastNs)

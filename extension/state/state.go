@@ -44,6 +44,7 @@ type stream struct {
 	firstUsefulNs      int64
 	firstPayloadNs     int64
 	lastNs             int64
+	maxGapNs           int64 // the longest time between two of its events up to a chunk
 	events             int64
 	end                *protocol.End
 	carried            bool
@@ -209,6 +210,11 @@ func (t *Table) Apply(ev *protocol.Event, now time.Time) (progress bool) {
 		}
 	case protocol.KindChunk:
 		c := ev.Chunk
+		if s.lastNs != 0 && plausible(s.lastNs, ev.TimeNs) {
+			// The caller saw nothing for this long: what an idle cut (API
+			// Gateway's 30 s) measures. Out-of-order arrivals give no gap.
+			s.maxGapNs = max(s.maxGapNs, ev.TimeNs-s.lastNs)
+		}
 		if c.Flags&protocol.FlagTrailer == 0 {
 			s.payloadChunks++
 			s.payloadBytes += c.Bytes

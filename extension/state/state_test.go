@@ -715,3 +715,18 @@ func TestForgedCountsInAnEndAreNotPublished(t *testing.T) {
 		t.Errorf("delivered %d, expected %d: a forged count was kept", r.Delivered, r.Expected)
 	}
 }
+
+// The longest silence the caller saw is measured from the start to a chunk
+// and between chunks, whatever the order the events arrive in.
+func TestLongestGap(t *testing.T) {
+	tb := New(10, 100)
+	s := newSender(tb, "q", "r")
+	s.start(3)
+	s.chunk("A", 5, 0)
+	s.chunk("B", 2005, 0) // 2 s of silence
+	s.chunk("C", 2010, 0)
+	s.end(3, 3, protocol.StatusComplete)
+	if r := finalize(tb, "r", Failure{})[0]; r.LongestGapMs != 2000 {
+		t.Errorf("longest gap %v ms, want 2000", r.LongestGapMs)
+	}
+}
