@@ -352,19 +352,29 @@ func decodePartialSuccess(b []byte) (rejected int64, msg string, ok bool) {
 	if !wellFormed(b) {
 		return 0, "", false
 	}
-	ps, found := field(b, 1, 2)
-	if !found {
-		return 0, "", true
-	}
-	if !wellFormed(ps) {
-		return 0, "", false
-	}
-	if v, found := field(ps, 1, 0); found {
-		n, _ := binary.Uvarint(v)
-		rejected = int64(min(n, 1<<62))
-	}
-	if v, found := field(ps, 2, 2); found {
-		msg = string(v)
+	// Every occurrence of partial_success is a message to parse, merged as
+	// protobuf merges them (a later scalar wins): one that is malformed
+	// makes the whole answer malformed, wherever it stands.
+	for rest := b; len(rest) > 0; {
+		num, wire, ps, after, _ := next(rest)
+		rest = after
+		if num != 1 || wire != 2 {
+			continue
+		}
+		if !wellFormed(ps) {
+			return 0, "", false
+		}
+		for f := ps; len(f) > 0; {
+			num, wire, v, after, _ := next(f)
+			f = after
+			switch {
+			case num == 1 && wire == 0:
+				n, _ := binary.Uvarint(v)
+				rejected = int64(min(n, 1<<62))
+			case num == 2 && wire == 2:
+				msg = string(v)
+			}
+		}
 	}
 	if rejected > 0 && msg == "" {
 		msg = "rejected without a message"
