@@ -67,24 +67,31 @@ func Queries() []Query {
 | filter StreamTruncated = 1
 | sort @timestamp desc
 | limit 100`},
-		{"truncation-by-bundle-and-reason", `filter ispresent(QuoteId)
-| stats sum(StreamTruncated) as truncated, count(*) as streams, 100 * sum(StreamTruncated) / count(*) as truncated_pct by BundleId, TruncationReason
+		{"truncation-by-bundle", `filter ispresent(QuoteId)
+| stats count(*) as streams, sum(StreamTruncated) as truncated, 100 * sum(StreamTruncated) / count(*) as truncated_pct, sum(TruncationByCaller) as callers_gone by BundleId
 | sort truncated desc
 | limit 50`},
-		{"slowest-first-bytes", `fields @timestamp, TimeToFirstByte, BundleId, ClientId, RequestId, TraceParent
-| filter ispresent(TimeToFirstByte)
-| sort TimeToFirstByte desc
+		{"truncation-reasons", `filter StreamTruncated = 1
+| stats count(*) as truncated by BundleId, TruncationReason
+| sort truncated desc
 | limit 50`},
-		{"ttfb-by-bundle", `filter ispresent(TimeToFirstByte)
-| stats count(*) as streams, pct(TimeToFirstByte, 50) as p50, pct(TimeToFirstByte, 99) as p99, sum(TTFBBudgetBreach) as over_threshold by BundleId
-| sort p99 desc
+		{"slowest-first-bytes", `fields @timestamp, TimeToFirstByte, TruncationReason, BundleId, ClientId, RequestId, TraceParent
+| filter TTFBBudgetBreach = 1
+| sort ispresent(TimeToFirstByte) asc, TimeToFirstByte desc
+| limit 50`},
+		{"ttfb-by-bundle", `filter ispresent(TTFBBudgetBreach)
+| stats count(*) as outcomes, sum(TTFBBudgetBreach) as over_budget, count(*) - count(TimeToFirstByte) as no_first_byte, pct(TimeToFirstByte, 50) as p50, pct(TimeToFirstByte, 99) as p99 by BundleId
+| sort over_budget desc
 | limit 50`},
 		{"what-streamlens-costs", `filter ispresent(ExtensionCPU)
 | stats count(*) as invocations, pct(ExtensionCPU, 50) as cpu_p50_ms, pct(ExtensionCPU, 99) as cpu_p99_ms, pct(ExtensionOverhead, 99) as after_runtime_p99_ms by bin(1h)`},
 		{"streamlens-messages", `fields @timestamp, @message
-| filter @message like /streamlens: /
+| filter @message like /streamlens: |EXTENSION/
 | sort @timestamp desc
 | limit 100`},
+		{"records-vs-invocations", `filter @type = "REPORT" or ispresent(ColdStart)
+| stats count(@duration) as invocations, count(ColdStart) as streamlens_records by bin(5m)
+| sort bin(5m) desc`},
 		{"cold-starts", `filter ispresent(InitDuration)
 | stats count(*) as cold_starts, pct(InitDuration, 50) as init_p50_ms, pct(InitDuration, 99) as init_p99_ms by InitType, bin(1h)`},
 		{"failed-before-first-byte", `fields @timestamp, InvocationStatus, ErrorType, TruncationReason, RequestId
