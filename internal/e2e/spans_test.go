@@ -132,7 +132,11 @@ func (r *otlpReceiver) all() []span {
 // withOTLP sends spans to url, every stream's (healthy ones too: ratio 1).
 func withOTLP(url string, extra ...string) func(*sandbox.Config) {
 	return func(c *sandbox.Config) {
-		c.Env = append(c.Env, append([]string{"STREAMLENS_OTLP=on", "STREAMLENS_OTLP_ENDPOINT=" + url, "STREAMLENS_TRACES_SAMPLE_RATIO=1"}, extra...)...)
+		// A budget a loaded test host meets (the default 25 ms is for a
+		// collector next door on an idle core); a test about the budget
+		// sets its own, after this one, which wins.
+		c.Env = append(c.Env, append([]string{"STREAMLENS_OTLP=on", "STREAMLENS_OTLP_ENDPOINT=" + url, "STREAMLENS_TRACES_SAMPLE_RATIO=1",
+			"STREAMLENS_OTLP_TIMEOUT_MS=2000"}, extra...)...)
 	}
 }
 
@@ -282,7 +286,7 @@ func TestDeadCollector(t *testing.T) {
 func TestDefaultTracingModeKeepsFailedStreams(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, func(c *sandbox.Config) {
-		c.Env = append(c.Env, "STREAMLENS_OTLP=on", "STREAMLENS_OTLP_ENDPOINT="+rcv.url, "STREAMLENS_TRACES_SAMPLE_RATIO=0")
+		c.Env = append(c.Env, "STREAMLENS_OTLP=on", "STREAMLENS_OTLP_ENDPOINT="+rcv.url, "STREAMLENS_TRACES_SAMPLE_RATIO=0", "STREAMLENS_OTLP_TIMEOUT_MS=2000")
 	})
 	e.invoke(t, "instruments=5")
 	e.invoke(t, "instruments=50&fail_after=20")
@@ -339,7 +343,7 @@ func TestTimedOutSpanLastsUntilTheTimeout(t *testing.T) {
 func TestOTelVariablesReachTheCollector(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, func(c *sandbox.Config) {
-		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url, "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=abc%2F123",
+		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_TIMEOUT=2000", "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.url, "OTEL_EXPORTER_OTLP_HEADERS=x-api-key=abc%2F123",
 			"OTEL_EXPORTER_OTLP_COMPRESSION=gzip", "OTEL_SERVICE_NAME=pricing-svc", "OTEL_TRACES_SAMPLER=always_on",
 			// Meant for the function's own SDK spans: they must not cut the
 			// extension's attributes and events.
