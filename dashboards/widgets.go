@@ -24,6 +24,9 @@ type Series struct {
 	// Period, if set, is this series' own period in seconds (a burn rate
 	// over 6 hours reads 6-hour sums), whatever the widget's.
 	Period int
+	// Unit, if set, is what this series counts where it is not the
+	// widget's (streams on a widget of chunks).
+	Unit string
 }
 
 // LambdaNamespace holds Lambda's own metrics, by FunctionName too.
@@ -237,7 +240,7 @@ func Widgets(specs []slo.Spec) []Widget {
 		{Title: "Chunks missing from streams that announced their count", Unit: "chunks",
 			Series: []Series{
 				{ID: "missing", Metric: m.ChunksMissing, Stat: "Sum", Label: "missing (announced − delivered)"},
-				{ID: "short", Metric: m.ChunksMissing, Stat: "SampleCount", Label: "streams that fell short"},
+				{ID: "short", Metric: m.ChunksMissing, Stat: "SampleCount", Label: "streams that fell short", Unit: "streams"},
 			}},
 		{Title: "What the caller felt: time blocked writing (a slow caller) and the longest silences", Unit: "ms",
 			Series: []Series{

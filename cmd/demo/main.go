@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -264,7 +265,14 @@ func counts(c map[string]int) string {
 
 func printSummary(s *summary.Summary, specs []slo.Spec) {
 	v := s.Values
-	st := summary.Stat
+	// Counts of nothing are 0 in a printed summary (what FILL does in the
+	// dashboard's metric math); a percentile of nothing stays no data.
+	st := func(v []float64, stat string) float64 {
+		if x := summary.Stat(v, stat); !math.IsNaN(x) || stat != "Sum" && stat != "SampleCount" {
+			return x
+		}
+		return 0
+	}
 	fmt.Println("\nSummary")
 	fmt.Printf("  streams             %d (%d invocations, %.0f cold starts)\n", s.Streams(), len(v[m.ColdStart]), st(v[m.ColdStart], "Sum"))
 	fmt.Printf("  TTFB (business)     p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   (%.0f over the budget)\n",

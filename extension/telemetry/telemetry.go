@@ -113,9 +113,12 @@ func Decode(b []byte) (evs []Event, bad int, err error) {
 				bad++
 				continue
 			}
-			if r.Phase != "" && r.Phase != "init" {
-				continue // an invoke-phase re-init report (after a reset) is not an init of this process
+			if r.Phase != "" && r.Phase != "init" && r.Phase != "invoke" {
+				continue
 			}
+			// phase "invoke" is the suppressed init after a reset: this
+			// process's own init, inside the invocation that needed it (a
+			// cold start its caller waited for), reported like the first.
 			evs = append(evs, Event{Init: &state.InitReport{InitType: r.InitializationType, DurationMs: r.Metrics.DurationMs}})
 		case "platform.runtimeDone":
 			var r runtimeDoneRecord

@@ -144,3 +144,17 @@ func TestStalledConnectionsDoNotHoldThePlatformBack(t *testing.T) {
 		t.Errorf("%d of %d stalled connections still open, %d evicted: want all but one, 1", open, maxTelemetryConns, l.Evicted())
 	}
 }
+
+// After a reset the environment's init is suppressed into the invocation
+// that needs it (phase "invoke"): that is the new extension process's own
+// init, and its record carries it — a cold start its caller waited for.
+func TestSuppressedInitIsThisProcesssInit(t *testing.T) {
+	tb := state.New(10, 10)
+	applyBatch(tb, []byte(`[{"time":"2026-11-22T20:00:00.000Z","type":"platform.initReport","record":{"initializationType":"on-demand","phase":"invoke","status":"success","metrics":{"durationMs":321}}}]`))
+	tb.BeginInvocation(state.Invoke{RequestID: "r", Deadline: time.Now()}, time.Now())
+	tb.Finalize("r", state.Failure{}, time.Now())
+	recs := tb.ReadyInvocations(time.Now(), true)
+	if len(recs) != 1 || !recs[0].InitKnown || recs[0].Init.DurationMs != 321 || !recs[0].FirstRecord || !recs[0].ColdStart {
+		t.Errorf("%+v", recs)
+	}
+}

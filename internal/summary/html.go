@@ -185,7 +185,11 @@ func HTML(s *Summary, specs []slo.Spec, wf *Waterfall) []byte {
 		for _, se := range w.Series {
 			vals[se.ID] = Stat(s.Values[se.Metric], se.Stat)
 			if !se.Hidden {
-				c.Rows = append(c.Rows, numRow(se.Label, vals[se.ID], w.Unit))
+				unit := w.Unit
+				if se.Unit != "" {
+					unit = se.Unit
+				}
+				c.Rows = append(c.Rows, numRow(se.Label, vals[se.ID], unit))
 			}
 		}
 		for _, e := range w.Exprs {

@@ -139,9 +139,8 @@ func sum(v []float64) float64 {
 // Maximum, Minimum) over values; NaN when there are none.
 func Stat(v []float64, stat string) float64 {
 	if len(v) == 0 {
-		if stat == "Sum" || stat == "SampleCount" {
-			return 0
-		}
+		// No data, whatever the statistic, as CloudWatch draws it: a gap,
+		// not a zero that reads as "nothing went wrong".
 		return math.NaN()
 	}
 	switch stat {
