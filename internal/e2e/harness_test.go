@@ -190,7 +190,12 @@ func start(t *testing.T, mod func(*sandbox.Config)) *env {
 		// net.unix.max_dgram_qlen (10) datagrams, too few for a fast burst.
 		// Spans are off unless a test brings its own receiver (withOTLP):
 		// the default endpoint (localhost, the standard OTLP/HTTP port) may belong to another program.
-		Env: []string{"STREAMLENS_ADDR=" + addr, "OTEL_SDK_DISABLED=true", "STREAMLENS_TELEMETRY_ADDR=sandbox.localdomain:" + strconv.Itoa(tport)},
+		// The stdout wait before next is 50 ms by default: on a test host
+		// busy with other packages the extension (SCHED_IDLE) may not
+		// finish writing in it, and its lines then wait for a thaw a test
+		// never brings. A test of that bound sets its own (later wins).
+		Env: []string{"STREAMLENS_ADDR=" + addr, "OTEL_SDK_DISABLED=true", "STREAMLENS_TELEMETRY_ADDR=sandbox.localdomain:" + strconv.Itoa(tport),
+			"STREAMLENS_STDOUT_WAIT_MS=1000"},
 	}
 	if mod != nil {
 		mod(&cfg)
