@@ -26,7 +26,7 @@ type FleetWidget struct {
 // when many functions stream.
 func FleetWidgets() []FleetWidget {
 	return []FleetWidget{
-		{Title: "Truncated outcomes by function (callers gone and unjudged included: see below)", Metric: m.StreamTruncated, Func: "SUM", Unit: "outcomes", TopN: 20},
+		{Title: "Outcomes truncated by the service, by function (what the completeness SLO counts bad)", Metric: m.TruncatedByService, Func: "SUM", Unit: "outcomes", TopN: 20},
 		{Title: "Invocations that failed before any stream started, by function", Metric: m.FailedBeforeFirstByte, Func: "SUM", Unit: "invocations", TopN: 20},
 		{Title: "Outcomes over the TTFB budget by function", Metric: m.TTFBBudgetBreach, Func: "SUM", Unit: "outcomes", TopN: 20},
 		{Title: "Truncations by callers gone (no SLO counts them), by function", Metric: m.TruncationByCaller, Func: "SUM", Unit: "streams", TopN: 20},

@@ -38,6 +38,12 @@ const (
 	// they are not the service's truncations.
 	TruncationByCaller   = "TruncationByCaller"
 	TruncationUnobserved = "TruncationUnobserved"
+	// TruncatedByService is 1 for an outcome the service truncated (class
+	// service or before-first-byte: what the completeness SLO counts as bad,
+	// callers gone and unjudged streams left out), written only then: one
+	// metric a query over many functions can rank by (a Metrics Insights
+	// query reads one metric, and cannot subtract the exclusions).
+	TruncatedByService = "TruncatedByService"
 	// ChunksMissing is expected − delivered for a stream that announced its
 	// count and fell short; absent otherwise.
 	ChunksMissing     = "ChunksMissing"
@@ -196,6 +202,7 @@ func Defs() []Def {
 		{TruncationUnobserved, emf.Count, false, "1 for a stream streamlens could not judge (evicted, or open at a spin-down); written only then"},
 		{ChunksMissing, emf.Count, false, "announced chunks a stream did not deliver (written only when some are missing)"},
 		{StreamTruncated, emf.Count, false, "1 if the stream did not end complete; its Average is the truncation rate"},
+		{TruncatedByService, emf.Count, false, "1 for an outcome the service truncated (what the completeness SLO counts bad); written only then"},
 		{IntegrityMismatch, emf.Count, false, "1 if the declared hash differs from the hash of delivered bytes"},
 		{TTFBBudgetBreach, emf.Count, false, "1 if TimeToFirstByte exceeded the SLO threshold, or the stream ended before its first byte"},
 		{StreamBytes, emf.Bytes, false, "payload bytes counted by the client"},

@@ -178,6 +178,8 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	// completeness SLO and the truncation alarm can take them out; written
 	// only when they apply (the Sum is the same, the bytes are not).
 	switch r.Verdict.Class {
+	case state.Service, state.BeforeFirstByte:
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TruncatedByService, Unit: emf.Count, Values: []float64{1}})
 	case state.Caller:
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.TruncationByCaller, Unit: emf.Count, Values: []float64{1}})
 	case state.Unobserved:
@@ -295,7 +297,8 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		d.Metrics = append(d.Metrics,
 			emf.Metric{Name: m.StreamTruncated, Unit: emf.Count, Values: []float64{1}},
 			emf.Metric{Name: m.TTFBBudgetBreach, Unit: emf.Count, Values: []float64{1}},
-			emf.Metric{Name: m.FailedBeforeFirstByte, Unit: emf.Count, Values: []float64{1}})
+			emf.Metric{Name: m.FailedBeforeFirstByte, Unit: emf.Count, Values: []float64{1}},
+			emf.Metric{Name: m.TruncatedByService, Unit: emf.Count, Values: []float64{1}})
 	case inv.NonStreaming:
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.NonStreamingInvocations, Unit: emf.Count, Values: []float64{1}})
 	}

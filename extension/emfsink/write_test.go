@@ -141,6 +141,11 @@ func TestTruncationsNotByTheService(t *testing.T) {
 				t.Errorf("%s: %s = %v", class, k, got)
 			}
 		}
+		// The service's own truncations carry the one metric a query over
+		// many functions ranks by; the others do not.
+		if _, ok := d["TruncatedByService"]; ok != (want == "") {
+			t.Errorf("%s: TruncatedByService present %v", class, ok)
+		}
 	}
 }
 
