@@ -80,12 +80,14 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 		now := time.Now()
 		var p state.Progress
 		r.locked(func(t *state.Table) { p = t.Progress(requestID) })
-		if timeUp(p, now) {
-			// A rule of time is about to let the invocation go. The reader
-			// goroutine may lag behind the socket (the extension yields the
-			// CPU to the function: SCHED_IDLE, a 128 MB function's 7 % of a
-			// core), so decide on what the function sent, not on what was
-			// read: drain first, then look again.
+		if timeUp(p, now) || p.RuntimeStatus != "" && p.Open > 0 {
+			// A rule of time, or runtimeDone with a stream still open, is
+			// about to let the invocation go. The reader goroutine may lag
+			// behind the socket (the extension yields the CPU to the
+			// function: SCHED_IDLE, a 128 MB function's 7 % of a core), and
+			// runtimeDone comes at least a telemetry buffer (25 ms) after
+			// the function's last datagram: decide on what the function
+			// sent, not on what was read. Drain first, then look again.
 			r.in.Drain(earlier(limit, now.Add(maxDrain)))
 			now = time.Now()
 			r.locked(func(t *state.Table) { p = t.Progress(requestID) })

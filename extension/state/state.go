@@ -320,7 +320,13 @@ func (t *Table) open(k key, now time.Time) *stream {
 		t.evictOldest(func(s *stream) bool { return s.requestID == k.requestID })
 	}
 	if len(t.streams) >= 4*t.maxOpen {
-		if !t.evictOldest(func(s *stream) bool { return s.requestID != t.current }) {
+		// First a stream of another request that never delivered a chunk
+		// (a flood's made-up starts), then any of another request: a real
+		// stream that is delivering survives even when its events were
+		// read before its own INVOKE made it the current one (a starved
+		// extension reads the socket and the Extensions API in either order).
+		if !t.evictOldest(func(s *stream) bool { return s.requestID != t.current && s.payloadChunks == 0 && s.end == nil }) &&
+			!t.evictOldest(func(s *stream) bool { return s.requestID != t.current }) {
 			t.evictOldest(func(*stream) bool { return true })
 		}
 	}

@@ -730,3 +730,23 @@ func TestLongestGap(t *testing.T) {
 		t.Errorf("longest gap %v ms, want 2000", r.LongestGapMs)
 	}
 }
+
+// A flood of made-up starts cannot push out a real stream that is
+// delivering, even before its INVOKE made it the current invocation's (a
+// starved extension may read the socket before the Extensions API).
+func TestFloodSparesADeliveringStreamNotYetCurrent(t *testing.T) {
+	tb := New(16, 100)
+	tb.BeginInvocation(Invoke{RequestID: "previous", Deadline: time.Now().Add(time.Minute)}, time.Now())
+	real := newSender(tb, "q", "real")
+	real.start(3)
+	real.chunk("A", 1, 0)
+	for i := 0; i < 10*16; i++ {
+		newSender(tb, fmt.Sprintf("flood-%d", i), fmt.Sprintf("fake-%d", i%4)).start(1)
+	}
+	if _, ok := tb.streams[key{"real", "q"}]; !ok {
+		t.Fatal("the delivering stream was evicted by made-up starts")
+	}
+	if c := tb.TakeCounters(); c.Evicted == 0 || len(tb.streams) > 4*16 {
+		t.Errorf("evicted %d, %d streams held", c.Evicted, len(tb.streams))
+	}
+}
