@@ -37,6 +37,9 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags lambda.norpc ./examples/...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
+	@# The client is a module of its own (client/go.mod): ./... does not reach it.
+	cd client && $(GO) vet ./... && $(GO) vet -tags streamlens_portable ./...
+	cd client && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
 # Runs every test (unit, end-to-end with the real binaries), then each fuzz
 # target for a bounded time on top of its committed seed corpus.
@@ -46,21 +49,25 @@ test: vet build portable
 	@# (internal/e2e/node_test.go): cached in bin/node-ric, ~3 min the first time.
 	@scripts/need-node-ric.sh
 	$(GO) test -count=1 ./...
-	@# The client runs on the function's goroutines and its own timer's:
-	@# its tests again under the race detector.
-	$(GO) test -race -count=1 ./client
+	@# The client is a module of its own (client/go.mod), outside ./... above.
+	@# It runs on the function's goroutines and its own timer's: its tests
+	@# again under the race detector.
+	cd client && $(GO) test -count=1 ./...
+	cd client && $(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
 	scripts/tf-check.sh
 	scripts/node-test.sh $(BIN)/extensions/streamlens
 
 # The client builds wherever a function's developer runs go test (macOS,
-# Windows, BSD) and with the oldest Go that go.mod declares, and its portable
+# Windows, BSD) and with the oldest Go its go.mod declares, its portable
 # socket passes the client's behaviour tests (selected on Linux with
-# -tags streamlens_portable).
+# -tags streamlens_portable), and a function module outside the tree can
+# use it as README says.
 portable:
 	@for t in darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64; do \
 	  echo "build client, protocol, examples/pricing for $$t"; \
-	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build ./client ./protocol || exit 1; \
+	  (cd client && GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build ./...) || exit 1; \
+	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build ./protocol || exit 1; \
 	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -tags lambda.norpc -o /dev/null ./examples/pricing || exit 1; \
 	done
 	@# The whole tree builds where a contributor works, the extension too
@@ -69,13 +76,16 @@ portable:
 	  echo "build ./... for $$t"; \
 	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build ./... || exit 1; \
 	done
-	$(GO) vet -tags streamlens_portable ./client
-	$(GO) test -count=1 -tags streamlens_portable ./client
-	@# go.mod's go line is what a function's own go.mod is raised to: the lowest
-	@# toolchain it names must build what a function imports (fetched through
-	@# the module proxy).
-	GOTOOLCHAIN=go$$(sed -n 's/^go //p' go.mod) $(GO) build ./client ./protocol
+	cd client && $(GO) vet -tags streamlens_portable ./...
+	cd client && $(GO) test -count=1 -tags streamlens_portable ./...
+	@# A go.mod's go line is what a module linking it is raised to: the lowest
+	@# toolchain it names must build it (fetched through the module proxy).
+	@# The client's (what a function imports) is far below the extension's.
+	cd client && GOTOOLCHAIN=go$$(sed -n 's/^go //p' go.mod) $(GO) build ./...
+	cd client && GOTOOLCHAIN=go$$(sed -n 's/^go //p' go.mod) $(GO) test -count=1 ./...
+	GOTOOLCHAIN=go$$(sed -n 's/^go //p' go.mod) $(GO) build ./protocol
 	GOTOOLCHAIN=go$$(sed -n 's/^go //p' go.mod) $(GO) build -tags lambda.norpc -o /dev/null ./examples/pricing
+	GO=$(GO) scripts/client-module-check.sh
 
 # The reliability and security tests with their figures (README "Reliability").
 reliability:
@@ -115,7 +125,8 @@ clean:
 # bench/RESULTS.md). Takes about a minute with a warm module cache.
 bench:
 	@mkdir -p out
-	$(GO) test -run '^$$' -bench . -benchmem ./client ./emf | tee out/bench.txt
+	cd client && $(GO) test -run '^$$' -bench . -benchmem . | tee ../out/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem ./emf | tee -a out/bench.txt
 	$(GO) test -run '^$$' -bench 'Ingest|Flush50|EMFBytes|Cardinality|Take' -benchmem -cpu 1 ./extension/state ./extension/emfsink ./extension/ingest | tee -a out/bench.txt
 	$(GO) test -run '^$$' -bench SpanExport -benchtime 20x ./extension/otlpsink | tee -a out/bench.txt
 	$(GO) test -run '^$$' -bench Scenario -benchtime 1x ./extension/ingest ./internal/e2e | tee -a out/bench.txt

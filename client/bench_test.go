@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/streamlens/streamlens/internal/benchround"
-	"github.com/streamlens/streamlens/protocol"
+	"github.com/streamlens/streamlens/client/internal/benchround"
+	"github.com/streamlens/streamlens/client/internal/wire"
 )
 
 var benchQuote = []byte(`{"quoteId":"01a204dc-f95b-762e-be7b-c3e65bbee985","instrument":"AAPL","bid":189.1234,"ask":189.1612,"modelVersion":"bs-vol-surface-2.3.1","feedTimestamp":"2026-11-22T20:07:31.123456789Z"}` + "\n")
@@ -60,7 +60,10 @@ func BenchmarkChunk(b *testing.B) {
 	c := liveClient(b)
 	s := benchStream(b, c)
 	b.ReportAllocs()
-	for b.Loop() {
+	// b.N and ResetTimer, not b.Loop (Go 1.24): the client module builds
+	// and tests with the oldest Go its go.mod names.
+	b.ResetTimer()
+	for range b.N {
 		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
 	}
 }
@@ -106,7 +109,8 @@ func BenchmarkChunkDead(b *testing.B) {
 	defer c.Close()
 	s := benchStream(b, c)
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
 	}
 }
@@ -116,7 +120,8 @@ func BenchmarkChunkFull(b *testing.B) {
 	defer done()
 	s := benchStream(b, c)
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		s.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"})
 	}
 }
@@ -133,7 +138,8 @@ func BenchmarkChunkP99(b *testing.B) {
 	streams := []*Stream{benchStream(b, alive), benchStream(b, dead), benchStream(b, full)}
 	const round = 1000
 	samples := make([][]time.Duration, 3)
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		for k, s := range streams {
 			for i := 0; i < round; i++ {
 				t0 := time.Now()
@@ -162,7 +168,8 @@ func BenchmarkStart(b *testing.B) {
 	var in time.Duration
 	runtime.GC() // the benchmarks before this one leave garbage its allocations would pay for
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		t0 := time.Now()
 		s := c.Start(ctx, discard{}, StartOptions{RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Expected: 50, BundleID: "EQ-EU-50"})
 		in += time.Since(t0)
@@ -177,8 +184,8 @@ func BenchmarkStart(b *testing.B) {
 // full. -benchtime=1x.
 func BenchmarkClientRatios(b *testing.B) {
 	c := liveClient(b)
-	h := protocol.Header{StreamID: "01a204dc-f95b-762e-be7b-c3e65bbee985", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 7, TimeNs: time.Now().UnixNano()}
-	line := protocol.AppendChunk(nil, h, protocol.Chunk{Instrument: "AAPL", Bytes: int64(len(benchQuote))})
+	h := wire.Header{StreamID: "01a204dc-f95b-762e-be7b-c3e65bbee985", RequestID: "8476a536-e9f4-11e8-9739-2dfe598c3fcd", Seq: 7, TimeNs: time.Now().UnixNano()}
+	line := wire.AppendChunk(nil, h, wire.Chunk{Instrument: "AAPL", Bytes: int64(len(benchQuote))})
 	emit := c.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID, SkipPayloadHash: true})
 	chunk := benchStream(b, c)
 	one := &Client{sock: c.sock, coalesce: 1} // one datagram per event: the uncoalesced cost
@@ -207,7 +214,8 @@ func BenchmarkClientRatios(b *testing.B) {
 	defer uc.Close()
 	uc.SetCoalesce(1)
 	usingle := uc.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID})
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		ns := benchround.Run(7, 20000,
 			func() { _ = unix.Send(c.sock.fd, line, unix.MSG_DONTWAIT) },
 			func() { emit.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },

@@ -8,6 +8,12 @@
 // fails the stream: a datagram the kernel will not take at once (extension
 // absent, socket buffer full) is dropped and counted, and the count travels in
 // the stream's end event.
+//
+// The package is a module of its own, github.com/streamlens/streamlens/client
+// (go.mod here), so that a function linking it requires only aws-lambda-go,
+// OpenTelemetry's trace API and x/sys, and Go 1.22: not the extension's
+// dependencies. Its wire encoder is internal/wire, a copy of the main
+// module's package protocol that the main module's tests keep identical.
 package client
 
 import (
@@ -19,7 +25,25 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/streamlens/streamlens/protocol"
+	"github.com/streamlens/streamlens/client/internal/wire"
+)
+
+// DefaultAddr is where the extension listens unless STREAMLENS_ADDR says
+// otherwise (UDP on loopback).
+const DefaultAddr = wire.DefaultAddr
+
+// Status is how a stream ended: EndOptions.Status, Summary.Status, the end
+// event's status= field. An alias, so that it is the wire format's own type
+// (the client module's copy of the main module's protocol.Status, with the
+// same values).
+type Status = wire.Status
+
+// Stream end statuses.
+const (
+	StatusUnknown  = wire.StatusUnknown  // EndOptions: complete, or aborted if a write failed
+	StatusComplete = wire.StatusComplete // every payload chunk was written
+	StatusError    = wire.StatusError    // the function failed the request
+	StatusAborted  = wire.StatusAborted  // the response was cut short
 )
 
 // EnvAddr names the variable holding the extension's address.
@@ -118,10 +142,12 @@ func (c *Client) coalesceN() int {
 	return c.coalesce
 }
 
-// New opens a non-blocking datagram socket towards addr (see protocol.ParseAddr).
-// It does not need the extension to be running.
+// New opens a non-blocking datagram socket towards addr: "IP:port" (UDP;
+// "localhost" means 127.0.0.1) or "unix:/absolute/path" (a unix datagram
+// socket), parsed as the extension parses STREAMLENS_ADDR. It does not need
+// the extension to be running.
 func New(addr string) (*Client, error) {
-	a, err := protocol.ParseAddr(addr)
+	a, err := wire.ParseAddr(addr)
 	if err != nil {
 		return nil, fmt.Errorf("streamlens client: %w", err)
 	}
@@ -132,14 +158,14 @@ func New(addr string) (*Client, error) {
 	return &Client{sock: s}, nil
 }
 
-// FromEnv is New with STREAMLENS_ADDR (default protocol.DefaultAddr).
+// FromEnv is New with STREAMLENS_ADDR (default DefaultAddr).
 // STREAMLENS_ADDR=off gives a nil Client and no error: streams only write
 // through (to measure a function without the client, or to switch it off
 // without a deploy).
 func FromEnv() (*Client, error) {
 	addr := os.Getenv(EnvAddr)
 	if addr == "" {
-		addr = protocol.DefaultAddr
+		addr = DefaultAddr
 	}
 	if addr == "off" {
 		return nil, nil

@@ -11,24 +11,24 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
-	"github.com/streamlens/streamlens/protocol"
+	"github.com/streamlens/streamlens/client/internal/wire"
 )
 
 // listener collects decoded events from a real socket.
 type listener struct {
 	conn   net.PacketConn
 	mu     sync.Mutex
-	events []protocol.Event
+	events []wire.Event
 	done   chan struct{}
 }
 
@@ -47,7 +47,7 @@ func listen(t *testing.T, network, addr string) *listener {
 			if err != nil {
 				return
 			}
-			protocol.Decode(buf[:n], func(e *protocol.Event) {
+			wire.Decode(buf[:n], func(e *wire.Event) {
 				l.mu.Lock()
 				l.events = append(l.events, *e)
 				l.mu.Unlock()
@@ -60,11 +60,11 @@ func listen(t *testing.T, network, addr string) *listener {
 
 // waitFor polls until n events arrived; loopback delivery is synchronous with
 // sendto, so this returns on the first look unless something is wrong.
-func (l *listener) waitFor(t *testing.T, n int) []protocol.Event {
+func (l *listener) waitFor(t *testing.T, n int) []wire.Event {
 	t.Helper()
 	for i := 0; i < 5000; i++ {
 		l.mu.Lock()
-		got := append([]protocol.Event(nil), l.events...)
+		got := append([]wire.Event(nil), l.events...)
 		l.mu.Unlock()
 		if len(got) >= n {
 			return got
@@ -106,7 +106,7 @@ func TestStreamEventsRoundTrip(t *testing.T) {
 			want := sha256.Sum256(bytes.Join(payload, nil))
 			sum := s.End(EndOptions{Declared: &want})
 
-			if sum.SHA256 != want || sum.Delivered != 3 || sum.Status != protocol.StatusComplete {
+			if sum.SHA256 != want || sum.Delivered != 3 || sum.Status != wire.StatusComplete {
 				t.Errorf("summary %+v", sum)
 			}
 			if !bytes.Contains(out.Bytes(), []byte("BUNDLE_COMPLETE")) || !bytes.HasPrefix(out.Bytes(), payload[0]) {
@@ -118,18 +118,18 @@ func TestStreamEventsRoundTrip(t *testing.T) {
 					t.Errorf("event %d header %+v", i, e.Header)
 				}
 			}
-			if ev[0].Kind != protocol.KindStart || ev[0].Start.Expected != 3 || ev[0].Start.BundleID != "B1" {
+			if ev[0].Kind != wire.KindStart || ev[0].Start.Expected != 3 || ev[0].Start.BundleID != "B1" {
 				t.Errorf("start %+v", ev[0])
 			}
 			// The error envelope is not useful; the first quote after it is.
-			if ev[1].Chunk.Flags != protocol.FlagError || ev[2].Chunk.Flags != protocol.FlagFirstUseful || ev[3].Chunk.Flags != 0 {
+			if ev[1].Chunk.Flags != wire.FlagError || ev[2].Chunk.Flags != wire.FlagFirstUseful || ev[3].Chunk.Flags != 0 {
 				t.Errorf("flags %v %v %v", ev[1].Chunk.Flags, ev[2].Chunk.Flags, ev[3].Chunk.Flags)
 			}
-			if ev[3].Chunk.Instrument != "BRK B" || ev[4].Chunk.Flags != protocol.FlagTrailer {
+			if ev[3].Chunk.Instrument != "BRK B" || ev[4].Chunk.Flags != wire.FlagTrailer {
 				t.Errorf("chunks %+v %+v", ev[3].Chunk, ev[4].Chunk)
 			}
 			end := ev[5].End
-			if ev[5].Kind != protocol.KindEnd || end.Delivered != 3 || end.Expected != 3 || end.SHA256 != want || end.Declared != want || end.Status != protocol.StatusComplete {
+			if ev[5].Kind != wire.KindEnd || end.Delivered != 3 || end.Expected != 3 || end.SHA256 != want || end.Declared != want || end.Status != wire.StatusComplete {
 				t.Errorf("end %+v", end)
 			}
 			if s.QuoteID()[14] != '7' {
@@ -162,7 +162,7 @@ func TestNoListenerNeverFailsTheStream(t *testing.T) {
 		}
 	}
 	sum := s.End(EndOptions{})
-	if out.Len() != 200*6 || sum.Delivered != 200 || sum.Status != protocol.StatusComplete {
+	if out.Len() != 200*6 || sum.Delivered != 200 || sum.Status != wire.StatusComplete {
 		t.Errorf("stream not completed: %d bytes, %+v", out.Len(), sum)
 	}
 	st := c.Stats()
@@ -249,9 +249,9 @@ func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
 		c.maxWait = time.Hour // datagrams are counted: no batch split by a pause
 		s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 50})
 		var perDatagram []int
-		var evs []protocol.Event
+		var evs []wire.Event
 		read := func() {
-			buf := make([]byte, protocol.MaxDatagram)
+			buf := make([]byte, wire.MaxDatagram)
 			for {
 				_ = pc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 				n, _, err := pc.ReadFrom(buf)
@@ -259,7 +259,7 @@ func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
 					return
 				}
 				got := 0
-				protocol.Decode(buf[:n], func(ev *protocol.Event) { evs = append(evs, *ev); got++ }, func(err error) { t.Errorf("decode: %v", err) })
+				wire.Decode(buf[:n], func(ev *wire.Event) { evs = append(evs, *ev); got++ }, func(err error) { t.Errorf("decode: %v", err) })
 				perDatagram = append(perDatagram, got)
 			}
 		}
@@ -267,7 +267,7 @@ func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
 			s.WriteChunk([]byte("quote"), ChunkOptions{Instrument: fmt.Sprintf("I%d", i)})
 			if i == 0 {
 				read()
-				if len(evs) != 2 || evs[1].Kind != protocol.KindChunk {
+				if len(evs) != 2 || evs[1].Kind != wire.KindChunk {
 					t.Fatalf("k=%d: the first chunk was not sent at once: %d events", k, len(evs))
 				}
 			}
@@ -277,7 +277,7 @@ func TestCoalescedEventsDecodeToTheSameStream(t *testing.T) {
 		if int64(len(perDatagram)) != datagrams(50, k) {
 			t.Errorf("k=%d: %d datagrams %v, want %d", k, len(perDatagram), perDatagram, datagrams(50, k))
 		}
-		if len(evs) != 52 || evs[0].Kind != protocol.KindStart || evs[51].Kind != protocol.KindEnd || evs[51].End.Delivered != 50 {
+		if len(evs) != 52 || evs[0].Kind != wire.KindStart || evs[51].Kind != wire.KindEnd || evs[51].End.Delivered != 50 {
 			t.Fatalf("k=%d: %d events", k, len(evs))
 		}
 		for i, ev := range evs[1:51] {
@@ -298,7 +298,7 @@ func TestWriteErrorMeansAborted(t *testing.T) {
 	if _, err := s.Write([]byte("x")); err == nil {
 		t.Fatal("write error swallowed")
 	}
-	if sum := s.End(EndOptions{}); sum.Status != protocol.StatusAborted || sum.Delivered != 0 {
+	if sum := s.End(EndOptions{}); sum.Status != wire.StatusAborted || sum.Delivered != 0 {
 		t.Errorf("summary %+v", sum)
 	}
 }
@@ -376,15 +376,15 @@ func TestWaitingEventsAreSentWhenTheFunctionStalls(t *testing.T) {
 	}
 	// No End: the function hangs here.
 	chunks := 0
-	buf := make([]byte, protocol.MaxDatagram)
+	buf := make([]byte, wire.MaxDatagram)
 	for deadline := time.Now().Add(time.Second); chunks < 3 && time.Now().Before(deadline); {
 		_ = pc.SetReadDeadline(deadline)
 		n, _, err := pc.ReadFrom(buf)
 		if err != nil {
 			break
 		}
-		protocol.Decode(buf[:n], func(ev *protocol.Event) {
-			if ev.Kind == protocol.KindChunk {
+		wire.Decode(buf[:n], func(ev *wire.Event) {
+			if ev.Kind == wire.KindChunk {
 				chunks++
 			}
 		}, func(error) {})
@@ -423,7 +423,7 @@ func TestUnixSocketConnectsOnceItExistsAndAfterARestart(t *testing.T) {
 	}
 	defer c.Close()
 	ev := func(seq uint32) []byte {
-		return protocol.AppendChunk(nil, protocol.Header{StreamID: "s", RequestID: "r", Seq: seq, TimeNs: time.Now().UnixNano()}, protocol.Chunk{Instrument: "A", Bytes: 1})
+		return wire.AppendChunk(nil, wire.Header{StreamID: "s", RequestID: "r", Seq: seq, TimeNs: time.Now().UnixNano()}, wire.Chunk{Instrument: "A", Bytes: 1})
 	}
 	if c.send(ev(1), 0) || c.sock.connected.Load() {
 		t.Fatal("sent with no socket to send to")
@@ -459,15 +459,15 @@ func TestUnixSocketConnectsOnceItExistsAndAfterARestart(t *testing.T) {
 func TestStartGoesOutBeforeASlowFirstChunk(t *testing.T) {
 	pc, c := listening(t)
 	s := c.Start(context.Background(), io.Discard, StartOptions{Expected: 10, BundleID: "B"})
-	buf := make([]byte, protocol.MaxDatagram)
+	buf := make([]byte, wire.MaxDatagram)
 	_ = pc.SetReadDeadline(time.Now().Add(time.Second))
 	n, _, err := pc.ReadFrom(buf)
 	if err != nil {
 		t.Fatalf("no start while the function computes its first chunk: %v", err)
 	}
-	var kinds []protocol.Kind
-	protocol.Decode(buf[:n], func(ev *protocol.Event) { kinds = append(kinds, ev.Kind) }, func(err error) { t.Error(err) })
-	if len(kinds) != 1 || kinds[0] != protocol.KindStart {
+	var kinds []wire.Kind
+	wire.Decode(buf[:n], func(ev *wire.Event) { kinds = append(kinds, ev.Kind) }, func(err error) { t.Error(err) })
+	if len(kinds) != 1 || kinds[0] != wire.KindStart {
 		t.Errorf("first datagram %v, want the start alone", kinds)
 	}
 	s.End(EndOptions{})
@@ -505,8 +505,8 @@ func TestStreamsAfterEndStayApart(t *testing.T) {
 	if again := a.End(EndOptions{}); again != first || a.QuoteID() != idA || idA == b.QuoteID() || len(idA) != 36 {
 		t.Errorf("after End: %+v vs %+v, ids %s %s", again, first, idA, b.QuoteID())
 	}
-	if _, err := uuid.Parse(idA); err != nil {
-		t.Errorf("quote id %q: %v", idA, err)
+	if !uuidV7.MatchString(idA) {
+		t.Errorf("quote id %q is not a UUIDv7", idA)
 	}
 }
 
@@ -523,13 +523,13 @@ func TestEndWhileTheTimerSends(t *testing.T) {
 }
 
 // With the longest ids and instrument names the protocol allows, escaped
-// at three bytes a byte, every datagram stays within protocol.MaxDatagram
+// at three bytes a byte, every datagram stays within wire.MaxDatagram
 // (the extension refuses larger ones) and every event arrives.
 func TestLargestEventsStayInsideADatagram(t *testing.T) {
 	pc, c := listening(t)
 	c.maxWait = time.Hour
-	s := c.Start(context.Background(), io.Discard, StartOptions{RequestID: strings.Repeat("r", protocol.MaxIDLen)})
-	long := strings.Repeat("é", protocol.MaxValueLen/2) // 256 bytes, 768 escaped
+	s := c.Start(context.Background(), io.Discard, StartOptions{RequestID: strings.Repeat("r", wire.MaxIDLen)})
+	long := strings.Repeat("é", wire.MaxValueLen/2) // 256 bytes, 768 escaped
 	for i := 0; i < 200; i++ {
 		inst := long
 		if i%3 == 0 {
@@ -547,16 +547,16 @@ func TestLargestEventsStayInsideADatagram(t *testing.T) {
 			break
 		}
 		largest = max(largest, n)
-		if n > protocol.MaxDatagram {
-			t.Errorf("a datagram of %d bytes, over %d", n, protocol.MaxDatagram)
+		if n > wire.MaxDatagram {
+			t.Errorf("a datagram of %d bytes, over %d", n, wire.MaxDatagram)
 		}
-		protocol.Decode(buf[:n], func(ev *protocol.Event) {
-			if ev.Kind == protocol.KindChunk {
+		wire.Decode(buf[:n], func(ev *wire.Event) {
+			if ev.Kind == wire.KindChunk {
 				chunks++
 			}
 		}, func(err error) { t.Errorf("decode: %v", err) })
 	}
-	if chunks != 200 || largest < protocol.MaxDatagram/2 {
+	if chunks != 200 || largest < wire.MaxDatagram/2 {
 		t.Errorf("%d chunk events, largest datagram %d bytes", chunks, largest)
 	}
 }
@@ -583,7 +583,10 @@ func TestBlockedWriteTimeInTheEnd(t *testing.T) {
 	s.End(EndOptions{})
 	evs := l.waitFor(t, 5)
 	end := evs[len(evs)-1]
-	if end.Kind != protocol.KindEnd || !end.End.HasBlocked || end.End.BlockedUs < 60_000 || end.End.BlockedMaxUs < 20_000 || end.End.BlockedMaxUs > end.End.BlockedUs {
+	if end.Kind != wire.KindEnd || !end.End.HasBlocked || end.End.BlockedUs < 60_000 || end.End.BlockedMaxUs < 20_000 || end.End.BlockedMaxUs > end.End.BlockedUs {
 		t.Errorf("end %+v: want ≥ 60 ms blocked in all, ≥ 20 ms the longest", end.End)
 	}
 }
+
+// uuidV7 is a UUIDv7 in canonical form (RFC 9562): version 7, variant 10.
+var uuidV7 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)

@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambdaurl"
 
 	"github.com/streamlens/streamlens/client"
-	"github.com/streamlens/streamlens/protocol"
 )
 
 // A function that is not a pricing engine: an http.Handler served by
@@ -29,7 +28,7 @@ func Example_httpHandler() {
 			hits, err := search(r.Context(), shard, r.URL.Query().Get("q"))
 			if err != nil {
 				s.WriteChunk([]byte(`{"error":"shard unavailable"}`+"\n"), client.ChunkOptions{Instrument: shard, ErrorEnvelope: true})
-				s.End(client.EndOptions{Status: protocol.StatusError})
+				s.End(client.EndOptions{Status: client.StatusError})
 				return
 			}
 			b, _ := json.Marshal(hits)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamlens/streamlens/protocol"
+	"github.com/streamlens/streamlens/client/internal/wire"
 )
 
 // What every platform's socket must do (run with -tags streamlens_portable
@@ -29,17 +29,17 @@ func TestStreamReachesTheListener(t *testing.T) {
 		s.WriteChunk([]byte("quote"), ChunkOptions{Instrument: "X"})
 	}
 	s.End(EndOptions{})
-	kinds := map[protocol.Kind]int{}
-	buf := make([]byte, protocol.MaxDatagram)
-	for kinds[protocol.KindEnd] == 0 {
+	kinds := map[wire.Kind]int{}
+	buf := make([]byte, wire.MaxDatagram)
+	for kinds[wire.KindEnd] == 0 {
 		_ = pc.SetReadDeadline(time.Now().Add(time.Second))
 		n, _, err := pc.ReadFrom(buf)
 		if err != nil {
 			break
 		}
-		protocol.Decode(buf[:n], func(ev *protocol.Event) { kinds[ev.Kind]++ }, func(err error) { t.Error(err) })
+		wire.Decode(buf[:n], func(ev *wire.Event) { kinds[ev.Kind]++ }, func(err error) { t.Error(err) })
 	}
-	if kinds[protocol.KindStart] != 1 || kinds[protocol.KindChunk] != 20 || kinds[protocol.KindEnd] != 1 {
+	if kinds[wire.KindStart] != 1 || kinds[wire.KindChunk] != 20 || kinds[wire.KindEnd] != 1 {
 		t.Errorf("events received %v", kinds)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/streamlens/streamlens/protocol"
+	"github.com/streamlens/streamlens/client/internal/wire"
 )
 
 // sock is a non-blocking datagram socket: a send never sleeps, and costs one
@@ -30,7 +30,7 @@ type sock struct {
 // one system call in 64 sends at most, while the extension is absent.
 const reconnectEvery = 64
 
-func openSocket(a protocol.Addr) (sock, error) {
+func openSocket(a wire.Addr) (sock, error) {
 	if a.Network == "unixgram" {
 		// Not necessarily connected yet: a unix socket that does not exist
 		// (extension not started) must not make New fail.

@@ -6,7 +6,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/streamlens/streamlens/protocol"
+	"github.com/streamlens/streamlens/client/internal/wire"
 )
 
 // sock is the portable datagram socket of systems other than Linux — where
@@ -20,7 +20,7 @@ type sock struct {
 	conn          *net.Conn
 }
 
-func openSocket(a protocol.Addr) (sock, error) {
+func openSocket(a wire.Addr) (sock, error) {
 	s := sock{network: "udp", addr: a.String(), mu: &sync.Mutex{}, conn: new(net.Conn)}
 	if a.Network == "unixgram" {
 		s.network, s.addr = "unixgram", a.Path

@@ -12,10 +12,9 @@ import (
 	"unsafe"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/streamlens/streamlens/protocol"
+	"github.com/streamlens/streamlens/client/internal/wire"
 )
 
 // StartOptions describe a stream at its start.
@@ -58,9 +57,9 @@ type ChunkOptions struct {
 
 // EndOptions describe how the stream ended.
 type EndOptions struct {
-	// Status: protocol.StatusComplete, StatusError or StatusAborted. Unknown
+	// Status: StatusComplete, StatusError or StatusAborted. StatusUnknown
 	// (zero) means complete, unless a write to the response failed (aborted).
-	Status protocol.Status
+	Status Status
 	// Declared is the SHA-256 the function announced for its payload (e.g. in
 	// BUNDLE_COMPLETE); the extension compares it with the hash of the bytes
 	// that were actually written.
@@ -73,7 +72,7 @@ type Summary struct {
 	Delivered int64
 	Bytes     int64
 	SHA256    [32]byte
-	Status    protocol.Status
+	Status    Status
 	Dropped   int64 // events of this stream the client could not send
 }
 
@@ -85,7 +84,7 @@ type Stream struct {
 	mu            sync.Mutex
 	c             *Client
 	w             io.Writer
-	h             protocol.Header
+	h             wire.Header
 	expected      int64
 	explicitFirst bool
 	firstSent     bool
@@ -162,12 +161,12 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 	}
 	s.h.TimeNs = start.UnixNano()
 	s.mono0, s.wall0 = now, now.UnixNano()
-	s.chunkPrefix = protocol.AppendChunkPrefix(s.prefixBuf[:0], s.h.StreamID, s.h.RequestID)
+	s.chunkPrefix = wire.AppendChunkPrefix(s.prefixBuf[:0], s.h.StreamID, s.h.RequestID)
 	tp := o.TraceParent
 	if tp == "" {
 		tp = TraceParent(ctx)
 	}
-	b := protocol.AppendStart(s.buf[:0], s.h, protocol.Start{
+	b := wire.AppendStart(s.buf[:0], s.h, wire.Start{
 		Expected: s.expected, TraceParent: tp, BundleID: o.BundleID, ClientID: o.ClientID,
 	})
 	s.n, s.pending = len(b), 1
@@ -177,9 +176,10 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 
 // newV7 makes a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74
 // random bits from the runtime's generator. google/uuid's NewV7 allocates
-// on every call; quote ids need to be unique and time-ordered, not secret.
-func newV7(t time.Time) uuid.UUID {
-	var id uuid.UUID
+// on every call, and the 16 bytes need no module of their own; quote ids
+// need to be unique and time-ordered, not secret.
+func newV7(t time.Time) [16]byte {
+	var id [16]byte
 	ms := uint64(t.UnixMilli())
 	binary.BigEndian.PutUint64(id[:8], ms<<16|rand.Uint64()&0x0fff|0x7000)
 	binary.BigEndian.PutUint64(id[8:], rand.Uint64()&^(3<<62)|2<<62)
@@ -187,7 +187,7 @@ func newV7(t time.Time) uuid.UUID {
 }
 
 // encodeUUID writes id in its canonical form (8-4-4-4-12 hex digits).
-func encodeUUID(dst *[36]byte, id uuid.UUID) {
+func encodeUUID(dst *[36]byte, id [16]byte) {
 	const digits = "0123456789abcdef"
 	j := 0
 	for i, b := range id {
@@ -225,10 +225,10 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 		s.writeFailed = true
 		return n, err
 	}
-	var flags protocol.Flags
+	var flags wire.Flags
 	switch {
 	case o.Trailer:
-		flags = protocol.FlagTrailer
+		flags = wire.FlagTrailer
 	default:
 		s.delivered++
 		s.bytes += int64(n)
@@ -236,10 +236,10 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 			s.sum.Write(p[:n])
 		}
 		if o.ErrorEnvelope {
-			flags |= protocol.FlagError
+			flags |= wire.FlagError
 		}
 		if !s.firstSent && (o.FirstUseful || (!s.explicitFirst && !o.ErrorEnvelope)) {
-			flags |= protocol.FlagFirstUseful
+			flags |= wire.FlagFirstUseful
 			s.firstSent = true
 		}
 	}
@@ -250,8 +250,8 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	if s.buf == nil { // written after End: recorded all the same (a late event)
 		s.buf = bufPool.Get().(*[bufBytes]byte)
 	}
-	b := protocol.AppendChunkPrefixed(s.buf[:s.n], s.chunkPrefix, s.h.Seq, s.h.TimeNs,
-		protocol.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags})
+	b := wire.AppendChunkPrefixed(s.buf[:s.n], s.chunkPrefix, s.h.Seq, s.h.TimeNs,
+		wire.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags})
 	s.pending++
 	// Chunk events share datagrams (each keeps its own time): the first
 	// payload chunk goes at once (business TTFB, and what tells the extension
@@ -259,7 +259,7 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	// are waiting, or coalesceWait after the first of them: a function that
 	// hangs after a chunk has it counted. A crash can lose at most the events
 	// waiting, never the verdict: a stream without its end is truncated.
-	if flags&protocol.FlagFirstUseful != 0 || s.delivered == 1 || s.pending >= int64(s.c.coalesceN()) ||
+	if flags&wire.FlagFirstUseful != 0 || s.delivered == 1 || s.pending >= int64(s.c.coalesceN()) ||
 		len(b) >= coalesceBytes || &b[0] != &s.buf[0] {
 		s.flush(b, 0)
 		return n, nil
@@ -276,17 +276,17 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 // datagrams cost the function fewer sends and the extension fewer wake-ups:
 // each wake-up (scheduler, epoll, a context switch each way) costs the
 // extension more than decoding a dozen events. coalesceBytes leaves room
-// under protocol.MaxDatagram for the event that goes past it, whatever its
+// under wire.MaxDatagram for the event that goes past it, whatever its
 // size (maxEventBytes).
 const (
-	coalesceBytes = protocol.MaxDatagram - maxEventBytes
+	coalesceBytes = wire.MaxDatagram - maxEventBytes
 	coalesceWait  = 2 * time.Millisecond
 	// bufBytes is coalesceBytes and an ordinary event past it; a longer one
 	// makes append move the events to a buffer of their own, sent at once.
 	bufBytes = coalesceBytes + 512
 	// maxEventBytes bounds a chunk event: its two ids and its instrument
 	// escaped at 3 bytes a byte, keys, numbers and flags.
-	maxEventBytes = 3*(2*protocol.MaxIDLen+protocol.MaxValueLen) + 128
+	maxEventBytes = 3*(2*wire.MaxIDLen+wire.MaxValueLen) + 128
 )
 
 // flushWaiting sends the events waiting, if any (the timer's goroutine).
@@ -326,13 +326,13 @@ func (s *Stream) End(o EndOptions) Summary {
 		hashPool.Put(s.sum)
 		s.sum = nil
 	}
-	if sum.Status == protocol.StatusUnknown {
-		sum.Status = protocol.StatusComplete
+	if sum.Status == wire.StatusUnknown {
+		sum.Status = wire.StatusComplete
 		if s.writeFailed {
-			sum.Status = protocol.StatusAborted
+			sum.Status = wire.StatusAborted
 		}
 	}
-	e := protocol.End{Delivered: s.delivered, Expected: s.expected, Bytes: s.bytes, SHA256: sum.SHA256, HasSHA256: s.hashed,
+	e := wire.End{Delivered: s.delivered, Expected: s.expected, Bytes: s.bytes, SHA256: sum.SHA256, HasSHA256: s.hashed,
 		Status: sum.Status, Dropped: s.dropped, BlockedUs: s.blockedNs / 1000, BlockedMaxUs: s.blockedMaxNs / 1000, HasBlocked: true}
 	if o.Declared != nil {
 		e.Declared, e.HasDeclared = *o.Declared, true
@@ -342,7 +342,7 @@ func (s *Stream) End(o EndOptions) Summary {
 	// The end goes at once, after the events still waiting (the start, if
 	// no chunk came), in the same datagram.
 	s.pending++
-	s.flush(protocol.AppendEnd(s.buf[:s.n], s.h, e), endYields)
+	s.flush(wire.AppendEnd(s.buf[:s.n], s.h, e), endYields)
 	// Nothing waits now (flush emptied buf), and the client's timer sends
 	// only what waits; a chunk written after End takes a buffer again.
 	bufPool.Put(s.buf)

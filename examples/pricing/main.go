@@ -33,7 +33,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/streamlens/streamlens/client"
-	"github.com/streamlens/streamlens/protocol"
 )
 
 // ModelVersion is stamped on every quote.
@@ -158,7 +157,7 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 	for i, inst := range universe(req.Instruments) {
 		switch i {
 		case req.FailAfter:
-			s.End(client.EndOptions{Status: protocol.StatusError})
+			s.End(client.EndOptions{Status: client.StatusError})
 			pw.CloseWithError(errors.New("pricing engine: market data feed lost"))
 			return
 		case req.HangAfter:
@@ -176,7 +175,7 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 		b = append(b, '\n')
 		bundle.Write(b)
 		if _, err := s.WriteChunk(b, client.ChunkOptions{Instrument: inst}); err != nil {
-			s.End(client.EndOptions{Status: protocol.StatusAborted})
+			s.End(client.EndOptions{Status: client.StatusAborted})
 			return // the reader went away: the client aborted
 		}
 	}
