@@ -38,11 +38,11 @@ func TestClientVectorsInSync(t *testing.T) {
 
 // What the client encodes with (the format's types and limits, the encoder,
 // the address parser) is this package's source with only the package clause
-// changed. The decoder (decode.go) is copied too, but only the client's
-// tests use it; TestClientRoundTrip below is what checks that this
-// package's decoder reads what the client sends.
+// changed; so is the decoder (decode.go), which only the client's tests use
+// (TestClientRoundTrip below checks that this package's decoder reads what
+// the client sends).
 func TestClientWireInSync(t *testing.T) {
-	for _, name := range []string{"protocol.go", "encode.go", "addr.go"} {
+	for _, name := range []string{"protocol.go", "encode.go", "addr.go", "decode.go"} {
 		ours, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
