@@ -1,0 +1,239 @@
+// Package probe is the caller's view of a streamed response: what `curl -N
+// -w` shows, complete. It times the connection (DNS, connect, TLS), the first
+// byte, the first useful chunk and every chunk as the caller received it,
+// checks the stream's end marker and its SHA-256 where the response carries
+// one (the pricing envelope), reads Lambda's error trailers, and sends a W3C
+// traceparent so that the function's spans join the caller's trace.
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"time"
+)
+
+// Envelopes: how the body is read.
+const (
+	// Pricing: one JSON quote per line; a line with "instrument" is useful;
+	// the stream ends with {"type":"BUNDLE_COMPLETE","sha256":…}, the
+	// SHA-256 of the lines before it, checked here.
+	Pricing = "pricing"
+	// Lines: every non-empty line is a chunk and useful; no end marker.
+	Lines = "lines"
+	// Raw: every read is a chunk; no end marker.
+	Raw = "raw"
+)
+
+// Config is one probe.
+type Config struct {
+	URL         string
+	Method      string      // GET unless set
+	Header      http.Header // sent as they are
+	Envelope    string      // Pricing (default), Lines or Raw
+	TraceParent string      // sent as traceparent; "" makes a sampled one
+	// Sign, when set, signs the request before it is sent (SigV4 for an
+	// AWS_IAM function URL).
+	Sign func(*http.Request) error
+	// Client is the HTTP client; nil: a new one without keep-alive, so that
+	// every probe pays and times its own connection, as a new caller does.
+	Client *http.Client
+}
+
+// Chunk is one piece of the body as the caller received it.
+type Chunk struct {
+	At     time.Duration // since the request was sent
+	Bytes  int
+	Useful bool
+}
+
+// Result is what the caller saw.
+type Result struct {
+	Status      int
+	TraceParent string
+	// Connection phases; zero when not taken (a reused connection, plain
+	// HTTP for TLS).
+	DNS, Connect, TLS time.Duration
+	// TTFB is the first byte of the response (curl's time_starttransfer);
+	// FirstUseful the end of the first useful chunk; Total the end of the
+	// body.
+	TTFB, FirstUseful, Total time.Duration
+	Chunks                   []Chunk
+	Bytes                    int64
+	// EndMarker: the envelope's end marker arrived; SHA256OK: its hash
+	// matches the lines before it (nil when the envelope has none).
+	EndMarker bool
+	SHA256OK  *bool
+	// ErrorType and ErrorBody are Lambda's error trailers (an error after
+	// the first byte), or the header of an error before it.
+	ErrorType, ErrorBody string
+	// Truncated is the caller's verdict: an error, no end marker where the
+	// envelope has one, or a hash that does not match.
+	Truncated bool
+	Reason    string
+}
+
+// Lambda's trailers for an error after the first byte of a streamed
+// response.
+const (
+	trailerErrorType = "Lambda-Runtime-Function-Error-Type"
+	trailerErrorBody = "Lambda-Runtime-Function-Error-Body"
+)
+
+// Run sends one request and reads the whole response.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	var r Result
+	method := cfg.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	r.TraceParent = cfg.TraceParent
+	if r.TraceParent == "" {
+		r.TraceParent = newTraceParent()
+	}
+	var dnsStart, connStart, tlsStart, sent time.Time
+	trace := &httptrace.ClientTrace{
+		DNSStart:             func(httptrace.DNSStartInfo) { dnsStart = time.Now() },
+		DNSDone:              func(httptrace.DNSDoneInfo) { r.DNS = since(dnsStart) },
+		ConnectStart:         func(string, string) { connStart = time.Now() },
+		ConnectDone:          func(string, string, error) { r.Connect = since(connStart) },
+		TLSHandshakeStart:    func() { tlsStart = time.Now() },
+		TLSHandshakeDone:     func(tls.ConnectionState, error) { r.TLS = since(tlsStart) },
+		GotFirstResponseByte: func() { r.TTFB = time.Since(sent) },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, cfg.URL, nil)
+	if err != nil {
+		return r, fmt.Errorf("probe: %w", err)
+	}
+	for k, vs := range cfg.Header {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	req.Header.Set("traceparent", r.TraceParent)
+	if cfg.Sign != nil {
+		if err := cfg.Sign(req); err != nil {
+			return r, fmt.Errorf("probe: signing: %w", err)
+		}
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment}}
+	}
+	sent = time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return r, fmt.Errorf("probe: %w", err)
+	}
+	defer resp.Body.Close()
+	r.Status = resp.StatusCode
+	r.ErrorType = resp.Header.Get(trailerErrorType)
+	if err := read(resp.Body, cfg.Envelope, sent, &r); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		r.Truncated, r.Reason = true, "read: "+err.Error()
+	}
+	r.Total = time.Since(sent)
+	if t := resp.Trailer.Get(trailerErrorType); t != "" {
+		r.ErrorType, r.ErrorBody = t, resp.Trailer.Get(trailerErrorBody)
+	}
+	judge(&r, cfg.Envelope)
+	return r, nil
+}
+
+func since(t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return time.Since(t)
+}
+
+// read reads the body as envelope says, chunk by chunk.
+func read(body io.Reader, envelope string, sent time.Time, r *Result) error {
+	if envelope == Raw {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := body.Read(buf)
+			if n > 0 {
+				at := time.Since(sent)
+				r.Chunks = append(r.Chunks, Chunk{At: at, Bytes: n, Useful: true})
+				r.Bytes += int64(n)
+				if r.FirstUseful == 0 {
+					r.FirstUseful = at
+				}
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	sum := sha256.New()
+	br := bufio.NewReaderSize(body, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			at := time.Since(sent)
+			r.Bytes += int64(len(line))
+			c := Chunk{At: at, Bytes: len(line)}
+			trimmed := bytes.TrimSpace(line)
+			switch {
+			case envelope == Lines:
+				c.Useful = len(trimmed) > 0
+			default: // Pricing
+				var env struct {
+					Type, SHA256, Instrument string
+				}
+				_ = json.Unmarshal(trimmed, &env)
+				if env.Type == "BUNDLE_COMPLETE" {
+					r.EndMarker = true
+					ok := hex.EncodeToString(sum.Sum(nil)) == env.SHA256
+					r.SHA256OK = &ok
+				} else {
+					sum.Write(line)
+					c.Useful = env.Instrument != ""
+				}
+			}
+			if c.Useful && r.FirstUseful == 0 {
+				r.FirstUseful = at
+			}
+			r.Chunks = append(r.Chunks, c)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// judge gives the caller's verdict.
+func judge(r *Result, envelope string) {
+	switch {
+	case r.Truncated:
+	case r.Status >= 300:
+		r.Truncated, r.Reason = true, fmt.Sprintf("status %d", r.Status)
+	case r.ErrorType != "":
+		r.Truncated, r.Reason = true, "error "+r.ErrorType
+	case envelope != Lines && envelope != Raw && !r.EndMarker:
+		r.Truncated, r.Reason = true, "no end marker"
+	case r.SHA256OK != nil && !*r.SHA256OK:
+		r.Truncated, r.Reason = true, "sha256 mismatch"
+	}
+}
+
+// newTraceParent is a sampled W3C traceparent with random ids.
+func newTraceParent() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+}
