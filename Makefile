@@ -28,6 +28,7 @@ build:
 # headless Chromium then renders and checks (installed when missing and
 # possible; skipped loudly otherwise).
 demo: build
+	@scripts/need-node-ric.sh
 	$(BIN)/demo -bin $(BIN) -out out
 	@scripts/need-chromium.sh
 	@scripts/browser-check.sh out/dashboard.html
@@ -125,6 +126,7 @@ clean:
 # bench/RESULTS.md). Takes about a minute with a warm module cache.
 bench:
 	@mkdir -p out
+	@scripts/need-node-ric.sh
 	cd client && $(GO) test -run '^$$' -bench . -benchmem . | tee ../out/bench.txt
 	$(GO) test -run '^$$' -bench . -benchmem ./emf | tee -a out/bench.txt
 	$(GO) test -run '^$$' -bench 'Ingest|Flush50|EMFBytes|Cardinality|Take' -benchmem -cpu 1 ./extension/state ./extension/emfsink ./extension/ingest | tee -a out/bench.txt

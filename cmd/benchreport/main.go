@@ -90,6 +90,12 @@ func figures(b map[string]map[string]float64) []figure {
 	add(spread("TTFB p99 with streamlens / without, capped like a 128 MB function", ttfbC, "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
 	add(figure{"  … p50 with the floor extension / without, capped", ratio(ttfbC, "floor-extension-p50/none"), "×", "info", info},
 		figure{"  … p50 with streamlens / with the floor extension, capped, median of rounds", ratio(ttfbC, "streamlens-p50/floor"), "×", "info", info})
+	const nodeTTFB = "BenchmarkScenarioNodeTTFB"
+	add(spread("Node TTFB p50 zero-code (exec wrapper + extension) / uninstrumented", nodeTTFB, "zero-code-p50/none", "×", "≤ 1.03", le(1.03))...)
+	add(figure{"  … Node TTFB p50 uninstrumented, median of rounds", get(nodeTTFB, "none-p50-ms"), "ms", "info", info},
+		figure{"  … … zero-code", get(nodeTTFB, "zero-code-p50-ms"), "ms", "info", info},
+		figure{"  … p50 with the extension alone (no wrapper) / uninstrumented", ratio(nodeTTFB, "extension-only-p50/none"), "×", "info", info},
+		figure{"  … p50 zero-code / extension alone: the wrapper and auto.js", ratio(nodeTTFB, "zero-code-p50/extension-only"), "×", "info", info})
 	add([]figure{
 		{"client allocations per chunk", get("BenchmarkChunk", "allocs/op"), "allocs", "0", le(0)},
 		{"chunk write p99, extension dead / alive", get("BenchmarkChunkP99", "dead/alive-p99"), "×", "≤ 1.05", le(1.05)},

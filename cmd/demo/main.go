@@ -165,6 +165,10 @@ func run(bin, outDir, specPath string, n int) error {
 		return err
 	}
 	fmt.Printf("\nlog stream: %s\ndashboard preview: %s\n", logPath, htmlPath)
+	// After the Go function's part, which it leaves as it was (the
+	// dashboard is the Go function's): skipped loudly without node and
+	// the RIC.
+	runNode(bin, outDir, rcv.url)
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +27,7 @@ import (
 
 // nodeRIC returns the RIC's entry point, or skips the test loudly when node
 // or the RIC is missing (make test installs the RIC first).
-func nodeRIC(t *testing.T) string {
+func nodeRIC(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("SKIPPED LOUDLY: node is not on this machine; the Node functions are untested")
@@ -42,7 +44,7 @@ func nodeRIC(t *testing.T) string {
 
 // optDir lays the layer's Node files out as Lambda unpacks the layer into
 // /opt, from the same list cmd/layer zips.
-func optDir(t *testing.T) string {
+func optDir(t testing.TB) string {
 	t.Helper()
 	opt := filepath.Join(t.TempDir(), "opt")
 	for _, f := range layer.NodeFiles {
@@ -340,5 +342,322 @@ func TestNodeZeroCodeManagedInstances(t *testing.T) {
 	}
 	if ds := streamDocs(e.log.docs(t)); len(ds) != n {
 		t.Errorf("%d stream documents for %d invocations", len(ds), n)
+	}
+}
+
+// fairHandler is one Node function in two builds that differ only in how
+// streamlens learns about its stream: fair.auto has no streamlens code (the
+// exec wrapper's zero-code instrumentation records it), fair.explicit uses
+// the client. Every write of both is payload, with no trailer: the
+// zero-code path counts every write as a chunk and cannot know a trailer,
+// so a handler whose last line is a BUNDLE_COMPLETE trailer would be
+// counted one more chunk zero-code (examples/node-pricing: n+1 against n)
+// by design, not by error. Here the two must agree exactly.
+//
+// The handler sleeps delay_ms before its first write, then writes one line
+// per n (1 ms apart), then a last payload line with its own measure of
+// time to first byte: the monotonic clock (process.hrtime, ns) at handler
+// entry and just before and after its first write, fixed width so both
+// builds write the same number of bytes. throw_after=N throws after N
+// lines, hang_after=N waits after N lines until the timeout.
+const fairHandler = `'use strict';
+const path = require('node:path');
+// The client the layer ships, next to the auto.js the wrapper preloads.
+const { Client } = require(path.join(path.dirname(process.env.STREAMLENS_NODE_AUTO), 'index.js'));
+const sl = Client.fromEnv();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const pad = (v) => String(v).padStart(16, '0');
+
+async function body(q, write, entry) {
+  const n = Number(q.n || 3);
+  await sleep(Number(q.delay_ms || 0));
+  const a = process.hrtime.bigint();
+  write('first line\n');
+  const b = process.hrtime.bigint();
+  for (let i = 1; i < n; i++) {
+    if (i === Number(q.throw_after)) throw new Error('fair: failed mid-stream');
+    if (i === Number(q.hang_after)) await sleep(3600000);
+    await sleep(1);
+    write('line ' + pad(i) + '\n');
+  }
+  write('ttfb_ns ' + pad(a - entry) + ' ' + pad(b - entry) + '\n');
+}
+
+exports.auto = awslambda.streamifyResponse(async (event, rs) => {
+  const entry = process.hrtime.bigint();
+  await body(event.queryStringParameters || {}, (s) => rs.write(s), entry);
+  rs.end();
+});
+
+exports.explicit = awslambda.streamifyResponse(async (event, rs, context) => {
+  // Start at handler entry, read the way auto.js reads it (Date.now()).
+  const start = Date.now();
+  const entry = process.hrtime.bigint();
+  const s = sl.start(rs, { requestId: context.awsRequestId, startTime: start });
+  try {
+    await body(event.queryStringParameters || {}, (x) => s.writeChunk(x), entry);
+  } catch (err) {
+    s.end({ status: 'error' });
+    throw err;
+  }
+  s.end();
+  rs.end();
+});
+`
+
+// The same Node function measured zero-code and with the explicit client
+// gives the same stream: chunk count, bytes, truncation and status for a
+// success, a throw mid-stream and a timeout, and the same time to first
+// byte within the clocks' resolution.
+//
+// The clocks: both paths read the stream's start with Date.now() (whole
+// milliseconds, truncated) at handler entry, and time each chunk as that
+// start advanced by process.hrtime (nanoseconds) since the client's Stream
+// was made, whose wall time is read with Date.now() again. So TTFB =
+// (Date.now() at the Stream's creation - Date.now() at entry) + an hrtime
+// span: the difference of two truncated millisecond readings is within 1 ms
+// of the true interval (strictly less), the hrtime part is exact to the
+// nanosecond, and the EMF document rounds to 1 µs. The resolution is then
+// 1 ms + 1 µs for each path against the truth; the truth being the
+// function's own hrtime reading of entry → first write, reported in its
+// last line. auto.js reads its start in the wrapper, a few microseconds
+// before the handler's entry: zeroCodeEntrySlack allows for it. The two
+// paths agree with each other within their two resolutions plus the
+// difference of the two truths (which is the run's own jitter, not the
+// instrumentation's).
+func TestNodeZeroCodeMatchesExplicit(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "fair.js"), []byte(fairHandler), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const resolutionMs = 1.001       // Date.now()'s 1 ms + the EMF document's 1 µs rounding
+	const zeroCodeEntrySlack = 0.500 // wrapper work before the handler's entry (auto.js only)
+	cases := []struct{ name, query string }{
+		{"success", "n=4&delay_ms=15"},
+		{"error mid-stream", "n=4&delay_ms=5&throw_after=2"},
+		{"timeout", "n=4&delay_ms=5&hang_after=2"},
+	}
+	type measured struct {
+		res  sandbox.Result
+		body string
+		s    doc
+	}
+	run := func(handler string) []measured {
+		e := startNode(t, handler, 2*time.Second, nil, "LAMBDA_TASK_ROOT="+root)
+		defer e.sb.Close()
+		var out []measured
+		for _, c := range cases {
+			res, body := e.invoke(t, c.query)
+			out = append(out, measured{res, body, e.streamOf(t, res.RequestID)})
+		}
+		return out
+	}
+	auto, explicit := run("fair.auto"), run("fair.explicit")
+
+	// truth reads the function's own [before, after] first write, in ms.
+	truth := func(body string) (lo, hi float64, ok bool) {
+		i := strings.LastIndex(body, "ttfb_ns ")
+		if i < 0 {
+			return 0, 0, false
+		}
+		var a, b int64
+		if _, err := fmt.Sscanf(body[i:], "ttfb_ns %d %d", &a, &b); err != nil {
+			return 0, 0, false
+		}
+		return float64(a) / 1e6, float64(b) / 1e6, true
+	}
+	for i, c := range cases {
+		a, x := auto[i], explicit[i]
+		if a.res.Status != x.res.Status || len(a.body) != len(x.body) {
+			t.Errorf("%s: the function itself differs: zero-code %+v %q, explicit %+v %q", c.name, a.res, a.body, x.res, x.body)
+		}
+		for _, k := range []string{"ChunksDelivered", "StreamBytes", "StreamTruncated", "DroppedEvents"} {
+			if a.s.num(k) != x.s.num(k) {
+				t.Errorf("%s: %s zero-code %v, explicit %v", c.name, k, a.s.num(k), x.s.num(k))
+			}
+		}
+		for _, k := range []string{"StreamStatus", "TruncationReason"} {
+			if a.s.str(k) != x.s.str(k) {
+				t.Errorf("%s: %s zero-code %q, explicit %q", c.name, k, a.s.str(k), x.s.str(k))
+			}
+		}
+		if a.s.num("StreamBytes") != float64(len(a.body)) {
+			t.Errorf("%s: StreamBytes %v, the caller got %d", c.name, a.s.num("StreamBytes"), len(a.body))
+		}
+		t.Logf("%s: status %s, chunks %v, bytes %v, truncated %v, reason %q, TTFB zero-code %v ms, explicit %v ms",
+			c.name, a.s.str("StreamStatus"), a.s.num("ChunksDelivered"), a.s.num("StreamBytes"), a.s.num("StreamTruncated"),
+			a.s.str("TruncationReason"), a.s["TimeToFirstByte"], x.s["TimeToFirstByte"])
+	}
+	// The expected outcomes, so that agreeing on a wrong answer fails too.
+	wantNums(t, "success", auto[0].s, map[string]float64{"ChunksDelivered": 5, "StreamTruncated": 0})
+	wantNums(t, "error mid-stream", auto[1].s, map[string]float64{"ChunksDelivered": 2, "StreamTruncated": 1})
+	wantNums(t, "timeout", auto[2].s, map[string]float64{"ChunksDelivered": 2, "StreamTruncated": 1})
+	if auto[0].s.str("StreamStatus") != "complete" || auto[1].s.str("StreamStatus") != "error" || !strings.Contains(auto[2].s.str("TruncationReason"), "timeout") {
+		t.Errorf("outcomes: %q, %q, %q", auto[0].s.str("StreamStatus"), auto[1].s.str("StreamStatus"), auto[2].s.str("TruncationReason"))
+	}
+
+	// TTFB, on the success: each path against the function's own reading.
+	alo, ahi, ok1 := truth(auto[0].body)
+	xlo, xhi, ok2 := truth(explicit[0].body)
+	if !ok1 || !ok2 {
+		t.Fatalf("no ttfb_ns line: %q, %q", auto[0].body, explicit[0].body)
+	}
+	at, xt := auto[0].s.num("TimeToFirstByte"), explicit[0].s.num("TimeToFirstByte")
+	if at < alo-resolutionMs || at > ahi+resolutionMs+zeroCodeEntrySlack {
+		t.Errorf("zero-code TTFB %v ms; the function measured [%.3f, %.3f] ms (resolution %v ms)", at, alo, ahi, resolutionMs)
+	}
+	if xt < xlo-resolutionMs || xt > xhi+resolutionMs {
+		t.Errorf("explicit TTFB %v ms; the function measured [%.3f, %.3f] ms (resolution %v ms)", xt, xlo, xhi, resolutionMs)
+	}
+	// And so against each other, once the runs' own difference is taken out.
+	if d := math.Abs((at - alo) - (xt - xlo)); d > 2*resolutionMs+zeroCodeEntrySlack+(ahi-alo)+(xhi-xlo) {
+		t.Errorf("TTFB beyond the function's own: zero-code +%.3f ms, explicit +%.3f ms", at-alo, xt-xlo)
+	}
+}
+
+// hostileHandler misuses its response stream in the ways a real function
+// can (mode=...): writes that are not Buffers (strings in encodings,
+// Uint8Array, DataView, objects, null), end with a chunk and end twice,
+// stream.pipeline() from a Readable, a write after end, a write after
+// destroy, a return without end, and a stream never ended (the timeout).
+// Each op's outcome ("ok" or what it threw: the RIC's own write throws
+// a TypeError on null and undefined) goes into the body while the
+// stream can still carry it, so a throw only the instrumented run has is
+// seen by the caller.
+const hostileHandler = `'use strict';
+const { Readable, pipeline } = require('node:stream');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+exports.handler = awslambda.streamifyResponse(async (event, rs) => {
+  const mode = (event.queryStringParameters || {}).mode;
+  const log = [];
+  const op = (name, fn) => { try { fn(); log.push(name + ' ok'); } catch (err) { log.push(name + ' threw ' + (err.code || err.name)); } };
+  switch (mode) {
+    case 'types':
+      op('base64', () => rs.write('aGVsbG8=', 'base64'));
+      op('hex', () => rs.write('2c20', 'hex'));
+      op('Uint8Array', () => rs.write(new Uint8Array([0x41, 0x42])));
+      op('DataView', () => rs.write(new DataView(new ArrayBuffer(4))));
+      op('object', () => rs.write({ quote: 1 }));
+      op('null', () => rs.write(null));
+      op('undefined', () => rs.write(undefined));
+      op('empty', () => rs.write(''));
+      rs.write('|' + log.join(',') + '|');
+      rs.end('z\n');
+      rs.end(); // again
+      return;
+    case 'pipeline':
+      await new Promise((resolve, reject) => pipeline(Readable.from(['q1\n', Buffer.from('q2\n'), 'q3\n']), rs, (err) => (err ? reject(err) : resolve())));
+      return;
+    case 'after-end':
+      rs.write('a\n');
+      rs.end();
+      op('write after end', () => rs.write('b\n'));
+      await sleep(20);
+      return;
+    case 'after-destroy':
+      rs.write('a\n');
+      op('destroy', () => rs.destroy());
+      op('write after destroy', () => rs.write('b\n'));
+      await sleep(20);
+      return;
+    case 'no-end':
+      rs.write('a\n');
+      return;
+    case 'hang':
+      rs.write('a\n');
+      await sleep(3600000);
+  }
+});
+`
+
+// The hostile handler under the real RIC, with the exec wrapper and without
+// it: the caller gets the same result and the same bytes either way (so
+// nothing the instrumentation did reached the function), every invocation
+// is one stream document, and the bytes the extension counts are the ones
+// the caller got.
+func TestNodeZeroCodeHostile(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "hostile.js"), []byte(hostileHandler), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	modes := []string{"types", "pipeline", "after-end", "after-destroy", "no-end", "hang"}
+	type got struct {
+		res  sandbox.Result
+		body string
+	}
+	run := func(env ...string) (*env, []got) {
+		// 3 s: after-end and after-destroy crash the RIC (as on Lambda), and
+		// the next invocation's timeout covers its suppressed init too.
+		e := startNode(t, "hostile.handler", 3*time.Second, nil, append([]string{"LAMBDA_TASK_ROOT=" + root}, env...)...)
+		var out []got
+		for _, m := range modes {
+			res, body := e.invoke(t, "mode="+m)
+			out = append(out, got{res, body})
+			// A crash or a timeout resets the environment: the next
+			// init runs inside the next invocation, which is then a
+			// warm-up, not one of the compared ones (a slow init on a
+			// busy machine would otherwise time a mode out before its
+			// handler runs, in one run and not the other).
+			for i := 0; res.Status != "success" && i < 3; i++ {
+				res, _ = e.invoke(t, "mode=pipeline")
+			}
+		}
+		return e, out
+	}
+	// No exec wrapper at all: the bootstrap runs node on the RIC directly.
+	bare, bareOut := run("AWS_LAMBDA_EXEC_WRAPPER=")
+	bare.sb.Close()
+	e, out := run()
+	for i, m := range modes {
+		b, g := bareOut[i], out[i]
+		if g.res.Status != b.res.Status || g.res.ErrorType != b.res.ErrorType || g.body != b.body {
+			t.Errorf("%s: instrumented %+v %q, bare %+v %q", m, g.res, g.body, b.res, b.body)
+		}
+		s := e.streamOf(t, g.res.RequestID)
+		t.Logf("%s: %+v, body %q; stream %s, chunks %v, bytes %v, reason %q", m, g.res, g.body,
+			s.str("StreamStatus"), s.num("ChunksDelivered"), s.num("StreamBytes"), s.str("TruncationReason"))
+		if s.num("StreamBytes") < float64(len(g.body)) {
+			t.Errorf("%s: the extension counted %v bytes, the caller got %d", m, s.num("StreamBytes"), len(g.body))
+		}
+	}
+	if !strings.Contains(out[0].body, "|base64 ok,hex ok,Uint8Array ok,DataView ok,object ok,null threw TypeError,undefined threw TypeError,empty ok|") {
+		t.Errorf("types: %q", out[0].body)
+	}
+	for i, want := range map[int]map[string]float64{
+		// 5 writes that reach the wire, the log, end's chunk (the RIC throws
+		// on null and undefined: it reads chunk.length before anything).
+		0: {"ChunksDelivered": 7, "StreamBytes": float64(len(out[0].body)), "StreamTruncated": 0},
+		1: {"ChunksDelivered": 3, "StreamBytes": 9, "StreamTruncated": 0},
+		5: {"ChunksDelivered": 1, "StreamTruncated": 1},
+	} {
+		wantNums(t, modes[i], e.streamOf(t, out[i].res.RequestID), want)
+	}
+	if s := e.streamOf(t, out[5].res.RequestID); !strings.Contains(s.str("TruncationReason"), "timeout") {
+		t.Errorf("hang: reason %q", s.str("TruncationReason"))
+	}
+	e.sb.Close()
+	ds := e.log.waitDocs(t, "the extension's counters", func(ds []doc) bool {
+		for _, d := range ds {
+			if _, ok := d["MalformedEvents"]; ok {
+				return true
+			}
+		}
+		return false
+	})
+	for _, d := range ds {
+		if d.num("MalformedEvents") > 0 || d.num("DroppedEvents") > 0 {
+			t.Errorf("malformed %v, dropped %v: %v", d["MalformedEvents"], d["DroppedEvents"], d)
+		}
+	}
+	// One stream document per invocation, the warm-ups' included.
+	seen := map[string]int{}
+	for _, d := range streamDocs(ds) {
+		seen[d.str("RequestId")]++
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%d stream documents for %s", n, id)
+		}
 	}
 }
