@@ -90,6 +90,10 @@ func figures(b map[string]map[string]float64) []figure {
 	add(spread("TTFB p99 with streamlens / without, capped like a 128 MB function", ttfbC, "streamlens-p99/none", "×", "≤ 1.10", le(1.10))...)
 	add(figure{"  … p50 with the floor extension / without, capped", ratio(ttfbC, "floor-extension-p50/none"), "×", "info", info},
 		figure{"  … p50 with streamlens / with the floor extension, capped, median of rounds", ratio(ttfbC, "streamlens-p50/floor"), "×", "info", info})
+	const probeCurl = "BenchmarkScenarioProbeVsCurl"
+	add(figure{"probe TTFB p50 against curl's time_starttransfer p50, same URL, interleaved", get(probeCurl, "abs-diff-p50-ms"), "ms", "≤ 0.5", le(0.5)},
+		figure{"  … probe TTFB p50", get(probeCurl, "probe-ttfb-p50-ms"), "ms", "info", info},
+		figure{"  … curl time_starttransfer p50", get(probeCurl, "curl-ttfb-p50-ms"), "ms", "info", info})
 	const nodeTTFB = "BenchmarkScenarioNodeTTFB"
 	add(spread("Node TTFB p50 zero-code (exec wrapper + extension) / uninstrumented", nodeTTFB, "zero-code-p50/none", "×", "≤ 1.03", le(1.03))...)
 	add(figure{"  … Node TTFB p50 uninstrumented, median of rounds", get(nodeTTFB, "none-p50-ms"), "ms", "info", info},
