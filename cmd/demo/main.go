@@ -36,6 +36,38 @@ type call struct {
 
 // plan is the demo's traffic: mostly healthy bundles, and the failures
 // streamlens exists to see (all of which return HTTP 200).
+// invokeAll invokes the function at base once per call, in order, and
+// prints each response as the caller saw it (label before its number, the
+// query padded to width).
+func invokeAll(base string, calls []call, label string, width int) error {
+	for i, c := range calls {
+		line, err := invoke(base + "?" + c.query)
+		if err != nil {
+			return err
+		}
+		note := ""
+		if c.note != "" {
+			note = "  ← " + c.note
+		}
+		fmt.Printf("  %s#%02d %-*s %s%s\n", label, i+1, width, c.query, line, note)
+	}
+	return nil
+}
+
+// stop sends the sandbox SIGTERM — SHUTDOWN for the extension, which
+// flushes what it still holds — and waits for it to exit.
+func stop(sb *exec.Cmd) error {
+	_ = sb.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- sb.Wait() }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("sandbox did not shut down")
+	}
+}
+
 func plan(n int) []call {
 	var out []call
 	for i := 0; len(out) < n; i++ {
@@ -121,26 +153,12 @@ func run(bin, outDir, specPath string, n int) error {
 	}
 
 	fmt.Printf("streamlens demo: %d invocations of the pricing function through %s\n\n", n, base)
-	for i, c := range plan(n) {
-		line, err := invoke(base + "?" + c.query)
-		if err != nil {
-			return err
-		}
-		note := ""
-		if c.note != "" {
-			note = "  ← " + c.note
-		}
-		fmt.Printf("  #%02d %-46s %s%s\n", i+1, c.query, line, note)
+	if err := invokeAll(base, plan(n), "", 46); err != nil {
+		return err
 	}
-
 	// SHUTDOWN: the extension flushes what is still open before it exits.
-	_ = sb.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- sb.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("sandbox did not shut down")
+	if err := stop(sb); err != nil {
+		return err
 	}
 
 	f, err := os.Open(logPath)

@@ -16,8 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // nodePlan: healthy bundles and the three ways a Node stream ends early.
@@ -108,24 +106,11 @@ func nodeRun(bin, root, ric, logPath, otlpURL string) error {
 	base := "http://" + addr + "/"
 	fmt.Printf("\nThe same pricing model in Node.js (examples/node-pricing zero-code.handler: no streamlens code,\n"+
 		"the layer's exec wrapper preloads the instrumentation), run by aws-lambda-ric through %s\n\n", base)
-	for i, c := range nodePlan {
-		line, err := invoke(base + "?" + c.query)
-		if err != nil {
-			return err
-		}
-		note := ""
-		if c.note != "" {
-			note = "  ← " + c.note
-		}
-		fmt.Printf("  node #%02d %-62s %s%s\n", i+1, c.query, line, note)
+	if err := invokeAll(base, nodePlan, "node ", 62); err != nil {
+		return err
 	}
-	_ = sb.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- sb.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("sandbox did not shut down")
+	if err := stop(sb); err != nil {
+		return err
 	}
 	streams, err := nodeStreams(logPath)
 	if err != nil {
