@@ -49,6 +49,7 @@ type Encoder struct {
 	mu           sync.Mutex
 	carry        counters.Counters // routine counts not written yet
 	lastCounters time.Time         // when the counters document was last written
+	platform     platformFigures   // of invocations whose outcome went with their stream
 }
 
 // New returns an encoder for cfg.
@@ -93,6 +94,7 @@ func (e *Encoder) Write(b Batch, now, until time.Time, give func([]byte)) []erro
 	for i := range b.Invocations {
 		keep(e.AppendInvocation(out, &b.Invocations[i], now))
 	}
+	keep(e.AppendPlatform(out, now, b.Final))
 	keep(e.AppendCounters(out, b.Counters, now, b.Final))
 	if len(out) > 0 {
 		give(out)
@@ -130,7 +132,7 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	}
 	for _, p := range [...]struct{ k, v string }{
 		{m.PropBundleID, r.BundleID}, {m.PropClientID, r.ClientID}, {m.PropTraceParent, r.TraceParent},
-		{m.PropTruncateReason, r.Verdict.Reason()}, {m.PropInvocationStatus, r.InvocationStatus},
+		{m.PropTruncateReason, r.Verdict.Reason()}, {m.PropInvocationStatus, r.InvocationStatus}, {m.PropErrorType, r.ErrorType},
 	} {
 		if p.v != "" {
 			d.Properties = append(d.Properties, emf.Property{Key: p.k, Value: p.v})
@@ -220,6 +222,16 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	if r.Integrity >= 0 {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.IntegrityMismatch, Unit: emf.Count, Values: []float64{float64(r.Integrity)}})
 	}
+	if r.Folded {
+		// The invocation's outcome, with its only stream: what its own
+		// record carried and is known now. ColdStart is what counts
+		// records (the heartbeat's SampleCount): one an invocation, here.
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ColdStart, Unit: emf.Count, Values: []float64{boolf(r.ColdStart)}})
+		if r.CPU > 0 {
+			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionCPU, Unit: emf.Milliseconds,
+				Values: []float64{math.Round(float64(r.CPU.Microseconds())) / 1000}})
+		}
+	}
 	return appendOrKeep(dst, d)
 }
 
@@ -239,11 +251,24 @@ func appendOrKeep(dst []byte, d *emf.Document) ([]byte, error) {
 // event for both SLOs (StreamTruncated and TTFBBudgetBreach, as a stream
 // that never sent a byte would be); one that succeeded without a stream is
 // counted apart (NonStreamingInvocations).
+//
+// The record of an invocation whose outcome went with its only stream's
+// document (Folded) brings only what the platform said since: its figures
+// join the platform document (AppendPlatform), shared by many invocations;
+// a failure the platform reported after the stream's document, which that
+// document could not say, is written as a record of its own, without the
+// outcome (no ColdStart: the invocation is counted once).
 func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now time.Time) ([]byte, error) {
+	if inv.Folded && !lateFailure(inv) {
+		e.mu.Lock()
+		e.platform.add(inv, now)
+		e.mu.Unlock()
+		return dst, nil
+	}
 	fn := emf.Property{Key: m.DimFunctionName, Value: e.cfg.FunctionName}
 	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: stamp(inv.End, now), Dimensions: [][]string{{m.DimFunctionName}},
 		Properties: []emf.Property{fn, {Key: m.PropRequestID, Value: inv.RequestID}}}
-	if inv.FirstRecord && inv.InitKnown && inv.Init.InitType != "" {
+	if !inv.Folded && inv.FirstRecord && inv.InitKnown && inv.Init.InitType != "" {
 		// InitType (on-demand, provisioned-concurrency, snap-start,
 		// lambda-managed-instances) is also a dimension of the record that
 		// carries the init: a few values, and the only way to alarm on an
@@ -253,8 +278,10 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		d.Dimensions = [][]string{{m.DimFunctionName}, {m.DimFunctionName, m.DimInitType}}
 		d.Properties = append(d.Properties, emf.Property{Key: m.DimInitType, Value: inv.Init.InitType})
 	}
-	d.Metrics = append(d.Metrics, emf.Metric{Name: m.ColdStart, Unit: emf.Count, Values: []float64{boolf(inv.ColdStart)}})
-	if inv.FirstRecord && inv.InitKnown {
+	if !inv.Folded {
+		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ColdStart, Unit: emf.Count, Values: []float64{boolf(inv.ColdStart)}})
+	}
+	if !inv.Folded && inv.FirstRecord && inv.InitKnown {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.InitDuration, Unit: emf.Milliseconds, Values: []float64{inv.Init.DurationMs}})
 	}
 	if rd := inv.Done; rd != nil {
@@ -285,7 +312,7 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionOverhead, Unit: emf.Milliseconds,
 			Values: []float64{max(0, math.Round((rp.DurationMs-rd.DurationMs)*1000)/1000)}})
 	}
-	if inv.CPU > 0 {
+	if inv.CPU > 0 && !inv.Folded {
 		// The extension's own CPU for this invocation: on a small function it
 		// shares ~7 % of a core with the function, so it is a cost to watch.
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ExtensionCPU, Unit: emf.Milliseconds,
@@ -306,6 +333,82 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 	// REPORT line, in the same log stream, has them (@billedDuration,
 	// @maxMemoryUsed in Logs Insights), and every byte here is billed.
 	return appendOrKeep(dst, d)
+}
+
+// lateFailure reports whether the platform said the invocation of a folded
+// record failed after its stream's document was written, which therefore
+// could not say so.
+func lateFailure(inv *state.InvocationResult) bool {
+	return inv.Done != nil && !inv.FoldedDone && state.NormalStatus(inv.Done.Status) != "success"
+}
+
+// platformFigures holds the platform's figures of invocations whose outcome
+// went out with their only stream's document (state.Result.Folded): they
+// come after it (runtimeDone and report arrive once the extension let the
+// invocation go), and one document for many invocations costs a few bytes
+// a value where a record of their own cost ~600.
+type platformFigures struct {
+	produced, latency, duration, overhead []float64
+	oldest                                time.Time // when the oldest value was measured
+}
+
+func (p *platformFigures) empty() bool {
+	return len(p.produced)+len(p.latency)+len(p.duration)+len(p.overhead) == 0
+}
+
+// add takes the figures of folded record inv, written at now.
+func (p *platformFigures) add(inv *state.InvocationResult, now time.Time) {
+	rd := inv.Done
+	if rd == nil {
+		return
+	}
+	if p.empty() {
+		p.oldest = stamp(inv.End, now)
+	}
+	if !rd.FromReport {
+		p.produced = append(p.produced, rd.ProducedBytes)
+	}
+	if rd.HasLatency {
+		p.latency = append(p.latency, rd.ResponseLatencyMs)
+	}
+	if rd.HasDuration {
+		p.duration = append(p.duration, rd.ResponseDurationMs)
+	}
+	if rp := inv.Report; !rd.FromReport && rp != nil {
+		p.overhead = append(p.overhead, max(0, math.Round((rp.DurationMs-rd.DurationMs)*1000)/1000))
+	}
+}
+
+// due reports whether the figures make a document now: a metric has a
+// document's worth (100 values), or the oldest waited maxInstrumentAge.
+func (p *platformFigures) due(now time.Time) bool {
+	n := max(len(p.produced), len(p.latency), len(p.duration), len(p.overhead))
+	return n >= maxInstrumentValues || (n > 0 && now.Sub(p.oldest) >= maxInstrumentAge)
+}
+
+// AppendPlatform appends the platform document, when due (final: whatever
+// is held, at SHUTDOWN): the figures of the invocations whose outcome went
+// with their stream's document — ProducedBytes, ResponseLatency,
+// ResponseDuration, ExtensionOverhead — as the same metrics their records
+// carried, many values a metric, stamped when the oldest was measured.
+func (e *Encoder) AppendPlatform(dst []byte, now time.Time, final bool) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := &e.platform
+	if p.empty() || !final && !p.due(now) {
+		return dst, nil
+	}
+	d := &emf.Document{Namespace: e.cfg.Namespace, Timestamp: clamp(p.oldest, now), Dimensions: [][]string{{m.DimFunctionName}},
+		Properties: []emf.Property{{Key: m.DimFunctionName, Value: e.cfg.FunctionName}},
+		Metrics: []emf.Metric{
+			{Name: m.ProducedBytes, Unit: emf.Bytes, Values: p.produced},
+			{Name: m.ResponseLatency, Unit: emf.Milliseconds, Values: p.latency},
+			{Name: m.ResponseDuration, Unit: emf.Milliseconds, Values: p.duration},
+			{Name: m.ExtensionOverhead, Unit: emf.Milliseconds, Values: p.overhead},
+		}}
+	out, err := appendOrKeep(dst, d)
+	p.produced, p.latency, p.duration, p.overhead = p.produced[:0], p.latency[:0], p.duration[:0], p.overhead[:0]
+	return out, err
 }
 
 // countersEvery is how often routine counts alone make a counters

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamlens/streamlens/extension/state"
+	"github.com/streamlens/streamlens/internal/cwcheck"
 )
 
 // A flush of 300 streams × 2,000 chunks with unique instrument names (the
@@ -302,5 +303,84 @@ func TestStreamHealth(t *testing.T) {
 				t.Errorf("%s: %s = %v, want %v", name, k, got, want)
 			}
 		}
+	}
+}
+
+// An invocation with one stream is one document: the stream's carries its
+// outcome (ColdStart, which counts records, and ExtensionCPU). Its record
+// brings the platform's figures later: they join the platform document, one
+// for many invocations, written when a metric has 100 values, the oldest
+// waited a minute, or at SHUTDOWN; a failure the platform reported after
+// the stream's document makes a record of its own, without ColdStart.
+func TestFoldedInvocationIsOneDocument(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond, InstrumentMetrics: true})
+	now := time.Unix(1_800_000_000, 0)
+	lines := func(b Batch, at time.Time) []map[string]any {
+		var out []byte
+		if errs := enc.Write(b, at, at.Add(time.Second), func(p []byte) { out = append(out, p...) }); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		var ds []map[string]any
+		for _, l := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+			if len(l) == 0 {
+				continue
+			}
+			if _, err := cwcheck.Check(l, at); err != nil {
+				t.Fatalf("%v: %s", err, l)
+			}
+			var d map[string]any
+			if err := json.Unmarshal(l, &d); err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, d)
+		}
+		return ds
+	}
+	r := state.Result{QuoteID: "q", RequestID: "r1", Status: "complete", Expected: -1, Integrity: -1, Delivered: 1, Folded: true, CPU: 1500 * time.Microsecond}
+	ds := lines(Batch{Streams: []state.Result{r}}, now)
+	if len(ds) != 1 || ds[0]["ColdStart"] != 0.0 || ds[0]["ExtensionCPU"] != 1.5 || ds[0]["QuoteId"] != "q" {
+		t.Fatalf("folded stream: %v", ds)
+	}
+	done := func(status string) *state.RuntimeDone {
+		return &state.RuntimeDone{Status: status, DurationMs: 20, ProducedBytes: 900, HasLatency: true, ResponseLatencyMs: 3, HasDuration: true, ResponseDurationMs: 9}
+	}
+	rec := func(id string, d *state.RuntimeDone) state.InvocationResult {
+		return state.InvocationResult{RequestID: id, Streams: 1, Folded: true, Done: d, Report: &state.Report{DurationMs: 20.25}}
+	}
+	if ds := lines(Batch{Invocations: []state.InvocationResult{rec("r1", done("success"))}}, now); len(ds) != 0 {
+		t.Fatalf("a folded record wrote %v", ds)
+	}
+	// A failure after the stream's document: a record of its own.
+	ds = lines(Batch{Invocations: []state.InvocationResult{rec("r2", done("error"))}}, now)
+	if len(ds) != 1 || ds[0]["RequestId"] != "r2" || ds[0]["InvocationStatus"] != "error" || ds[0]["ProducedBytes"] != 900.0 {
+		t.Fatalf("late failure: %v", ds)
+	}
+	if _, ok := ds[0]["ColdStart"]; ok {
+		t.Errorf("late failure counted as a second record: %v", ds[0])
+	}
+	// 100 more: a metric has a document's worth.
+	var many []state.InvocationResult
+	for i := range 99 {
+		many = append(many, rec(fmt.Sprint("m", i), done("success")))
+	}
+	ds = lines(Batch{Invocations: many}, now)
+	if len(ds) != 1 {
+		t.Fatalf("platform document: %d lines", len(ds))
+	}
+	for k, n := range map[string]int{"ProducedBytes": 100, "ResponseLatency": 100, "ResponseDuration": 100, "ExtensionOverhead": 100} {
+		if vs, _ := ds[0][k].([]any); len(vs) != n || vs[0] != map[string]float64{"ProducedBytes": 900, "ResponseLatency": 3, "ResponseDuration": 9, "ExtensionOverhead": 0.25}[k] {
+			t.Errorf("%s: %v", k, ds[0][k])
+		}
+	}
+	// One value waits for a minute, or SHUTDOWN.
+	if ds := lines(Batch{Invocations: []state.InvocationResult{rec("x", done("success"))}}, now); len(ds) != 0 {
+		t.Fatalf("one value written at once: %v", ds)
+	}
+	if ds := lines(Batch{}, now.Add(maxInstrumentAge)); len(ds) != 1 || ds[0]["ResponseLatency"] != 3.0 {
+		t.Fatalf("after a minute: %v", ds)
+	}
+	lines(Batch{Invocations: []state.InvocationResult{rec("y", done("success"))}}, now)
+	if ds := lines(Batch{Final: true}, now); len(ds) < 1 || ds[0]["ResponseLatency"] != 3.0 {
+		t.Fatalf("at SHUTDOWN: %v", ds)
 	}
 }

@@ -48,6 +48,18 @@ type Result struct {
 	InvokedARN        string  // the INVOKE event's invokedFunctionArn
 	ColdStart         bool    // the stream's invocation was the environment's first
 	PlatformLatencyMs float64 // runtimeDone responseLatency; -1 unknown
+	// Folded: the stream is its invocation's only one, and its document is
+	// the invocation's outcome too (its ColdStart, the extension's CPU, the
+	// platform's status when known by then): one document an invocation,
+	// not two. What the platform says later (runtimeDone, report) comes
+	// with the invocation's InvocationResult, Folded.
+	Folded bool
+	// CPU is the extension's CPU time for the stream's invocation, with
+	// Folded; 0 unknown.
+	CPU time.Duration
+	// ErrorType is the platform's error type of the stream's failed
+	// invocation, with Folded, when runtimeDone had come.
+	ErrorType string
 }
 
 // InvocationResult is one finished invocation: its outcome. Every
@@ -80,6 +92,11 @@ type InvocationResult struct {
 	// NonStreaming: it succeeded without starting a stream (counted apart:
 	// no SLO counts it).
 	NonStreaming bool
+	// Folded: its outcome went out with the document of its only stream
+	// (Result.Folded); this record brings only what the platform said
+	// since. FoldedDone: its runtimeDone had come by then (its status was
+	// written with the stream).
+	Folded, FoldedDone bool
 }
 
 // SetCPU records the extension's CPU time for the invocation of requestID.
@@ -360,7 +377,8 @@ func (t *Table) record(inv *invocation) InvocationResult {
 		t.counters.NoRuntimeDone++
 	}
 	r := InvocationResult{RequestID: inv.requestID, Time: inv.started, End: inv.endTime(), ColdStart: inv.coldStart,
-		Done: inv.runtimeDone, Report: inv.report, MissingDone: inv.missingDone, CPU: inv.cpu, Streams: inv.streams}
+		Done: inv.runtimeDone, Report: inv.report, MissingDone: inv.missingDone, CPU: inv.cpu, Streams: inv.streams,
+		Folded: inv.folded, FoldedDone: inv.foldedDone}
 	// Every invocation carries the init type of its sandbox (a dimension of
 	// its metrics); only the first record its duration.
 	r.Init, r.InitKnown = t.init, t.initKnown
@@ -498,6 +516,13 @@ func (t *Table) result(s *stream, open Failure) Result {
 	if !s.counted {
 		t.invocationFor(s.requestID).streams++
 	}
+	if inv := t.invocations[s.requestID]; inv != nil && t.foldable(inv, s) {
+		inv.folded, inv.foldedDone = true, inv.runtimeDone != nil
+		r.Folded, r.CPU = true, inv.cpu
+		if rd := inv.runtimeDone; rd != nil && NormalStatus(rd.Status) != "success" {
+			r.ErrorType = rd.ErrorType
+		}
+	}
 	cause, detail := Complete, ""
 	switch {
 	case s.end == nil:
@@ -517,6 +542,17 @@ func (t *Table) result(s *stream, open Failure) Result {
 		r.InvocationEnd = inv.failedAt(r.Verdict)
 	}
 	return r
+}
+
+// foldable reports whether stream s, being flushed, carries the outcome of
+// its invocation inv: inv ended (no stream of it is still to come at a
+// boundary), s is its only stream, and inv's record is not the one that
+// carries the environment's init (InitType is a dimension of that record's
+// metrics, not of a stream's). Its record then waits for the platform's
+// figures as before, but its outcome is already written.
+func (t *Table) foldable(inv *invocation, s *stream) bool {
+	return inv.ended && !inv.folded && inv.streams == 1 && t.byReq[s.requestID] == 1 &&
+		(t.initWritten || !(inv.coldStart || t.managed))
 }
 
 // endTime is when the invocation ended, as best known: the platform's time

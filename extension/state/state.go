@@ -83,6 +83,8 @@ type invocation struct {
 	endedAt     time.Time     // the first boundary that saw it ended
 	streams     int           // streams of it seen
 	shutdown    Failure       // the reset that ended it, when the platform said nothing of it
+	folded      bool          // its outcome went out with its only stream's document
+	foldedDone  bool          // and its runtimeDone had come by then
 }
 
 type fifoEntry struct {

@@ -750,3 +750,73 @@ func TestFloodSparesADeliveringStreamNotYetCurrent(t *testing.T) {
 		t.Errorf("evicted %d, %d streams held", c.Evicted, len(tb.streams))
 	}
 }
+
+// An invocation with one stream has one outcome document: the stream's
+// carries it (Folded, with the CPU and a failure known by then), and its
+// record, when the platform's figures come, says it was folded. Two
+// streams, or the record that carries the environment's init, keep a
+// record of their own.
+func TestOneStreamInvocationFoldsItsOutcome(t *testing.T) {
+	now := time.Now()
+	tb := New(64, 100)
+	tb.SetTelemetry(true)
+	tb.ApplyInit(InitReport{InitType: "on-demand", DurationMs: 100})
+	one := func(req string, streams int) []Result {
+		tb.BeginInvocation(Invoke{RequestID: req, Deadline: now.Add(time.Minute)}, now)
+		for i := range streams {
+			s := newSender(tb, fmt.Sprintf("q%d", i), req)
+			s.start(1)
+			s.chunk("A", 1, 0)
+			s.end(1, 1, protocol.StatusComplete)
+		}
+		tb.SetCPU(req, 2*time.Millisecond)
+		return tb.Finalize(req, Failure{}, now)
+	}
+	// The cold start's record carries the init: not folded.
+	if rs := one("cold", 1); len(rs) != 1 || rs[0].Folded {
+		t.Fatalf("cold start: %+v", rs)
+	}
+	tb.ApplyRuntimeDone(RuntimeDone{RequestID: "cold", Status: "success"}, now)
+	tb.ApplyReport(Report{RequestID: "cold", DurationMs: 5}, now)
+	if recs := tb.ReadyInvocations(now, false); len(recs) != 1 || recs[0].Folded || !recs[0].FirstRecord {
+		t.Fatalf("cold record: %+v", recs)
+	}
+	rs := one("warm", 1)
+	if len(rs) != 1 || !rs[0].Folded || rs[0].CPU != 2*time.Millisecond || rs[0].ColdStart {
+		t.Fatalf("one stream: %+v", rs)
+	}
+	rs = one("two", 2)
+	if len(rs) != 2 || rs[0].Folded || rs[1].Folded {
+		t.Fatalf("two streams: %+v", rs)
+	}
+	// The warm invocation failed after its stream's end: its record says
+	// so, and that it was folded before runtimeDone came.
+	tb.ApplyRuntimeDone(RuntimeDone{RequestID: "warm", Status: "error", ErrorType: "Runtime.ExitError"}, now)
+	tb.ApplyReport(Report{RequestID: "warm", DurationMs: 5}, now)
+	tb.ApplyRuntimeDone(RuntimeDone{RequestID: "two", Status: "success"}, now)
+	tb.ApplyReport(Report{RequestID: "two", DurationMs: 5}, now)
+	recs := map[string]InvocationResult{}
+	for _, r := range tb.ReadyInvocations(now, false) {
+		recs[r.RequestID] = r
+	}
+	if r := recs["warm"]; !r.Folded || r.FoldedDone || r.Done == nil || r.Streams != 1 {
+		t.Errorf("warm record: %+v", r)
+	}
+	if r := recs["two"]; r.Folded || r.Streams != 2 {
+		t.Errorf("two-stream record: %+v", r)
+	}
+	// A failure known at the boundary goes with the stream.
+	tb.BeginInvocation(Invoke{RequestID: "crash", Deadline: now.Add(time.Minute)}, now)
+	s := newSender(tb, "q", "crash")
+	s.start(3)
+	s.chunk("A", 1, 0)
+	tb.ApplyRuntimeDone(RuntimeDone{RequestID: "crash", Status: "error", ErrorType: "Runtime.ExitError"}, now)
+	rs = tb.Finalize("crash", PlatformFailure("error"), now)
+	if len(rs) != 1 || !rs[0].Folded || rs[0].ErrorType != "Runtime.ExitError" || rs[0].InvocationStatus != "error" {
+		t.Fatalf("crash: %+v", rs)
+	}
+	tb.ApplyReport(Report{RequestID: "crash", DurationMs: 5}, now)
+	if recs := tb.ReadyInvocations(now, false); len(recs) != 1 || !recs[0].Folded || !recs[0].FoldedDone {
+		t.Fatalf("crash record: %+v", recs)
+	}
+}

@@ -148,6 +148,31 @@ func invocationDocs(ds []doc) []doc {
 	return out
 }
 
+// platformValues counts the values of platform metric k (ResponseLatency,
+// ExtensionOverhead, …) in ds: one in each record that has it, and each in
+// the platform documents, which carry the figures of the invocations whose
+// outcome went with their only stream's document, many a document.
+func platformValues(ds []doc, k string) int {
+	n := 0
+	for _, d := range ds {
+		n += len(d.values(k))
+	}
+	return n
+}
+
+// recordsApart returns the invocation records that are not a stream's
+// document: the invocations whose outcome did not go with their only stream
+// (none or several streams, the record that carries the init).
+func recordsApart(ds []doc) []doc {
+	var out []doc
+	for _, d := range invocationDocs(ds) {
+		if d.str("QuoteId") == "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // waitDocs polls the log until pred holds. The extension writes before it asks
 // for the next event, but the bytes still cross a pipe to the log.
 func (l *logBuf) waitDocs(t *testing.T, what string, pred func([]doc) bool) []doc {
