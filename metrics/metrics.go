@@ -235,3 +235,77 @@ func Defs() []Def {
 		{KernelDrops, emf.Count, false, "datagrams the kernel dropped on the event socket (its buffer was full): lost events"},
 	}
 }
+
+// The caller's side: what `probe` and the canary (examples/canary) measure
+// from outside the function, as its caller receives the response. These
+// metrics have their own dimension, Probe (the probe's name), never
+// FunctionName: the function's own metrics count its streams as the
+// extension sees them, and a caller's figures mixed into those would read
+// as the function's. They are listed by ProbeDefs, apart from Defs, because
+// the extension never writes them (Defs is what it writes and what the
+// function's dashboard draws).
+const (
+	// DimProbe is the probe's name (STREAMLENS_PROBE_NAME): the only
+	// dimension of the Caller* metrics.
+	DimProbe = "Probe"
+
+	// CallerTimeToFirstByte is request sent → first response byte as the
+	// caller received it (curl's time_starttransfer), DNS, connect and TLS
+	// included: what a new caller waits.
+	CallerTimeToFirstByte = "CallerTimeToFirstByte"
+	// CallerFirstUsefulChunk is request sent → the end of the first useful
+	// chunk (a quote, in the pricing envelope).
+	CallerFirstUsefulChunk = "CallerFirstUsefulChunk"
+	// CallerResponseTime is request sent → the end of the body.
+	CallerResponseTime = "CallerResponseTime"
+	// CallerDNS, CallerConnect and CallerTLS are the connection's phases;
+	// written only when taken.
+	CallerDNS     = "CallerDNS"
+	CallerConnect = "CallerConnect"
+	CallerTLS     = "CallerTLS"
+	// CallerChunks and CallerBytes are what the caller received.
+	CallerChunks = "CallerChunks"
+	CallerBytes  = "CallerBytes"
+	// CallerTruncated is 1 when the caller's response was not complete (the
+	// request failed, an error status or trailer, no end marker, a wrong
+	// SHA-256), 0 otherwise: written for every probe, so that its Average is
+	// the caller-side truncation rate and its SampleCount the probes made.
+	CallerTruncated = "CallerTruncated"
+	// CallerIntegrityMismatch is 1 when the end marker's SHA-256 did not
+	// match the lines before it, 0 when it did; written only when the
+	// response carried an end marker with a hash.
+	CallerIntegrityMismatch = "CallerIntegrityMismatch"
+)
+
+// Property keys of the probe's documents, beside PropTraceParent,
+// PropTruncateReason and PropErrorType (Lambda's error trailer there).
+const (
+	// PropProbeURL is the URL probed, its credentials redacted.
+	PropProbeURL = "ProbeURL"
+	// PropHTTPStatus is the response's status code (0: no response).
+	PropHTTPStatus = "HTTPStatus"
+	// PropProbeVerdict is "complete" or "truncated".
+	PropProbeVerdict = "ProbeVerdict"
+)
+
+// ProbeProperties lists every property key the probe writes beside its
+// metrics and its Probe dimension.
+func ProbeProperties() []string {
+	return []string{PropProbeURL, PropHTTPStatus, PropProbeVerdict, PropTraceParent, PropTruncateReason, PropErrorType}
+}
+
+// ProbeDefs lists the caller-side metrics, in the order a reader wants them.
+func ProbeDefs() []Def {
+	return []Def{
+		{CallerTimeToFirstByte, emf.Milliseconds, false, "request sent → first response byte, as the caller received it (curl's time_starttransfer; DNS, connect, TLS included)"},
+		{CallerFirstUsefulChunk, emf.Milliseconds, false, "request sent → end of the first useful chunk, as the caller received it"},
+		{CallerResponseTime, emf.Milliseconds, false, "request sent → end of the body, as the caller received it"},
+		{CallerDNS, emf.Milliseconds, false, "the caller's DNS lookup; written when one was made"},
+		{CallerConnect, emf.Milliseconds, false, "the caller's TCP connect; written when one was made"},
+		{CallerTLS, emf.Milliseconds, false, "the caller's TLS handshake; written when one was made"},
+		{CallerChunks, emf.Count, false, "chunks (lines, or reads for a raw body) the caller received"},
+		{CallerBytes, emf.Bytes, false, "body bytes the caller received"},
+		{CallerTruncated, emf.Count, false, "1 when the caller's response was not complete (failed request, error status or trailer, no end marker, wrong SHA-256), else 0; its Average is the caller-side truncation rate"},
+		{CallerIntegrityMismatch, emf.Count, false, "1 when the end marker's SHA-256 did not match what the caller received, 0 when it did; written when there was one"},
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"time"
 )
 
@@ -48,6 +49,21 @@ type Config struct {
 	// Client is the HTTP client; nil: a new one without keep-alive, so that
 	// every probe pays and times its own connection, as a new caller does.
 	Client *http.Client
+	// Progress, when set, is called on Run's goroutine at the first byte
+	// and after every chunk, with what has arrived so far: the live view
+	// draws from it while the stream is still open. It must be quick (the
+	// next chunk's time is taken after it returns) and must not keep p's
+	// slices.
+	Progress func(p Progress)
+}
+
+// Progress is a stream as far as it has arrived.
+type Progress struct {
+	Status      int
+	TTFB        time.Duration
+	FirstUseful time.Duration
+	Chunks      []Chunk // every chunk so far: only to be read during the call
+	Bytes       int64
 }
 
 // Chunk is one piece of the body as the caller received it.
@@ -59,6 +75,11 @@ type Chunk struct {
 
 // Result is what the caller saw.
 type Result struct {
+	// Start is when the request was sent (DNS and connect follow it):
+	// chunk times are offsets from it, and the client span starts there.
+	Start       time.Time
+	URL         string `json:"-"` // as configured; RedactURL before showing it
+	Method      string `json:"-"`
 	Status      int
 	TraceParent string
 	// Connection phases; zero when not taken (a reused connection, plain
@@ -81,6 +102,11 @@ type Result struct {
 	// envelope has one, or a hash that does not match.
 	Truncated bool
 	Reason    string
+	// Err is the request's failure when there was no response to read (DNS,
+	// connect, TLS, a timeout before the headers): the error Run returned,
+	// kept so that the EMF and the span can say what a caller would have
+	// felt. Not in the JSON: Reason says it.
+	Err error `json:"-"`
 }
 
 // Lambda's trailers for an error after the first byte of a streamed
@@ -92,16 +118,22 @@ const (
 
 // Run sends one request and reads the whole response.
 func Run(ctx context.Context, cfg Config) (Result, error) {
-	var r Result
+	r := Result{URL: cfg.URL}
 	method := cfg.Method
 	if method == "" {
 		method = http.MethodGet
 	}
+	r.Method = method
 	r.TraceParent = cfg.TraceParent
 	if r.TraceParent == "" {
 		r.TraceParent = newTraceParent()
 	}
 	var dnsStart, connStart, tlsStart, sent time.Time
+	progress := func() {
+		if cfg.Progress != nil {
+			cfg.Progress(Progress{Status: r.Status, TTFB: r.TTFB, FirstUseful: r.FirstUseful, Chunks: r.Chunks, Bytes: r.Bytes})
+		}
+	}
 	trace := &httptrace.ClientTrace{
 		DNSStart:             func(httptrace.DNSStartInfo) { dnsStart = time.Now() },
 		DNSDone:              func(httptrace.DNSDoneInfo) { r.DNS = since(dnsStart) },
@@ -129,14 +161,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment}}
 	}
 	sent = time.Now()
+	r.Start = sent
 	resp, err := client.Do(req)
 	if err != nil {
-		return r, fmt.Errorf("probe: %w", err)
+		// No response: to the caller, the worst truncation there is. The
+		// result says so too, for whoever reports it (EMF, the span).
+		r.Total = time.Since(sent)
+		r.Err = fmt.Errorf("probe: %w", err)
+		r.Truncated, r.Reason = true, "request: "+unwrapURL(err).Error()
+		return r, r.Err
 	}
 	defer resp.Body.Close()
 	r.Status = resp.StatusCode
 	r.ErrorType = resp.Header.Get(trailerErrorType)
-	if err := read(resp.Body, cfg.Envelope, sent, &r); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+	progress()
+	if err := read(resp.Body, cfg.Envelope, sent, &r, progress); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		r.Truncated, r.Reason = true, "read: "+err.Error()
 	}
 	r.Total = time.Since(sent)
@@ -147,6 +186,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return r, nil
 }
 
+// unwrapURL returns the cause of a *url.Error: its message quotes the URL,
+// whose query may hold a credential, and Reason goes to logs and metrics.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
 func since(t time.Time) time.Duration {
 	if t.IsZero() {
 		return 0
@@ -155,7 +204,7 @@ func since(t time.Time) time.Duration {
 }
 
 // read reads the body as envelope says, chunk by chunk.
-func read(body io.Reader, envelope string, sent time.Time, r *Result) error {
+func read(body io.Reader, envelope string, sent time.Time, r *Result, progress func()) error {
 	if envelope == Raw {
 		buf := make([]byte, 32<<10)
 		for {
@@ -167,6 +216,7 @@ func read(body io.Reader, envelope string, sent time.Time, r *Result) error {
 				if r.FirstUseful == 0 {
 					r.FirstUseful = at
 				}
+				progress()
 			}
 			if err == io.EOF {
 				return nil
@@ -206,6 +256,7 @@ func read(body io.Reader, envelope string, sent time.Time, r *Result) error {
 				r.FirstUseful = at
 			}
 			r.Chunks = append(r.Chunks, c)
+			progress()
 		}
 		if err == io.EOF {
 			return nil
