@@ -214,6 +214,19 @@ func BenchmarkClientRatios(b *testing.B) {
 	defer uc.Close()
 	uc.SetCoalesce(1)
 	usingle := uc.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID})
+	// The same two streams with a ring (what a function gets beside the
+	// extension): emit without the payload hash, chunk with it. The tail
+	// is moved as the extension moves it when it reads, every 1,000
+	// events (a store, counted in).
+	rc, _ := ringClient(b)
+	remit := rc.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID, SkipPayloadHash: true})
+	rchunk := rc.Start(context.Background(), discard{}, StartOptions{RequestID: h.RequestID})
+	var written int
+	read := func() {
+		if written++; written%1000 == 0 {
+			rc.ring.tail.Store(rc.ring.head.Load())
+		}
+	}
 	b.ResetTimer()
 	for range b.N {
 		ns := benchround.Run(7, 20000,
@@ -221,11 +234,15 @@ func BenchmarkClientRatios(b *testing.B) {
 			func() { emit.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
 			func() { chunk.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
 			func() { single.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
-			func() { usingle.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) })
+			func() { usingle.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
+			func() { read(); remit.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) },
+			func() { read(); rchunk.WriteChunk(benchQuote, ChunkOptions{Instrument: "AAPL"}) })
 		benchround.Report(b, ns, 1, 0, "emit/sendto")
 		benchround.Report(b, ns, 2, 0, "chunk/sendto")
 		benchround.Report(b, ns, 3, 0, "chunk-uncoalesced/sendto")
 		benchround.Report(b, ns, 4, 3, "unix/udp-uncoalesced")
+		benchround.Report(b, ns, 5, 1, "ring-emit/emit")
+		benchround.Report(b, ns, 6, 2, "ring-chunk/chunk")
 		st := uc.Stats()
 		b.ReportMetric(float64(st.Dropped)/float64(st.Sent+st.Dropped), "unix-dropped-share")
 	}

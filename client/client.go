@@ -1,13 +1,19 @@
 // Package client records a Lambda response stream for the streamlens extension.
 //
 // A function wraps its response writer in a Stream; every chunk written through
-// it becomes an event sent to the extension over a datagram socket. Chunk
-// events share datagrams, up to STREAMLENS_COALESCE (64) at a time: the
-// first chunk is sent at once, with the start in the same datagram, and so is
-// the end; what waits is sent within 2 ms. Sending never blocks and never
-// fails the stream: a datagram the kernel will not take at once (extension
-// absent, socket buffer full) is dropped and counted, and the count travels in
-// the stream's end event.
+// it becomes an event for the extension. On Linux, with the extension's ring
+// directory present (STREAMLENS_RING_DIR, default /tmp/.streamlens), events
+// are committed into a ring file this process maps: memory stores, no system
+// call, no timer, and an event committed before its write returns survives a
+// crash of the process the next instant. A bell datagram asks the extension
+// to read the ring at the first chunk, at the end and when the ring is half
+// full. Otherwise (no ring directory, another OS, STREAMLENS_RING_DIR=off)
+// events go over a datagram socket, and chunk events share datagrams, up to
+// STREAMLENS_COALESCE (64) at a time: the first chunk is sent at once, with
+// the start in the same datagram, and so is the end; what waits is sent
+// within 2 ms. Sending never blocks and never fails the stream: a datagram
+// the kernel will not take at once (extension absent, socket buffer full) is
+// dropped and counted, and the count travels in the stream's end event.
 //
 // The package is a module of its own, github.com/streamlens/streamlens/client
 // (go.mod here), so that a function linking it requires only aws-lambda-go,
@@ -53,6 +59,14 @@ const EnvAddr = "STREAMLENS_ADDR"
 // datagram (1: one datagram per event).
 const EnvCoalesce = "STREAMLENS_COALESCE"
 
+// EnvRingDir names the variable holding the ring directory ("off": no ring).
+const EnvRingDir = "STREAMLENS_RING_DIR"
+
+// DefaultRingDir is the ring directory unless STREAMLENS_RING_DIR says
+// otherwise: $TMPDIR/.streamlens, /tmp/.streamlens on Lambda. The extension
+// creates it before the runtime starts.
+func DefaultRingDir() string { return wire.DefaultRingDir() }
+
 // DefaultCoalesce is how many chunk events share a datagram unless
 // STREAMLENS_COALESCE says otherwise. Ordinary events (~140 bytes) fill a
 // datagram's bytes first, at about 40; the count bounds what a crash can
@@ -70,6 +84,14 @@ type Client struct {
 	dropped  atomic.Int64
 	closed   atomic.Bool
 	coalesce int // chunk events per datagram at most; 0 means DefaultCoalesce
+
+	// ring is this process's ring (UseRing), nil without one; ringErr says
+	// why there is none. ringEvents and ringSkipped are added by streams at
+	// their end: an atomic add per chunk would be a cost on the hot path.
+	ring        *ring
+	ringErr     error
+	ringEvents  atomic.Int64
+	ringSkipped atomic.Int64
 
 	// One timer for every stream with events waiting: a timer per stream
 	// would be an allocation in Start.
@@ -174,6 +196,15 @@ func FromEnv() (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvAddr, err)
 	}
+	if dir := os.Getenv(EnvRingDir); dir != "off" {
+		if dir == "" {
+			dir = DefaultRingDir()
+		}
+		if err := c.UseRing(dir); err != nil {
+			// Said once, at init: the events go by datagram instead.
+			fmt.Fprintf(os.Stderr, "streamlens client: %s: %v: events go by datagram\n", EnvRingDir, err)
+		}
+	}
 	if v := os.Getenv(EnvCoalesce); v != "" {
 		// A bad value keeps the default: the client never fails a function
 		// for its observability.
@@ -182,6 +213,47 @@ func FromEnv() (*Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// UseRing creates this process's ring in dir (the extension's ring
+// directory) and announces it to the extension with a bell; streams started
+// from then on write their events into it. Call it before the client is
+// shared. When it fails (no such directory, a directory that is not private
+// to this user, no room in /tmp, not Linux) events keep going by datagram,
+// and RingErr says why.
+func (c *Client) UseRing(dir string) error {
+	if c == nil {
+		return nil
+	}
+	r, err := openRing(dir)
+	if err != nil {
+		c.ringErr = err
+		return err
+	}
+	c.ring, c.ringErr = r, nil
+	// The announcement: the extension attaches the ring when it reads a
+	// bell. Lost if the extension does not listen yet; the first chunk's
+	// bell says it again.
+	c.bell(r, 0)
+	return nil
+}
+
+// RingErr says why the client has no ring (nil when it has one, or was
+// never asked to use one).
+func (c *Client) RingErr() error {
+	if c == nil {
+		return nil
+	}
+	return c.ringErr
+}
+
+// usableRing is the ring new streams write into, nil when events go by
+// datagram.
+func (c *Client) usableRing() *ring {
+	if c == nil || c.ring == nil || c.closed.Load() || !c.ring.usable() {
+		return nil
+	}
+	return c.ring
 }
 
 // Close releases the socket. Streams still open keep writing their response;
@@ -195,8 +267,13 @@ func (c *Client) Close() error {
 
 // Stats are the client's counters since New.
 type Stats struct {
-	Sent    int64 // datagrams the kernel accepted
+	Sent    int64 // datagrams the kernel accepted (bells included)
 	Dropped int64 // datagrams refused or not sent
+	// RingEvents is how many events ended streams committed into the ring,
+	// RingSkipped how many of theirs went by datagram although there is a
+	// ring (it was full, or the event longer than a slot).
+	RingEvents  int64
+	RingSkipped int64
 }
 
 // Stats returns the counters.
@@ -204,7 +281,36 @@ func (c *Client) Stats() Stats {
 	if c == nil {
 		return Stats{}
 	}
-	return Stats{Sent: c.sent.Load(), Dropped: c.dropped.Load()}
+	return Stats{Sent: c.sent.Load(), Dropped: c.dropped.Load(), RingEvents: c.ringEvents.Load(), RingSkipped: c.ringSkipped.Load()}
+}
+
+// bell rings r's bell: send, and once more when the send failed for an
+// earlier datagram's refusal — connected UDP reports the refusal of a
+// datagram sent while nobody listened (before the extension bound its
+// port) on the next send, which it then does not send, and a ring whose
+// bells are all lost is read only when its invocation fails or at
+// SHUTDOWN. Events datagrams are not sent twice: their loss is counted.
+func (c *Client) bell(r *ring, yields int) {
+	if c == nil || c.closed.Load() {
+		return
+	}
+	for try := 0; ; try++ {
+		err := c.sock.send(r.bell)
+		if interrupted(err) || refused(err) && try == 0 {
+			continue
+		}
+		if full(err) && yields > 0 {
+			yields--
+			runtime.Gosched()
+			continue
+		}
+		if err != nil {
+			c.dropped.Add(1)
+			return
+		}
+		c.sent.Add(1)
+		return
+	}
 }
 
 // send hands one datagram to the kernel without waiting: on Linux,

@@ -87,5 +87,8 @@ func (s sock) close() error { return unix.Close(s.fd) }
 
 func interrupted(err error) bool { return errors.Is(err, unix.EINTR) }
 
+// refused reports a send that failed for an earlier datagram's refusal.
+func refused(err error) bool { return errors.Is(err, unix.ECONNREFUSED) }
+
 // full reports a send refused because the socket buffer is full.
 func full(err error) bool { return errors.Is(err, unix.EAGAIN) }

@@ -62,3 +62,7 @@ func (s sock) close() error {
 func interrupted(error) bool { return false }
 
 func full(error) bool { return false }
+
+// refused: the portable socket reports no earlier datagram's refusal worth
+// a retry.
+func refused(error) bool { return false }

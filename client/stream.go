@@ -103,6 +103,13 @@ type Stream struct {
 	mono0         time.Time // the same instant, for monotonic offsets
 	n             int       // bytes of buf holding chunk events not sent yet
 	pending       int64     // how many events those are
+	// ring is the client's ring when the stream writes its events there
+	// (decided at Start, for the whole stream), nil when they go by
+	// datagram; ringEvents and ringSkipped are its share of the client's
+	// counts, added at End.
+	ring        *ring
+	ringEvents  int64
+	ringSkipped int64
 	// buf holds the events waiting: up to coalesceBytes, and the event that
 	// goes past it. An event longer than the rest of buf (an instrument name
 	// of kilobytes) still goes out, from a buffer of its own. It comes from
@@ -166,12 +173,59 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 	if tp == "" {
 		tp = TraceParent(ctx)
 	}
-	b := wire.AppendStart(s.buf[:0], s.h, wire.Start{
-		Expected: s.expected, TraceParent: tp, BundleID: o.BundleID, ClientID: o.ClientID,
-	})
+	st := wire.Start{Expected: s.expected, TraceParent: tp, BundleID: o.BundleID, ClientID: o.ClientID}
+	if r := c.usableRing(); r != nil {
+		// Committed now, in memory: a crash before the first chunk still
+		// leaves the stream's start for the extension to read.
+		s.ring = r
+		idx, used, ok := r.reserve()
+		p := s.slot(idx, ok)
+		s.ringDone(idx, used, ok, p, wire.AppendStart(p, s.h, st), false, 0)
+		return s
+	}
+	b := wire.AppendStart(s.buf[:0], s.h, st)
 	s.n, s.pending = len(b), 1
 	c.wait(s)
 	return s
+}
+
+// slot is where the next event of a ring stream is encoded: the reserved
+// slot's line area, or, when the ring is full (ok false), the stream's own
+// buffer, to go by datagram.
+func (s *Stream) slot(idx uint64, ok bool) []byte {
+	if ok {
+		return s.ring.payload(idx)
+	}
+	if s.buf == nil { // after End
+		s.buf = bufPool.Get().(*[bufBytes]byte)
+	}
+	return s.buf[:0]
+}
+
+// ringDone publishes b, the event just encoded into p (slot's result). In
+// the slot and fitting, it is committed, and the bell rung when asked (the
+// first chunk, the end) or when the ring is getting full. Otherwise it goes
+// by datagram at once, after a bell: the ring was full (the extension must
+// read it, and reads it before this datagram), or the event was longer than
+// a slot, whose reserved place is then committed empty.
+func (s *Stream) ringDone(idx, used uint64, ok bool, p, b []byte, bell bool, yields int) {
+	r := s.ring
+	if ok && len(b) > 0 && &b[0] == &p[:1][0] {
+		r.commit(idx, len(b))
+		s.ringEvents++
+		if bell || r.halfFull(used) {
+			s.c.bell(r, yields)
+		}
+		return
+	}
+	if ok {
+		r.commit(idx, 0)
+	}
+	s.ringSkipped++
+	s.c.bell(r, yields)
+	if !s.c.send(b, yields) {
+		s.dropped++
+	}
 }
 
 // newV7 makes a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74
@@ -245,6 +299,18 @@ func (s *Stream) WriteChunk(p []byte, o ChunkOptions) (int, error) {
 	}
 	s.h.Seq++
 	s.h.TimeNs = after
+	if s.ring != nil {
+		// Committed before the write returns: what a crash leaves is what
+		// the caller was sent. The bell wakes the extension for the first
+		// chunk (business TTFB); the rest waits in the ring for the end.
+		idx, used, ok := s.ring.reserve()
+		p := s.slot(idx, ok)
+		b := wire.AppendChunkPrefixed(p, s.chunkPrefix, s.h.Seq, s.h.TimeNs,
+			wire.Chunk{Instrument: o.Instrument, Bytes: int64(n), Flags: flags})
+		first := flags&wire.FlagTrailer == 0 && (flags&wire.FlagFirstUseful != 0 || s.delivered == 1)
+		s.ringDone(idx, used, ok, p, b, first, 0)
+		return n, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.buf == nil { // written after End: recorded all the same (a late event)
@@ -339,6 +405,20 @@ func (s *Stream) End(o EndOptions) Summary {
 	}
 	s.h.Seq++
 	s.h.TimeNs = s.now()
+	if s.ring != nil {
+		idx, used, ok := s.ring.reserve()
+		p := s.slot(idx, ok)
+		s.ringDone(idx, used, ok, p, wire.AppendEnd(p, s.h, e), true, endYields)
+		s.c.ringEvents.Add(s.ringEvents)
+		s.c.ringSkipped.Add(s.ringSkipped)
+		s.ringEvents, s.ringSkipped = 0, 0
+		if s.buf != nil {
+			bufPool.Put(s.buf)
+			s.buf = nil
+		}
+		s.final = sum
+		return sum
+	}
 	// The end goes at once, after the events still waiting (the start, if
 	// no chunk came), in the same datagram.
 	s.pending++

@@ -125,6 +125,9 @@ const (
 	// KernelDrops counts datagrams the kernel dropped on the event socket
 	// (its receive buffer was full): lost events, maybe a stream's end.
 	KernelDrops = "KernelDrops"
+	// RingDirUnusable is 1 when STREAMLENS_RING_DIR could not be made the
+	// extension's (something else is there): clients send datagrams.
+	RingDirUnusable = "RingDirUnusable"
 )
 
 // Property keys written next to the metrics (searchable in Logs Insights).
@@ -166,6 +169,14 @@ const (
 	PropInvocationRecordsLost = "InvocationRecordsLost"
 	PropValuesRefused         = "ValuesRefused"
 	PropChunkDetailShed       = "ChunkDetailShed"
+	// Rings (the clients' shared-memory transport): slots reserved by a
+	// writer that died before committing them (an event lost in a crash,
+	// mid-write), slots that held something else than they should (a
+	// writer that broke the protocol), rings refused (not a valid ring, or
+	// too many).
+	PropRingSlotsTorn = "RingSlotsTorn"
+	PropRingSlotsLost = "RingSlotsLost"
+	PropRingsRefused  = "RingsRefused"
 )
 
 // Properties lists every property key the extension writes beside its
@@ -175,7 +186,8 @@ func Properties() []string {
 		PropLateEvents, PropInvocationStatus, PropErrorType, PropRuntimeDoneMissing,
 		PropDuplicateEnds, PropEvictedStreams, PropOversizedDatagrams, PropBadTelemetry, PropRuntimeDoneMissingCnt,
 		PropEventsReceived, PropDroppedEMFLines, PropDuplicateEvents, PropMissingStart, PropImplausibleEvents,
-		PropShedChunkDetail, PropSpansDropped, PropInvocationRecordsLost, PropValuesRefused, PropChunkDetailShed}
+		PropShedChunkDetail, PropSpansDropped, PropInvocationRecordsLost, PropValuesRefused, PropChunkDetailShed,
+		PropRingSlotsTorn, PropRingSlotsLost, PropRingsRefused}
 }
 
 // Def describes one metric.
@@ -233,6 +245,7 @@ func Defs() []Def {
 		{BandwidthCapped, emf.Count, false, "1 for a stream past 6 MB, where Lambda caps a streamed response at 2 MiB/s; written only then"},
 		{ResponseLimitReached, emf.Count, false, "1 for a stream at Lambda's 200 MiB response limit; written only then"},
 		{KernelDrops, emf.Count, false, "datagrams the kernel dropped on the event socket (its buffer was full): lost events"},
+		{RingDirUnusable, emf.Count, false, "1 when STREAMLENS_RING_DIR was not the extension's to use (something else is there): functions send their events by datagram"},
 	}
 }
 

@@ -42,7 +42,7 @@ func TestClientVectorsInSync(t *testing.T) {
 // (TestClientRoundTrip below checks that this package's decoder reads what
 // the client sends).
 func TestClientWireInSync(t *testing.T) {
-	for _, name := range []string{"protocol.go", "encode.go", "addr.go", "decode.go"} {
+	for _, name := range []string{"protocol.go", "encode.go", "addr.go", "decode.go", "ring.go"} {
 		ours, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)

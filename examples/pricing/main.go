@@ -9,7 +9,10 @@
 // first quote), bundle (bundle id), down=1 (a dependency is down: the handler
 // fails before its stream starts), fail_after=N (error mid-stream after N quotes),
 // hang_after=N (stop after N quotes until the function times out),
-// crash_after=N (the process exits after N quotes), skip_end=1 (no end event),
+// crash_after=N (the process exits after N quotes), panic_after=N (the stream
+// panics after N quotes), crash_before_start=1 (the process exits before its
+// stream starts), crash_before_end=1 (it exits after BUNDLE_COMPLETE, before
+// the stream's end), skip_end=1 (no end event),
 // late_end_ms=N (end event N ms after the response finished).
 //
 // Build with -tags lambda.norpc.
@@ -49,6 +52,11 @@ type request struct {
 	FailAfter   int
 	HangAfter   int
 	CrashAfter  int
+	PanicAfter  int
+	// CrashBeforeStart and CrashBeforeEnd end the process at the edges of
+	// its stream: before it starts, and once every byte is written but the
+	// stream's end is not recorded.
+	CrashBeforeStart, CrashBeforeEnd bool
 	// SkipEnd and LateEnd simulate a client whose end event is lost or sent
 	// after the response finished (as an async sender's may be).
 	SkipEnd bool
@@ -62,7 +70,7 @@ type request struct {
 }
 
 func parseRequest(q map[string]string) (request, error) {
-	r := request{Instruments: 50, Delay: time.Millisecond, FailAfter: -1, HangAfter: -1, CrashAfter: -1}
+	r := request{Instruments: 50, Delay: time.Millisecond, FailAfter: -1, HangAfter: -1, CrashAfter: -1, PanicAfter: -1}
 	num := func(name string, dst *int, min, max int) error {
 		v, ok := q[name]
 		if !ok {
@@ -75,7 +83,7 @@ func parseRequest(q map[string]string) (request, error) {
 		*dst = n
 		return nil
 	}
-	var delayMs, lateEndMs, skipEnd, firstDelayMs, down = 1, 0, 0, 0, 0
+	var delayMs, lateEndMs, skipEnd, firstDelayMs, down, crashStart, crashEnd = 1, 0, 0, 0, 0, 0, 0
 	errs := errors.Join(
 		num("first_delay_ms", &firstDelayMs, 0, 60_000),
 		num("late_end_ms", &lateEndMs, 0, 60_000),
@@ -86,7 +94,11 @@ func parseRequest(q map[string]string) (request, error) {
 		num("fail_after", &r.FailAfter, 0, MaxInstruments),
 		num("hang_after", &r.HangAfter, 0, MaxInstruments),
 		num("crash_after", &r.CrashAfter, 0, MaxInstruments),
+		num("panic_after", &r.PanicAfter, 0, MaxInstruments),
+		num("crash_before_start", &crashStart, 0, 1),
+		num("crash_before_end", &crashEnd, 0, 1),
 	)
+	r.CrashBeforeStart, r.CrashBeforeEnd = crashStart == 1, crashEnd == 1
 	r.Delay = time.Duration(delayMs) * time.Millisecond
 	r.LateEnd = time.Duration(lateEndMs) * time.Millisecond
 	r.FirstDelay = time.Duration(firstDelayMs) * time.Millisecond
@@ -137,6 +149,9 @@ func (p *pricer) handle(ctx context.Context, ev events.LambdaFunctionURLRequest)
 		return &events.LambdaFunctionURLStreamingResponse{StatusCode: 400,
 			Headers: map[string]string{"Content-Type": "text/plain"}, Body: stringsReader(err.Error() + "\n")}, nil
 	}
+	if req.CrashBeforeStart {
+		os.Exit(3)
+	}
 	if req.Down {
 		// The market data service is unreachable: no quote can be priced,
 		// so no stream starts. Only the platform sees this invocation fail.
@@ -164,6 +179,8 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 			time.Sleep(time.Hour) // the platform's timeout ends this
 		case req.CrashAfter:
 			os.Exit(3)
+		case req.PanicAfter:
+			panic(fmt.Sprintf("pricing engine: no model for %s", inst))
 		}
 		if i == 0 {
 			time.Sleep(req.FirstDelay)
@@ -184,6 +201,9 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 	b, _ := json.Marshal(BundleComplete{Type: "BUNDLE_COMPLETE", QuoteID: s.QuoteID(), BundleID: req.BundleID,
 		Instruments: req.Instruments, SHA256: hex.EncodeToString(sum[:])})
 	s.WriteChunk(append(b, '\n'), client.ChunkOptions{Trailer: true})
+	if req.CrashBeforeEnd {
+		os.Exit(3)
+	}
 	switch {
 	case req.SkipEnd:
 		pw.Close()

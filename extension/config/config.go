@@ -24,6 +24,7 @@ type Config struct {
 	Name               string         // the executable's file name (Lambda-Extension-Name)
 	FunctionName       string         // STREAMLENS_FUNCTION_NAME, else AWS_LAMBDA_FUNCTION_NAME
 	Addr               protocol.Addr  // STREAMLENS_ADDR
+	RingDir            string         // STREAMLENS_RING_DIR; "" when off
 	AllowNonLoopback   bool           // STREAMLENS_ALLOW_NON_LOOPBACK
 	Namespace          string         // STREAMLENS_NAMESPACE
 	TTFBThreshold      time.Duration  // STREAMLENS_TTFB_THRESHOLD_MS
@@ -124,6 +125,14 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 		bad("STREAMLENS_ADDR", addr, "not a loopback address: events would be accepted from the network (set STREAMLENS_ALLOW_NON_LOOPBACK=on to insist)")
 	} else {
 		c.Addr = a
+	}
+	switch dir := str("STREAMLENS_RING_DIR", protocol.DefaultRingDir()); {
+	case dir == "off":
+	case !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/":
+		bad("STREAMLENS_RING_DIR", dir, "want an absolute path (a directory the extension creates), or off")
+		c.RingDir = protocol.DefaultRingDir()
+	default:
+		c.RingDir = dir
 	}
 	if ns := str("STREAMLENS_NAMESPACE", metrics.DefaultNamespace); validNamespace(ns) {
 		c.Namespace = ns

@@ -40,6 +40,10 @@ type Counters struct {
 	SpanExportUnknown    int64 // spans whose export the budget ended before the collector answered
 	ValuesRefused        int64 // metric values outside CloudWatch's range, left out of their document
 	ChunkDetailShed      int64 // chunks whose latency and interval were not kept: the memory ceiling
+	RingSlotsTorn        int64 // ring slots a writer reserved and died before committing: events lost in a crash
+	RingSlotsLost        int64 // ring slots that held something else than they should: a writer broke the protocol
+	RingsRefused         int64 // rings not attached: not a valid ring file, or too many
+	RingDirUnusable      int64 // STREAMLENS_RING_DIR was not the extension's to use: functions send datagrams
 }
 
 // Add adds d to c.
@@ -70,6 +74,10 @@ func (c *Counters) Add(d Counters) {
 	c.SpanExportUnknown += d.SpanExportUnknown
 	c.ValuesRefused += d.ValuesRefused
 	c.ChunkDetailShed += d.ChunkDetailShed
+	c.RingSlotsTorn += d.RingSlotsTorn
+	c.RingSlotsLost += d.RingSlotsLost
+	c.RingsRefused += d.RingsRefused
+	c.RingDirUnusable += d.RingDirUnusable
 }
 
 // Set accumulates counts from any goroutine until a flush takes them.

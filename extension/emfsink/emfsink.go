@@ -452,12 +452,15 @@ func (e *Encoder) AppendCounters(dst []byte, c counters.Counters, now time.Time,
 			{Key: m.PropMissingStart, Value: c.MissingStart}, {Key: m.PropImplausibleEvents, Value: c.Implausible},
 			{Key: m.PropShedChunkDetail, Value: c.ShedDetail}, {Key: m.PropSpansDropped, Value: c.SpansDropped},
 			{Key: m.PropInvocationRecordsLost, Value: c.InvocationsDropped},
-			{Key: m.PropValuesRefused, Value: c.ValuesRefused}, {Key: m.PropChunkDetailShed, Value: c.ChunkDetailShed}},
+			{Key: m.PropValuesRefused, Value: c.ValuesRefused}, {Key: m.PropChunkDetailShed, Value: c.ChunkDetailShed},
+			{Key: m.PropRingSlotsTorn, Value: c.RingSlotsTorn}, {Key: m.PropRingSlotsLost, Value: c.RingSlotsLost},
+			{Key: m.PropRingsRefused, Value: c.RingsRefused}},
 		Metrics: []emf.Metric{count(m.MalformedEvents, c.Malformed), count(m.TelemetryUnavailable, c.TelemetryUnavailable),
 			count(m.ConfigErrors, c.ConfigErrors), count(m.SpanExportFailures, c.SpanExportErr),
 			count(m.SpansKeptFailed, c.SpansKeptFailed), count(m.SpansSampled, c.SpansSampled),
 			count(m.SpansSampledOut, c.SpansSampledOut), count(m.EventAddressUnusable, c.ListenErrors),
-			count(m.KernelDrops, c.KernelDrops), count(m.SpanExportUnknown, c.SpanExportUnknown)}})
+			count(m.KernelDrops, c.KernelDrops), count(m.SpanExportUnknown, c.SpanExportUnknown),
+			count(m.RingDirUnusable, c.RingDirUnusable)}})
 }
 
 // Lambda's streamed-response limits: bandwidth is capped at 2 MiB/s past

@@ -23,14 +23,16 @@ func (r *runner) invocation(ctx context.Context, ev extapi.Event) {
 	// the table knows this invocation: under a flood of made-up streams the
 	// table evicts those of other requests than the current one first, and
 	// read before, this invocation's own stream would count as another's.
-	r.in.Drain(time.Now().Add(maxDrain))
+	r.drain(time.Now().Add(maxDrain))
 
 	// Everything below, flush included, ends by half the margin before the
 	// deadline.
 	limit := deadline.Add(-r.cfg.DeadlineMargin / 2)
 	failure := r.wait(ctx, ev.RequestID, started, deadline)
 	r.bg.close()
-	r.in.Drain(earlier(limit, time.Now().Add(maxDrain)))
+	// A failed invocation's process may have died before its ring rang
+	// even once: look for its ring then.
+	r.drainRings(earlier(limit, time.Now().Add(maxDrain)), false, failure.Failed())
 	// What the extension cost this invocation in CPU: everything since the
 	// last boundary (ingest, this flush's share, the background work done
 	// while it ran), reported on its invocation record.
@@ -88,7 +90,7 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 			// runtimeDone comes at least a telemetry buffer (25 ms) after
 			// the function's last datagram: decide on what the function
 			// sent, not on what was read. Drain first, then look again.
-			r.in.Drain(earlier(limit, now.Add(maxDrain)))
+			r.drain(earlier(limit, now.Add(maxDrain)))
 			now = time.Now()
 			r.locked(func(t *state.Table) { p = t.Progress(requestID) })
 		}

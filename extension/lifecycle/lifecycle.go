@@ -41,6 +41,40 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 	stderr = ew
 	api := extapi.New(cfg.RuntimeAPI)
 	defer api.Close()
+	// The ring directory is made before registering: Lambda starts the
+	// runtime once every extension has registered, and the function's
+	// client looks for the directory when it starts.
+	var rings *ingest.Rings
+	var ringErr error
+	if cfg.RingDir != "" {
+		rings, ringErr = ingest.OpenRings(cfg.RingDir)
+		if rings != nil {
+			defer rings.Close()
+		}
+	}
+	lw := logpipe.New(stdout, cfg.StdoutBuffer)
+	defer lw.Close(cfg.StdoutWait)
+	r := &runner{cfg: cfg, api: api, table: state.New(cfg.MaxOpenStreams, cfg.MaxChunksPerStream), changed: make(chan struct{}, 1),
+		stderr: stderr, log: lw,
+		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold, IdleLimit: cfg.IdleLimit,
+			InstrumentMetrics: cfg.InstrumentMetrics, Version: cfg.Version})}
+	r.events = ingest.NewEvents(func(ev *protocol.Event, now time.Time) {
+		if r.table.Apply(ev, now) {
+			r.notify()
+		}
+	})
+	if rings != nil {
+		r.events.UseRings(rings)
+	}
+	// The event socket is bound before registering too: the runtime starts
+	// once every extension has registered, and its client's first datagram
+	// (its ring's announcement) must find it. Sent to an unbound UDP port,
+	// it would be refused, and the refusal would cost the next one as well.
+	in, listenErr := ingest.ListenFallback(cfg.Addr, &r.mu, r.events.Datagram)
+	if in != nil {
+		defer in.Close()
+	}
+	r.in = in
 	managed := false
 	if err := api.Register(ctx, cfg.Name); extapi.InvokeRefused(err) {
 		// Lambda Managed Instances: no INVOKE, so no invocation boundary;
@@ -79,21 +113,16 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 			configErrors++
 		}
 	}
-
-	lw := logpipe.New(stdout, cfg.StdoutBuffer)
-	defer lw.Close(cfg.StdoutWait)
-	r := &runner{cfg: cfg, api: api, table: state.New(cfg.MaxOpenStreams, cfg.MaxChunksPerStream), changed: make(chan struct{}, 1),
-		stderr: stderr, log: lw, managed: managed,
-		enc: emfsink.New(emfsink.Config{Namespace: cfg.Namespace, FunctionName: cfg.FunctionName, TTFBThreshold: cfg.TTFBThreshold, IdleLimit: cfg.IdleLimit,
-			InstrumentMetrics: cfg.InstrumentMetrics, Version: cfg.Version})}
-	r.events = ingest.NewEvents(func(ev *protocol.Event, now time.Time) {
-		if r.table.Apply(ev, now) {
-			r.notify()
-		}
-	})
-	in, err := ingest.ListenFallback(cfg.Addr, &r.mu, r.events.Datagram)
-	var listenErrors int64
+	var ringDirErrors int64
 	switch {
+	case ringErr != nil && cfg.Strict:
+		return fail("Extension.ConfigError", fmt.Errorf("streamlens: STREAMLENS_RING_DIR: %w", ringErr))
+	case ringErr != nil:
+		fmt.Fprintf(stderr, "streamlens: STREAMLENS_RING_DIR: %v: functions send their events by datagram (STREAMLENS_STRICT=on fails init instead)\n", ringErr)
+		ringDirErrors = 1
+	}
+	var listenErrors int64
+	switch err := listenErr; {
 	case err != nil && (cfg.Strict || !errors.Is(err, ingest.ErrAddrUnusable)):
 		return fail("Extension.ListenError", fmt.Errorf("streamlens: STREAMLENS_ADDR: %w", err))
 	case err != nil:
@@ -102,11 +131,10 @@ func Run(ctx context.Context, cfg config.Config, cfgErr error, getenv func(strin
 		fmt.Fprintf(stderr, "streamlens: STREAMLENS_ADDR: %v: no stream events are received (STREAMLENS_STRICT=on fails init instead)\n", err)
 		listenErrors = 1
 	}
-	defer in.Close()
-	r.in = in
+	r.managed = managed
 	r.table.SetManaged(managed)
 	r.table.SetMemoryLimit(cfg.MemoryLimit)
-	r.counts.Add(counters.Counters{ConfigErrors: configErrors, ListenErrors: listenErrors})
+	r.counts.Add(counters.Counters{ConfigErrors: configErrors, ListenErrors: listenErrors, RingDirUnusable: ringDirErrors})
 	if cfg.OTLP.On {
 		sp, err := otlpsink.New(otlpsink.Config{OTLP: cfg.OTLP, FunctionName: cfg.FunctionName,
 			MaxEvents: cfg.SpanMaxEvents, TTFBThreshold: cfg.TTFBThreshold}, getenv)
@@ -211,12 +239,25 @@ func (r *runner) loop(ctx context.Context) error {
 			r.invocation(ctx, ev)
 		case extapi.Shutdown:
 			// Whatever the function sent while we were frozen is in the
-			// socket now.
-			r.in.Drain(time.Now().Add(maxDrain))
+			// socket and the rings now.
+			r.drain(time.Now().Add(maxDrain))
 			r.shutdown(ev)
 			return nil
 		}
 	}
+}
+
+// drain applies what the function sent before now: the datagrams in the
+// socket (until passes, at most), then everything committed in the rings
+// (bounded by their size) — a function that died without a bell, or whose
+// events wait in its ring for the stream's end.
+func (r *runner) drain(until time.Time) { r.drainRings(until, false, false) }
+
+// drainRings is drain; final: nothing more will be written (SHUTDOWN);
+// scan: rings that never rang are looked for (a failed invocation).
+func (r *runner) drainRings(until time.Time, final, scan bool) {
+	r.in.Drain(until)
+	r.locked(func(*state.Table) { r.events.DrainRings(final, scan) })
 }
 
 // kernelDrops is how many datagrams the kernel dropped on the event socket
@@ -244,6 +285,10 @@ func (r *runner) write(b emfsink.Batch, until time.Time) {
 		malformed, oversized := r.events.TakeBad()
 		b.Counters.Malformed += malformed
 		b.Counters.Oversized += oversized
+		torn, lost, refused := r.events.TakeRingCounts()
+		b.Counters.RingSlotsTorn += torn
+		b.Counters.RingSlotsLost += lost
+		b.Counters.RingsRefused += refused
 	})
 	now := time.Now()
 	if errs := r.enc.Write(b, now, until, func(p []byte) { r.log.Give(p) }); len(errs) > 0 {

@@ -28,6 +28,9 @@ func (r *runner) flushLoop(ctx context.Context) {
 		}
 		var b emfsink.Batch
 		r.locked(func(t *state.Table) {
+			// A worker that died without a bell left its events in its
+			// ring: read them before its report judges the stream.
+			r.events.DrainRings(false, false)
 			now := time.Now()
 			b.Streams = t.FinalizeEnded(now, r.reportWait())
 			b.Invocations = t.ReadyInvocations(now, false)

@@ -27,7 +27,9 @@ func (r *runner) shutdown(ev extapi.Event) {
 		waitUntil := earlier(budget, time.Now().Add(r.cfg.RuntimeDoneWait))
 		r.waitReports(waitUntil)
 	}
-	r.in.Drain(earlier(budget, time.Now().Add(maxDrain)))
+	// Final: the function is done writing (or being killed), so a ring
+	// slot reserved and never committed is torn.
+	r.drainRings(earlier(budget, time.Now().Add(maxDrain)), true, true)
 	f := state.ShutdownFailure(ev.ShutdownReason)
 	r.locked(func(t *state.Table) { t.ShutDown(f) })
 	r.flushAll(f, budget)

@@ -823,3 +823,41 @@ func TestEnvironmentVariablesAsLambdaSetsThem(t *testing.T) {
 		t.Errorf("environment %v", env)
 	}
 }
+
+// Rule 11: every environment has a /tmp of its own (TMPDIR here), shared by
+// its runtime and its extensions, seen by no other environment, and gone
+// with it. On Lambda /tmp is per execution environment: two environments
+// of a host never meet there (the streamlens ring directory lives in it).
+func TestEnvironmentHasItsOwnTmp(t *testing.T) {
+	a, b := run(t, nil), run(t, nil)
+	a.invoke(t, `{}`)
+	b.invoke(t, `{}`)
+	tmpOf := func(pid int) string {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "TMPDIR="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	ta := tmpOf(a.sb.RuntimePID())
+	for _, e := range a.sb.Extensions() {
+		if got := tmpOf(e.PID); got != ta {
+			t.Errorf("extension %s: TMPDIR %q, the runtime's %q", e.Name, got, ta)
+		}
+	}
+	if ta == "" || ta == tmpOf(b.sb.RuntimePID()) || ta == os.TempDir() {
+		t.Fatalf("TMPDIR %q: not the environment's own (the other's %q, the host's %q)", ta, tmpOf(b.sb.RuntimePID()), os.TempDir())
+	}
+	if fi, err := os.Stat(ta); err != nil || !fi.IsDir() {
+		t.Fatalf("%s: %v", ta, err)
+	}
+	a.sb.Close()
+	if _, err := os.Stat(ta); !os.IsNotExist(err) {
+		t.Errorf("%s outlived its environment: %v", ta, err)
+	}
+}

@@ -152,10 +152,14 @@ type Sandbox struct {
 	// <date>/[<version>]<32 hex>.
 	logStream string
 	cg        *cgroup // nil: uncapped
-	stMu      sync.Mutex
-	st        *state
-	down      bool
-	inits     int
+	// tmp is the environment's own temporary directory (TMPDIR): on
+	// Lambda every execution environment has a /tmp of its own, which
+	// its runtime and extensions share and no other environment sees.
+	tmp   string
+	stMu  sync.Mutex
+	st    *state
+	down  bool
+	inits int
 
 	closeOnce sync.Once
 	closeErr  error // environments initialised so far: after the first, inits are suppressed
@@ -269,11 +273,16 @@ func Start(cfg Config) (*Sandbox, error) {
 		// the environment is initialised before it takes traffic.
 		cfg.InitType = initManaged
 	}
+	tmp, err := os.MkdirTemp("", "sandbox-tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("the environment's /tmp: %w", err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		os.RemoveAll(tmp)
 		return nil, err
 	}
-	s := &Sandbox{cfg: cfg, log: &syncWriter{w: cfg.Log}, ln: ln, slots: make(chan struct{}, cfg.MaxConcurrency),
+	s := &Sandbox{cfg: cfg, log: &syncWriter{w: cfg.Log}, ln: ln, slots: make(chan struct{}, cfg.MaxConcurrency), tmp: tmp,
 		arn:       "arn:aws:lambda:us-east-1:123456789012:function:" + cfg.FunctionName,
 		logStream: time.Now().UTC().Format("2006/01/02") + "/[$LATEST]" + randomHex(16)}
 	switch cg, err := newCgroup(cfg.MemoryMB, cfg.CapResources); {
@@ -329,6 +338,10 @@ func (c Config) idleRuntimes() int {
 // environment.
 const initManaged = "lambda-managed-instances"
 
+// TempDir is the environment's own temporary directory, its processes'
+// TMPDIR (Lambda's /tmp); removed at Close.
+func (s *Sandbox) TempDir() string { return s.tmp }
+
 // RuntimeAPI is the value of AWS_LAMBDA_RUNTIME_API.
 func (s *Sandbox) RuntimeAPI() string { return s.ln.Addr().String() }
 
@@ -345,6 +358,9 @@ func (s *Sandbox) env() []string {
 		"AWS_REGION=us-east-1",
 		"AWS_DEFAULT_REGION=us-east-1",
 		"TZ=:UTC",
+		// The environment's /tmp: its own, as on Lambda, where it is
+		// /tmp itself (os.TempDir, Node's os.tmpdir() read TMPDIR).
+		"TMPDIR=" + s.tmp,
 	}
 	if s.cfg.managed() {
 		env = append(env, "AWS_LAMBDA_MAX_CONCURRENCY="+strconv.Itoa(s.cfg.MaxConcurrency))
@@ -944,6 +960,7 @@ func (s *Sandbox) Close() error {
 		if s.cg != nil {
 			s.cg.remove()
 		}
+		os.RemoveAll(s.tmp)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		s.closeErr = s.srv.Shutdown(ctx)
