@@ -91,10 +91,6 @@ func word(mem []byte, off int) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&mem[off]))
 }
 
-// attached reports whether the extension reads this ring: until it says so,
-// and after it said it is gone, events go by datagram.
-func (r *ring) attached() bool { return r.reader.Load() == wire.RingReaderAttached }
-
 // reserve takes the next free slot. ok is false when the ring is full (the
 // extension has not read the oldest slots yet); used is how many slots are
 // then unread, this one included.

@@ -72,6 +72,17 @@ func figures(b map[string]map[string]float64) []figure {
 	add(spread("  … with one datagram per event (STREAMLENS_COALESCE=1)", "BenchmarkClientRatios", "chunk-uncoalesced/sendto", "×", "info", info)...)
 	add(spread("  … over a connected unix socket / over UDP, one datagram per event", "BenchmarkClientRatios", "unix/udp-uncoalesced", "×", "info", info)...)
 	add(figure{"  … … unix sends refused (queue of 10 datagrams full) in that run", 100 * get("BenchmarkClientRatios", "unix-dropped-share"), "%", "info", info})
+	add(figure{"client per chunk with a ring, no payload hash (reserve, encode, commit)", get("BenchmarkClientRatios", "ring-emit/emit-ns"), "ns", "≤ 100", le(100)},
+		figure{"  … with the payload's SHA-256 (the default)", get("BenchmarkClientRatios", "ring-chunk/chunk-ns"), "ns", "info", info})
+	add(spread("  … ring / datagrams, no payload hash", "BenchmarkClientRatios", "ring-emit/emit", "×", "info", info)...)
+	add(figure{"client allocations per chunk, ring", get("BenchmarkChunkRing", "allocs/op"), "allocs", "0", le(0)})
+	for _, c := range []struct{ sub, name string }{{"cadence-2ms", "at the example's 2 ms per instrument"}, {"back-to-back", "back to back"}} {
+		b := "BenchmarkScenarioClientCost/" + c.sub
+		add(spread("function stream time, client with a ring / client off, "+c.name, b, "ring-stream/off", "×", "≤ 1.01", le(1.01))...)
+		add(spread("function CPU, client with a ring / client off, "+c.name, b, "ring-cpu/off", "×", "≤ 1.05", le(1.05))...)
+		add(figure{"  … function CPU, client over datagrams (STREAMLENS_RING_DIR=off) / client off, median of rounds", get(b, "datagram-cpu/off/median"), "×", "info", info},
+			figure{"  … function CPU per invocation, client off", get(b, "off-cpu-ms"), "ms", "info", info})
+	}
 	add(figure{"client Start (stream state, id, start event encoded; sent with the first chunk)", get("BenchmarkStart", "start-ns") / 1000, "µs", "≤ 2", le(2)},
 		figure{"  … allocations, Start and End", get("BenchmarkStart", "allocs/op"), "allocs", "≤ 1", le(1)})
 	const ttfbU, ttfbC = "BenchmarkScenarioTTFB/uncapped", "BenchmarkScenarioTTFB/capped128"
