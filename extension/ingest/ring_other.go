@@ -15,8 +15,8 @@ func OpenRings(dir string) (*Rings, error) {
 	return nil, errors.New("rings are Linux's")
 }
 
-func (rs *Rings) Dir() string                             { return "" }
-func (rs *Rings) Bell(name string, line func([]byte))     {}
-func (rs *Rings) Drain(final bool, line func([]byte))     {}
-func (rs *Rings) TakeCounts() (torn, lost, refused int64) { return 0, 0, 0 }
-func (rs *Rings) Close()                                  {}
+func (rs *Rings) Dir() string                               { return "" }
+func (rs *Rings) Bell(name string, line func([]byte))       {}
+func (rs *Rings) Drain(final, scan bool, line func([]byte)) {}
+func (rs *Rings) TakeCounts() (torn, lost, refused int64)   { return 0, 0, 0 }
+func (rs *Rings) Close()                                    {}
