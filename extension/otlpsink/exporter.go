@@ -71,7 +71,7 @@ func New(cfg Config, getenv func(string) string) (*Exporter, error) {
 // NewSpanExporter returns the exporter of cfg.Protocol: OTLP/gRPC for
 // config.ProtocolGRPC, else OTLP/HTTP with protobuf.
 func NewSpanExporter(cfg Config, getenv func(string) string) (SpanExporter, error) {
-	tc, err := tlsConfig(cfg.OTLP)
+	tc, err := TLSConfig(cfg.OTLP)
 	if err != nil {
 		return nil, err
 	}
@@ -81,9 +81,10 @@ func NewSpanExporter(cfg Config, getenv func(string) string) (SpanExporter, erro
 	return newHTTP(cfg, newEncoder(cfg, getenv), tc), nil
 }
 
-// tlsConfig returns the TLS configuration of the OTEL_EXPORTER_OTLP_*
-// certificate variables, or nil when none is set.
-func tlsConfig(o config.OTLP) (*tls.Config, error) {
+// TLSConfig returns the TLS configuration of the OTEL_EXPORTER_OTLP_*
+// certificate variables, or nil when none is set: the extension's, and
+// the probe's, which reads the same variables.
+func TLSConfig(o config.OTLP) (*tls.Config, error) {
 	// A client certificate needs both halves; with one (the configuration
 	// has reported it) the spans go without, whichever half it is.
 	clientCert := o.ClientCert != "" && o.ClientKey != ""

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +119,7 @@ func OTLPFromEnv(getenv func(string) string) (*OTLP, error) {
 	if !set("STREAMLENS_OTLP_TIMEOUT_MS", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") {
 		o.Timeout = defaultOTLPTimeout
 	}
-	tc, err := tlsConfig(o)
+	tc, err := otlpsink.TLSConfig(o)
 	if err != nil {
 		// The export would fail on every span: said once, here.
 		return nil, errors.Join(cfgErr, fmt.Errorf("probe: otlp: %w", err))
@@ -146,33 +143,6 @@ func OTLPFromEnv(getenv func(string) string) (*OTLP, error) {
 		client:   &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		resource: resource(o, getenv),
 	}, cfgErr
-}
-
-// tlsConfig returns the TLS configuration of the OTEL_EXPORTER_OTLP_*
-// certificate variables, or nil when none is set.
-func tlsConfig(o config.OTLP) (*tls.Config, error) {
-	if o.CACert == "" && o.ClientCert == "" {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.CACert != "" {
-		pem, err := os.ReadFile(o.CACert)
-		if err != nil {
-			return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CERTIFICATE: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CERTIFICATE %s: no PEM certificate in it", o.CACert)
-		}
-	}
-	if o.ClientCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.ClientCert, o.ClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/_KEY: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // resource is the span's resource: the service, the SDK, where the probe
