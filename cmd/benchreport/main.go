@@ -81,7 +81,9 @@ func figures(b map[string]map[string]float64) []figure {
 		add(spread("function stream time, client with a ring / client off, "+c.name, b, "ring-stream/off", "×", "≤ 1.01", le(1.01))...)
 		add(spread("function CPU, client with a ring / client off, "+c.name, b, "ring-cpu/off", "×", "≤ 1.05", le(1.05))...)
 		add(figure{"  … function CPU, client over datagrams (STREAMLENS_RING_DIR=off) / client off, median of rounds", get(b, "datagram-cpu/off/median"), "×", "info", info},
-			figure{"  … function CPU per invocation, client off", get(b, "off-cpu-ms"), "ms", "info", info})
+			figure{"  … function CPU per invocation, client off", get(b, "off-cpu-ms"), "ms", "info", info},
+			figure{"  … extension CPU per invocation, events in the ring", get(b, "ring-ext-cpu-ms"), "ms", "info", info},
+			figure{"  … … events over datagrams", get(b, "datagram-ext-cpu-ms"), "ms", "info", info})
 	}
 	add(figure{"client Start (stream state, id, start event encoded; sent with the first chunk)", get("BenchmarkStart", "start-ns") / 1000, "µs", "≤ 2", le(2)},
 		figure{"  … allocations, Start and End", get("BenchmarkStart", "allocs/op"), "allocs", "≤ 1", le(1)})
