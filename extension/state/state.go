@@ -240,6 +240,16 @@ func (t *Table) Apply(ev *protocol.Event, now time.Time) (progress bool) {
 				if s.lastNs != 0 {
 					rec.IntervalMs = t.plausibleMs(s.lastNs, ev.TimeNs)
 				}
+				if s.chunks == nil && s.expected > 0 {
+					// Sized once from the start's expected count: growing
+					// by appends makes about twice the stream's chunk
+					// records in garbage, which the GC pays for after
+					// some invocation's runtime finished. At most
+					// presizeChunks: a start is the function's word, and a
+					// flood of starts promising thousands must not reserve
+					// what they never send.
+					s.chunks = make([]Chunk, 0, min(s.expected, int64(t.maxChunks), presizeChunks))
+				}
 				s.chunks = append(s.chunks, rec)
 			} else {
 				s.chunkEventsOverCap++
@@ -267,6 +277,11 @@ func reordered(s *stream, ev *protocol.Event) bool {
 	}
 	return false
 }
+
+// presizeChunks bounds the chunk records reserved for a stream from its
+// start's expected count (4 KiB): a bundle of up to 128 instruments, in one
+// allocation.
+const presizeChunks = 128
 
 // maxSeqTracked bounds the per-stream bitset of chunk sequence numbers;
 // beyond it duplicates are not recognised (counts stay bounded either way).
