@@ -26,7 +26,9 @@ type StartOptions struct {
 	// unknown.
 	Expected int
 	// TraceParent is the W3C traceparent of the function's span. Empty means:
-	// take it from the span context in ctx (OpenTelemetry), if there is one.
+	// take it from the span context in ctx (OpenTelemetry), if there is one;
+	// a remote one there (the caller's, extracted from the request, with no
+	// span of the function's own) is sent as the caller's.
 	TraceParent string
 	// BundleID and ClientID become searchable properties, never dimensions.
 	BundleID, ClientID string
@@ -169,11 +171,11 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 	s.h.TimeNs = start.UnixNano()
 	s.mono0, s.wall0 = now, now.UnixNano()
 	s.chunkPrefix = wire.AppendChunkPrefix(s.prefixBuf[:0], s.h.StreamID, s.h.RequestID)
-	tp := o.TraceParent
+	tp, caller := o.TraceParent, false
 	if tp == "" {
-		tp = TraceParent(ctx)
+		tp, caller = traceParent(ctx)
 	}
-	st := wire.Start{Expected: s.expected, TraceParent: tp, BundleID: o.BundleID, ClientID: o.ClientID}
+	st := wire.Start{Expected: s.expected, TraceParent: tp, CallerParent: caller, BundleID: o.BundleID, ClientID: o.ClientID}
 	if r := c.usableRing(); r != nil {
 		// Committed now, in memory: a crash before the first chunk still
 		// leaves the stream's start for the extension to read.
@@ -446,9 +448,19 @@ const endYields = 3
 // "" when ctx carries none. The extension parents the stream's span on it, so
 // the span joins the function's own trace.
 func TraceParent(ctx context.Context) string {
+	tp, _ := traceParent(ctx)
+	return tp
+}
+
+// traceParent is TraceParent, and whether the span context is the caller's
+// (remote: taken from the request, with no span of the function's own
+// started from it). The extension then makes the stream's span the
+// invocation's server span under the caller's, as the FaaS conventions
+// want, rather than a span inside a function span nobody exports.
+func traceParent(ctx context.Context) (tp string, caller bool) {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
-		return ""
+		return "", false
 	}
-	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
+	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String(), sc.IsRemote()
 }

@@ -12,6 +12,9 @@ func AppendStart(dst []byte, h Header, s Start) []byte {
 		dst = appendInt(dst, "exp", s.Expected)
 	}
 	dst = appendStr(dst, "tp", s.TraceParent)
+	if s.CallerParent {
+		dst = append(dst, " tpr=1"...)
+	}
 	dst = appendStr(dst, "bundle", s.BundleID)
 	dst = appendStr(dst, "client", s.ClientID)
 	return append(dst, '\n')

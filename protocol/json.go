@@ -12,16 +12,18 @@ type JSON struct {
 	TimeNs      int64  `json:"timeNs,string"`
 	Expected    *int64 `json:"expected,omitempty"`
 	TraceParent string `json:"traceparent,omitempty"`
-	BundleID    string `json:"bundleId,omitempty"`
-	ClientID    string `json:"clientId,omitempty"`
-	Instrument  string `json:"instrument,omitempty"`
-	Bytes       *int64 `json:"bytes,omitempty"`
-	Flags       string `json:"flags,omitempty"`
-	Delivered   *int64 `json:"delivered,omitempty"`
-	SHA256      string `json:"sha256,omitempty"`
-	Declared    string `json:"declared,omitempty"`
-	Status      string `json:"status,omitempty"`
-	Dropped     *int64 `json:"dropped,omitempty"`
+	// CallerParent: the traceparent is the caller's (tpr=1).
+	CallerParent bool   `json:"callerParent,omitempty"`
+	BundleID     string `json:"bundleId,omitempty"`
+	ClientID     string `json:"clientId,omitempty"`
+	Instrument   string `json:"instrument,omitempty"`
+	Bytes        *int64 `json:"bytes,omitempty"`
+	Flags        string `json:"flags,omitempty"`
+	Delivered    *int64 `json:"delivered,omitempty"`
+	SHA256       string `json:"sha256,omitempty"`
+	Declared     string `json:"declared,omitempty"`
+	Status       string `json:"status,omitempty"`
+	Dropped      *int64 `json:"dropped,omitempty"`
 }
 
 // ToJSON converts a decoded event.
@@ -31,6 +33,7 @@ func (e *Event) ToJSON() JSON {
 	switch e.Kind {
 	case KindStart:
 		j.Expected, j.TraceParent, j.BundleID, j.ClientID = p(e.Start.Expected), e.Start.TraceParent, e.Start.BundleID, e.Start.ClientID
+		j.CallerParent = e.Start.CallerParent
 	case KindChunk:
 		j.Instrument, j.Bytes = e.Chunk.Instrument, p(e.Chunk.Bytes)
 		for _, f := range []struct {

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -306,5 +307,22 @@ func TestDecoderSharesRepeatedStrings(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations decoding a repeated event, want 0", allocs)
+	}
+}
+
+// tpr=1 says the traceparent is the caller's; it round-trips, and anything
+// but 0 or 1 is a bad field (an old decoder ignores the key).
+func TestCallerParentKey(t *testing.T) {
+	h := Header{StreamID: "s", RequestID: "r", TimeNs: 1732300000000000000}
+	line := AppendStart(nil, h, Start{Expected: -1, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", CallerParent: true})
+	var got []Event
+	Decode(line, func(e *Event) { got = append(got, *e) }, func(err error) { t.Error(err) })
+	if len(got) != 1 || !got[0].Start.CallerParent || !bytes.Contains(line, []byte(" tpr=1")) {
+		t.Errorf("%q -> %+v", line, got)
+	}
+	bad := 0
+	Decode([]byte("sl1 start s r 0 1732300000000000000 tpr=2\n"), func(*Event) {}, func(error) { bad++ })
+	if bad != 1 {
+		t.Errorf("tpr=2 accepted")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/streamlens/streamlens/client"
 	"github.com/streamlens/streamlens/protocol"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The Go client is a module of its own (client/go.mod) and cannot import
@@ -143,5 +145,50 @@ func TestClientRoundTrip(t *testing.T) {
 	if sum.Status.String() != protocol.StatusError.String() || uint8(client.StatusComplete) != uint8(protocol.StatusComplete) ||
 		uint8(client.StatusAborted) != uint8(protocol.StatusAborted) || client.DefaultAddr != protocol.DefaultAddr {
 		t.Errorf("summary %+v: client and protocol disagree", sum)
+	}
+}
+
+// A span context the function extracted from the request (remote: the
+// caller's, no span of the function's own) is sent as the caller's
+// (tpr=1); the function's own span is not.
+func TestClientSendsTheCallersParentAsSuch(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := client.New(pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true})
+	for _, tc := range []struct {
+		ctx    context.Context
+		caller bool
+	}{
+		{trace.ContextWithRemoteSpanContext(context.Background(), sc), true},
+		{trace.ContextWithSpanContext(context.Background(), sc.WithRemote(false)), false},
+	} {
+		s := c.Start(tc.ctx, io.Discard, client.StartOptions{RequestID: "r"})
+		s.End(client.EndOptions{})
+		buf := make([]byte, protocol.MaxDatagram)
+		pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var start *protocol.Event
+		protocol.Decode(buf[:n], func(e *protocol.Event) {
+			if e.Kind == protocol.KindStart {
+				ev := *e
+				start = &ev
+			}
+		}, func(err error) { t.Error(err) })
+		if start == nil || start.Start.TraceParent != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" || start.Start.CallerParent != tc.caller {
+			t.Errorf("remote %v: start %+v", tc.caller, start)
+		}
 	}
 }

@@ -88,7 +88,12 @@ class Record {
     this.rs = rs;
     this.requestId = context && context.awsRequestId ? String(context.awsRequestId) : 'unknown';
     this.startTime = Date.now();
-    this.traceparent = activeTraceparent() || xrayTraceparent(context && context.xRayTraceId);
+    // The function's own active span, else the caller's X-Ray segment:
+    // the caller's, so the extension makes the stream's span the
+    // invocation's server span under it (callerParent, tpr=1).
+    const own = activeTraceparent();
+    this.traceparent = own || xrayTraceparent(context && context.xRayTraceId);
+    this.callerParent = !own && !!this.traceparent;
     this.stream = null; // the client's Stream, made once the start is due
     this.yielded = false;
     this.done = false;
@@ -110,7 +115,8 @@ class Record {
       return false;
     }
     this.stream = getClient().start(null, {
-      requestId: this.requestId, startTime: this.startTime, traceparent: this.traceparent, _auto: true,
+      requestId: this.requestId, startTime: this.startTime, traceparent: this.traceparent,
+      callerParent: this.callerParent, _auto: true,
     });
     return true;
   }

@@ -58,7 +58,8 @@ function field(key, value) {
 function encodeStart(h, s) {
   let line = header('start', h);
   if (s.expected !== undefined && s.expected >= 0) line += ` exp=${s.expected}`;
-  return line + field('tp', s.traceparent) + field('bundle', s.bundleId) + field('client', s.clientId) + '\n';
+  return line + field('tp', s.traceparent) + (s.traceparent && s.callerParent ? ' tpr=1' : '') +
+    field('bundle', s.bundleId) + field('client', s.clientId) + '\n';
 }
 
 function encodeChunk(h, c) {
@@ -242,9 +243,10 @@ class Client {
   }
 
   // start begins recording a stream written to responseStream (a Writable).
-  // opts: { requestId (context.awsRequestId), expected, traceparent, bundleId,
-  // clientId, startTime (ms since epoch; default now), explicitFirstUseful,
-  // skipPayloadHash }.
+  // opts: { requestId (context.awsRequestId), expected, traceparent,
+  // callerParent (the traceparent is the caller's, taken from the request:
+  // the function made no span of its own), bundleId, clientId, startTime
+  // (ms since epoch; default now), explicitFirstUseful, skipPayloadHash }.
   start(responseStream, opts = {}) {
     return new Stream(this, responseStream, opts);
   }
@@ -330,7 +332,8 @@ class Stream {
     // The start waits for the first chunk, to share its datagram (or 2 ms,
     // so a stream slow to its first byte is still known to the extension).
     this._queue(encodeStart(this._h(this._wall0), {
-      expected: this._expected, traceparent: opts.traceparent, bundleId: opts.bundleId, clientId: opts.clientId,
+      expected: this._expected, traceparent: opts.traceparent, callerParent: opts.callerParent,
+      bundleId: opts.bundleId, clientId: opts.clientId,
     }), false);
   }
 

@@ -31,9 +31,10 @@ const scopeName = "github.com/streamlens/streamlens/extension"
 type parentKind uint8
 
 const (
-	noParent    parentKind = iota // a new trace
-	traceParent                   // the traceparent the function sent: the function's own span
-	xrayParent                    // the INVOKE event's X-Ray header: the caller's segment
+	noParent     parentKind = iota // a new trace
+	traceParent                    // the traceparent the function sent: the function's own span
+	xrayParent                     // the INVOKE event's X-Ray header: the caller's segment
+	callerParent                   // the traceparent the function took from the request: the caller's span
 )
 
 func (k parentKind) String() string {
@@ -42,6 +43,8 @@ func (k parentKind) String() string {
 		return "traceparent"
 	case xrayParent:
 		return "xray"
+	case callerParent:
+		return "caller"
 	}
 	return "root"
 }
@@ -62,6 +65,9 @@ type parent struct {
 // else the INVOKE event's X-Ray header, else none.
 func parentOf(r *state.Result) parent {
 	if p, ok := parseTraceParent(r.TraceParent); ok {
+		if r.CallerParent {
+			p.kind = callerParent
+		}
 		return p
 	}
 	if p, ok := parseXRay(r.XRayTrace); ok {
@@ -249,8 +255,10 @@ func errorType(r *state.Result) string {
 // has one SERVER span, named after the function, with faas.trigger=http.
 // When the function sent its own span (a traceparent), that span is the
 // server span, and the stream's is INTERNAL inside it, named "stream". Else
-// (an X-Ray parent, or none) the stream's span is the invocation's server
-// span, and so is named after the function (AWS_LAMBDA_FUNCTION_NAME).
+// (the caller's span: a traceparent the function took from the request,
+// or an X-Ray parent; or none) the stream's span is the invocation's
+// server span, and so is named after the function
+// (AWS_LAMBDA_FUNCTION_NAME).
 func (e *encoder) appendSpan(b pb, r *state.Result) pb {
 	p := parentOf(r)
 	tid := p.traceID

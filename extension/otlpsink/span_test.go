@@ -380,6 +380,26 @@ func TestSpanUnderTheFunctionsSpan(t *testing.T) {
 	}
 }
 
+// A traceparent the function took from the request (the caller's span,
+// CallerParent) makes the stream's span the invocation's SERVER span, named
+// after the function, under the caller's: the FaaS conventions' shape, and
+// no parent nobody exports.
+func TestSpanUnderTheCallersSpan(t *testing.T) {
+	col := newCollector(t)
+	e := newExporter(t, config.OTLP{URL: col.url, ServiceName: "pricing", Sampler: defaultSampler}, nil)
+	r := healthy()
+	r.TraceParent, r.CallerParent = tpSampled, true
+	if lost, err := e.Export(context.Background(), []state.Result{r}); lost != 0 || err != nil {
+		t.Fatalf("lost %d: %v", lost, err)
+	}
+	sp := decodeStrict(t, col.requests()[0].body).ResourceSpans[0].ScopeSpans[0].Spans[0]
+	a := attrs(sp.Attributes)
+	if hex.EncodeToString(sp.ParentSpanId) != "00f067aa0ba902b7" || sp.Kind != tracepb.Span_SPAN_KIND_SERVER || a["faas.trigger"] != "http" ||
+		sp.Name == "stream" || a["streamlens.parent"] != "caller" || a["streamlens.sampling.reason"] != "parent" {
+		t.Errorf("%v", sp)
+	}
+}
+
 // Retryable answers are retried within the budget; others are not; a
 // partial success loses just the rejected spans.
 func TestExportRetriesAndPartialSuccess(t *testing.T) {

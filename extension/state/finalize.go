@@ -20,15 +20,18 @@ const maxFlushedMemory = 4096
 type Result struct {
 	QuoteID, RequestID              string
 	BundleID, ClientID, TraceParent string
-	Time                            time.Time
-	TTFBMs                          float64
-	HasTTFB                         bool
-	Chunks                          []Chunk
-	Delivered, Expected             int64 // Expected -1: unknown
-	Bytes                           int64
-	Verdict                         Verdict // decided once, here: sinks read it
-	Status                          string
-	Dropped                         int64
+	// CallerParent: TraceParent is the caller's span (the function made
+	// none of its own), not the function's.
+	CallerParent        bool
+	Time                time.Time
+	TTFBMs              float64
+	HasTTFB             bool
+	Chunks              []Chunk
+	Delivered, Expected int64 // Expected -1: unknown
+	Bytes               int64
+	Verdict             Verdict // decided once, here: sinks read it
+	Status              string
+	Dropped             int64
 	// BlockedMs is the time the function's writer spent blocked writing the
 	// stream (backpressure from a slow caller), BlockedMaxMs the longest
 	// single block, as the client measured them (HasBlocked).
@@ -437,7 +440,7 @@ func (t *Table) TakeCounters() counters.Counters {
 
 func (t *Table) result(s *stream, open Failure) Result {
 	r := Result{
-		QuoteID: s.streamID, RequestID: s.requestID, BundleID: s.bundleID, ClientID: s.clientID, TraceParent: s.traceParent,
+		QuoteID: s.streamID, RequestID: s.requestID, BundleID: s.bundleID, ClientID: s.clientID, TraceParent: s.traceParent, CallerParent: s.callerParent,
 		Chunks: s.chunks, Delivered: s.payloadChunks, Expected: s.expected, Bytes: s.payloadBytes,
 		Status: "none", Integrity: -1, PlatformLatencyMs: -1,
 	}

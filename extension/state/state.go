@@ -36,6 +36,7 @@ type stream struct {
 	startNs            int64
 	expected           int64
 	traceParent        string
+	callerParent       bool // traceParent is the caller's span, not the function's
 	bundleID, clientID string
 	chunks             []Chunk
 	payloadChunks      int64
@@ -202,6 +203,7 @@ func (t *Table) Apply(ev *protocol.Event, now time.Time) (progress bool) {
 		s.startNs = ev.TimeNs
 		s.expected = ev.Start.Expected
 		s.traceParent = ev.Start.TraceParent
+		s.callerParent = ev.Start.CallerParent
 		s.bundleID = ev.Start.BundleID
 		s.clientID = ev.Start.ClientID
 		if s.lastNs == 0 || !plausible(s.startNs, s.lastNs) {

@@ -158,6 +158,8 @@ func (d *Decoder) decodeLine(line []byte, ev *Event) error {
 				ev.Start.Expected, err = parseCount(val, MaxCount)
 			case "tp":
 				ev.Start.TraceParent, err = unescape(val, MaxValueLen)
+			case "tpr":
+				ev.Start.CallerParent, err = parseFlag(val)
 			case "bundle":
 				ev.Start.BundleID, err = d.value(val)
 			case "client":
@@ -383,4 +385,15 @@ func unhex(c byte) int {
 		return int(c - 'A' + 10)
 	}
 	return -1
+}
+
+// parseFlag reads a 0 or 1.
+func parseFlag(v []byte) (bool, error) {
+	switch string(v) {
+	case "0":
+		return false, nil
+	case "1":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: want 0 or 1", ErrField)
 }

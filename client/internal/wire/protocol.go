@@ -97,8 +97,13 @@ type Header struct {
 type Start struct {
 	Expected    int64  // expected payload chunks; -1 if unknown
 	TraceParent string // W3C traceparent, optional
-	BundleID    string // optional property
-	ClientID    string // optional property
+	// CallerParent: TraceParent is the caller's span (the function took
+	// it from the request and made no span of its own), so the stream's
+	// span is the invocation's server span; otherwise it is the function's
+	// own span, which the stream's goes inside. Optional key tpr=1.
+	CallerParent bool
+	BundleID     string // optional property
+	ClientID     string // optional property
 }
 
 // Chunk records one write to the response stream.

@@ -198,4 +198,7 @@ test('trace context: a sampled X-Ray header becomes the stream traceparent; anyt
   await h({}, ric(new Inner()), c);
   const ev = await stream(c.awsRequestId, 3);
   assert.equal(ev[0].traceparent, '00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01');
+  // The caller's segment: the extension makes the stream's span the
+  // invocation's server span under it.
+  assert.equal(ev[0].callerParent, true);
 });
