@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	envelope := fs.String("envelope", settings.Envelope, "how the body is read: pricing (quote lines, BUNDLE_COMPLETE with its SHA-256 checked), lines, raw (STREAMLENS_PROBE_ENVELOPE)")
 	region := fs.String("sigv4", "", "sign for an AWS_IAM function URL in this region, with the default credentials")
 	asJSON := fs.Bool("json", false, "one JSON result per request")
+	leave := fs.Int("leave-after", 0, "go away after this many chunks, as a caller that gives up (the span's caller_left event; the function's span says how long it went on); 0: read to the end")
 	live := fs.String("live", envOr(getenv, "STREAMLENS_PROBE_LIVE", "auto"), "live view on stderr while a request runs: auto (when stderr is a terminal), on, off (STREAMLENS_PROBE_LIVE)")
 	emfOut := fs.String("emf", getenv("STREAMLENS_PROBE_EMF"), "write each result as a CloudWatch EMF line to this file (- for stdout; appended); empty: none (STREAMLENS_PROBE_EMF)")
 	name := fs.String("name", settings.Name, "the probe's name, its Probe dimension and span attribute (STREAMLENS_PROBE_NAME); default: the URL's host")
@@ -73,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *name == "" {
 		*name = probe.DefaultName(*url)
 	}
-	cfg := probe.Config{URL: *url, Envelope: *envelope, Header: http.Header{}}
+	cfg := probe.Config{URL: *url, Envelope: *envelope, Header: http.Header{}, LeaveAfter: *leave}
 	for _, h := range hs {
 		k, v, ok := strings.Cut(h, ":")
 		if !ok {

@@ -437,3 +437,78 @@ func TestOneTraceThroughARealCollector(t *testing.T) {
 			s.resource["faas.name"], len(eventTimes(s, "chunk")))
 	}
 }
+
+// A caller that goes away at chunk 10 of 40 (issue 28). Lambda does not
+// stop an invocation whose caller left, and bills it in full; neither the
+// function nor the extension is told. One trace shows what followed: the
+// probe's caller_left event, then the function's SERVER span going on to
+// its 40th chunk. The span's end minus the caller's leaving is the compute
+// spent for nobody, and the function's memory (faas.max_memory) makes it
+// GB-seconds.
+func TestCallerWhoLeftShowsTheComputeThatFollowed(t *testing.T) {
+	col := startCollector(t)
+	e := start(t, func(c *sandbox.Config) {
+		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT="+col.grpcURL,
+			"OTEL_TRACES_SAMPLER=always_on", "OTEL_EXPORTER_OTLP_TIMEOUT=2000")
+	})
+	srv := httptest.NewServer(e.sb.URLHandler())
+	defer srv.Close()
+	probeEnv := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": col.httpURL, "OTEL_SERVICE_NAME": "pricing-caller"}
+	exp, err := probe.OTLPFromEnv(func(k string) string { return probeEnv[k] })
+	if err != nil || exp == nil {
+		t.Fatalf("the probe's exporter: %v", err)
+	}
+	ctx := context.Background()
+	r, err := probe.Run(ctx, probe.Config{URL: srv.URL + "/?instruments=40&delay_ms=5", LeaveAfter: 10})
+	if err != nil || r.Left == 0 || len(r.Chunks) != 10 || !r.Truncated {
+		t.Fatalf("a caller leaving after 10 chunks: %v %+v", err, r)
+	}
+	if err := exp.Export(ctx, r, "e2e"); err != nil {
+		t.Fatalf("the collector refused the probe's span: %v", err)
+	}
+	// The function went on: its stream ends complete, 40 quotes, whatever
+	// the caller did.
+	if s := e.onlyStream(t); s.num("ChunksDelivered") != 40 || s.num("StreamTruncated") != 0 {
+		t.Errorf("the function after its caller left: delivered %v truncated %v", s["ChunksDelivered"], s["StreamTruncated"])
+	}
+	e.sb.Close() // the extension's SHUTDOWN exports its span
+	tid := traceIDOf(r.TraceParent)
+	var client, fn cspan
+	col.waitSpans(t, "the probe's span and the function's", func(all []cspan) bool {
+		n := 0
+		for _, s := range all {
+			if s.TraceID().String() != tid {
+				continue
+			}
+			n++
+			if s.resource["service.name"] == "pricing-caller" {
+				client = s
+			} else {
+				fn = s
+			}
+		}
+		return n == 2 && client.Span != (ptrace.Span{}) && fn.Span != (ptrace.Span{})
+	})
+	var left time.Time
+	for i := 0; i < client.Events().Len(); i++ {
+		if ev := client.Events().At(i); ev.Name() == "caller_left" {
+			left = ev.Timestamp().AsTime()
+		}
+	}
+	chunks := eventTimes(fn, "chunk")
+	after := 0
+	for _, at := range chunks {
+		if at.After(left) {
+			after++
+		}
+	}
+	end := fn.EndTimestamp().AsTime()
+	if left.IsZero() || fn.ParentSpanID() != client.SpanID() || len(chunks) != 40 || after < 20 || !end.After(left) {
+		t.Fatalf("caller_left %v, the function's span (parent %s, the client %s) ends %v with %d chunks, %d after the caller left",
+			left, fn.ParentSpanID(), client.SpanID(), end, len(chunks), after)
+	}
+	mem, _ := fn.resource["faas.max_memory"].(int64)
+	wasted := end.Sub(left)
+	t.Logf("figure: compute after the caller left: %v, %d of 40 chunks, %.6f GB-s at %d MB",
+		wasted, after, wasted.Seconds()*float64(mem)/(1<<30), mem>>20)
+}

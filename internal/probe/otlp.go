@@ -310,6 +310,12 @@ func Span(r Result, name string, maxEvents int) (*tracepb.Span, bool) {
 			}})
 	}
 	s.DroppedEventsCount = uint32(len(r.Chunks) - kept)
+	if r.Left > 0 {
+		// The caller went away here; the function's span in the same
+		// trace says how long the function went on for nobody.
+		s.Events = append(s.Events, &tracepb.Span_Event{TimeUnixNano: nano(r.Left), Name: "caller_left",
+			Attributes: []*commonpb.KeyValue{integer("streamlens.chunks_received", int64(len(r.Chunks)))}})
+	}
 	return s, true
 }
 

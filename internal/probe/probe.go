@@ -55,6 +55,13 @@ type Config struct {
 	// next chunk's time is taken after it returns) and must not keep p's
 	// slices.
 	Progress func(p Progress)
+	// LeaveAfter, when > 0, makes the probe a caller that goes away after
+	// that many chunks: it closes the connection. Lambda does not stop an
+	// invocation whose caller left (and bills it in full): the function's
+	// span, in the same trace, ends when the function did, and the time
+	// between the probe's caller_left event and that end is the compute
+	// spent for nobody.
+	LeaveAfter int
 }
 
 // Progress is a stream as far as it has arrived.
@@ -98,6 +105,9 @@ type Result struct {
 	// ErrorType and ErrorBody are Lambda's error trailers (an error after
 	// the first byte), or the header of an error before it.
 	ErrorType, ErrorBody string
+	// Left is when the probe went away (Config.LeaveAfter), from the
+	// request's start; 0: it read to the end.
+	Left time.Duration
 	// Truncated is the caller's verdict: an error, no end marker where the
 	// envelope has one, or a hash that does not match.
 	Truncated bool
@@ -175,7 +185,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r.Status = resp.StatusCode
 	r.ErrorType = resp.Header.Get(trailerErrorType)
 	progress()
-	if err := read(resp.Body, cfg.Envelope, sent, &r, progress); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+	switch err := read(resp.Body, cfg.Envelope, sent, &r, progress, cfg.LeaveAfter); {
+	case errors.Is(err, errLeft):
+		r.Left = time.Since(sent)
+		resp.Body.Close() // the caller is gone: the connection with it
+		r.Truncated, r.Reason = true, fmt.Sprintf("caller left after %d chunks", len(r.Chunks))
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
 		r.Truncated, r.Reason = true, "read: "+err.Error()
 	}
 	r.Total = time.Since(sent)
@@ -203,8 +218,12 @@ func since(t time.Time) time.Duration {
 	return time.Since(t)
 }
 
-// read reads the body as envelope says, chunk by chunk.
-func read(body io.Reader, envelope string, sent time.Time, r *Result, progress func()) error {
+// errLeft: the probe left after Config.LeaveAfter chunks, as asked.
+var errLeft = errors.New("caller left")
+
+// read reads the body as envelope says, chunk by chunk; after leaveAfter
+// chunks (> 0) it stops with errLeft.
+func read(body io.Reader, envelope string, sent time.Time, r *Result, progress func(), leaveAfter int) error {
 	if envelope == Raw {
 		buf := make([]byte, 32<<10)
 		for {
@@ -217,6 +236,9 @@ func read(body io.Reader, envelope string, sent time.Time, r *Result, progress f
 					r.FirstUseful = at
 				}
 				progress()
+				if leaveAfter > 0 && len(r.Chunks) >= leaveAfter {
+					return errLeft
+				}
 			}
 			if err == io.EOF {
 				return nil
@@ -257,6 +279,9 @@ func read(body io.Reader, envelope string, sent time.Time, r *Result, progress f
 			}
 			r.Chunks = append(r.Chunks, c)
 			progress()
+			if leaveAfter > 0 && len(r.Chunks) >= leaveAfter {
+				return errLeft
+			}
 		}
 		if err == io.EOF {
 			return nil
