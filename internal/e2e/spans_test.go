@@ -150,20 +150,24 @@ func countEvents(s span, name string) int {
 	return n
 }
 
-func TestSpanJoinsTheFunctionsTrace(t *testing.T) {
+func TestSpanJoinsTheCallersTrace(t *testing.T) {
 	rcv := newReceiver(t)
 	e := start(t, withOTLP(rcv.url))
 	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	res, _ := e.invokeWith(t, "instruments=50&bundle=EQ-EU-50", map[string]string{"traceparent": "00-" + tid + "-" + sid + "-01"})
 	emf := e.onlyStream(t)
 	s := rcv.one(t, e)
-	if s.traceID != tid || s.parentID != sid || s.name != "stream" {
-		t.Errorf("span %s trace %s parent %s", s.name, s.traceID, s.parentID)
+	// The pricing function makes no span of its own: the caller's
+	// traceparent, extracted from the request, is the parent, and the
+	// stream's span is the invocation's server span, named after the
+	// function.
+	if s.traceID != tid || s.parentID != sid || s.name != "pricing" || s.attrs["faas.trigger"] != "http" {
+		t.Errorf("span %s trace %s parent %s faas.trigger %v", s.name, s.traceID, s.parentID, s.attrs["faas.trigger"])
 	}
 	for k, want := range map[string]any{
 		"faas.invocation_id": res.RequestID, "streamlens.quote_id": emf.str("QuoteId"), "streamlens.bundle_id": "EQ-EU-50",
 		"streamlens.chunks.delivered": int64(50), "streamlens.chunks.expected": int64(50), "streamlens.truncated": false,
-		"streamlens.status": "complete", "streamlens.parent": "traceparent", "faas.coldstart": true, "aws.lambda.invoked_arn": "arn:aws:lambda:us-east-1:123456789012:function:pricing",
+		"streamlens.status": "complete", "streamlens.parent": "caller", "faas.coldstart": true, "aws.lambda.invoked_arn": "arn:aws:lambda:us-east-1:123456789012:function:pricing",
 	} {
 		if s.attrs[k] != want {
 			t.Errorf("attribute %s = %v (%T), want %v", k, s.attrs[k], s.attrs[k], want)
