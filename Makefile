@@ -10,6 +10,8 @@ FUZZ_OTLP ?= 200000x
 FUZZ_LIST ?= 200000x
 FUZZ_OPENSLO ?= 20000x
 FUZZ_EMF ?= 100000x
+# A ring file per execution: about 400 a second.
+FUZZ_RING ?= 8000x
 # staticcheck, fetched through the Go module proxy at a pinned version.
 STATICCHECK ?= v0.8.2
 # Static, stripped and reproducible: no paths, no build id, no VCS stamp.
@@ -118,6 +120,7 @@ fuzz:
 	$(GO) test ./extension/otlpsink -run '^$$' -fuzz '^FuzzDecodePartialSuccess$$' -fuzztime $(FUZZ_OTLP)
 	$(GO) test ./extension/config -run '^$$' -fuzz '^FuzzRedactURL$$' -fuzztime $(FUZZ_LIST)
 	$(GO) test ./emf -run '^$$' -fuzz '^FuzzAppendValue$$' -fuzztime $(FUZZ_EMF)
+	$(GO) test ./extension/ingest -run '^$$' -fuzz '^FuzzRing$$' -fuzztime $(FUZZ_RING)
 
 clean:
 	rm -rf $(BIN) out dist
