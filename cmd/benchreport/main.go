@@ -85,6 +85,11 @@ func figures(b map[string]map[string]float64) []figure {
 			figure{"  … extension CPU per invocation, events in the ring", get(b, "ring-ext-cpu-ms"), "ms", "info", info},
 			figure{"  … … events over datagrams", get(b, "datagram-ext-cpu-ms"), "ms", "info", info})
 	}
+	const hc = "BenchmarkScenarioExtensionCPUvsHoneycomb"
+	add(spread("extension CPU per invocation at 2 ms per instrument / Honeycomb's Lambda extension, same run", hc, "ext-cpu/honeycomb", "×", "≤ 1.5", le(1.5))...)
+	add(figure{"  … streamlens (client on, events in the ring)", get(hc, "streamlens-ext-cpu-ms"), "ms", "info", info},
+		figure{"  … Honeycomb's extension", get(hc, "honeycomb-ext-cpu-ms"), "ms", "info", info},
+		figure{"  … / the minimal extension, median of rounds", get(hc, "ext-cpu/minimal/median"), "×", "info", info})
 	add(figure{"client Start (stream state, id, start event encoded; sent with the first chunk)", get("BenchmarkStart", "start-ns") / 1000, "µs", "≤ 2", le(2)},
 		figure{"  … allocations, Start and End", get("BenchmarkStart", "allocs/op"), "allocs", "≤ 1", le(1)})
 	const ttfbU, ttfbC = "BenchmarkScenarioTTFB/uncapped", "BenchmarkScenarioTTFB/capped128"
