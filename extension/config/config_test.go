@@ -405,3 +405,23 @@ func TestOTLPProtocol(t *testing.T) {
 		}
 	}
 }
+
+// STREAMLENS_RING_DIR: an absolute, clean path; off; anything else falls
+// back to $TMPDIR/.streamlens and is reported.
+func TestRingDir(t *testing.T) {
+	for v, want := range map[string]string{
+		"":               protocol.DefaultRingDir(),
+		"off":            "",
+		"/tmp/sl-rings":  "/tmp/sl-rings",
+		"rings":          protocol.DefaultRingDir(),
+		"/tmp/../etc/sl": protocol.DefaultRingDir(),
+		"/":              protocol.DefaultRingDir(),
+	} {
+		env := map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "STREAMLENS_RING_DIR": v}
+		c, err := FromEnv(func(k string) string { return env[k] }, "streamlens")
+		bad := want == protocol.DefaultRingDir() && v != ""
+		if c.RingDir != want || (err != nil) != bad || bad && !strings.Contains(err.Error(), "STREAMLENS_RING_DIR") {
+			t.Errorf("%q: ring dir %q, err %v; want %q", v, c.RingDir, err, want)
+		}
+	}
+}
