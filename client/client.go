@@ -2,7 +2,8 @@
 //
 // A function wraps its response writer in a Stream; every chunk written through
 // it becomes an event for the extension. On Linux, with the extension's ring
-// directory present (STREAMLENS_RING_DIR, default /tmp/.streamlens), events
+// directory present (STREAMLENS_RING_DIR, default $TMPDIR/.streamlens:
+// /tmp/.streamlens on Lambda), events
 // are committed into a ring file this process maps: memory stores, no system
 // call, no timer, and an event committed before its write returns survives a
 // crash of the process the next instant. A bell datagram asks the extension
