@@ -275,18 +275,7 @@ func spanIDOf(tp string) string {
 // with the chunk events. An invocation without a traceparent gets the same
 // SERVER span in a trace of its own, also checked here.
 func TestOneTraceThroughARealCollector(t *testing.T) {
-	col := startCollector(t)
-	e := start(t, func(c *sandbox.Config) {
-		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT="+col.grpcURL,
-			"OTEL_TRACES_SAMPLER=always_on", "OTEL_EXPORTER_OTLP_TIMEOUT=2000")
-	})
-	srv := httptest.NewServer(e.sb.URLHandler())
-	defer srv.Close()
-	probeEnv := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": col.httpURL, "OTEL_SERVICE_NAME": "pricing-caller"}
-	exp, err := probe.OTLPFromEnv(func(k string) string { return probeEnv[k] })
-	if err != nil || exp == nil {
-		t.Fatalf("the probe's exporter: %v", err)
-	}
+	col, e, srv, exp := traced(t)
 	ctx := context.Background()
 	ok, err := probe.Run(ctx, probe.Config{URL: srv.URL + "/?instruments=10&delay_ms=2"})
 	if err != nil || ok.Truncated || len(ok.Chunks) != 11 {
@@ -446,18 +435,7 @@ func TestOneTraceThroughARealCollector(t *testing.T) {
 // spent for nobody, and the function's memory (faas.max_memory) makes it
 // GB-seconds.
 func TestCallerWhoLeftShowsTheComputeThatFollowed(t *testing.T) {
-	col := startCollector(t)
-	e := start(t, func(c *sandbox.Config) {
-		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT="+col.grpcURL,
-			"OTEL_TRACES_SAMPLER=always_on", "OTEL_EXPORTER_OTLP_TIMEOUT=2000")
-	})
-	srv := httptest.NewServer(e.sb.URLHandler())
-	defer srv.Close()
-	probeEnv := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": col.httpURL, "OTEL_SERVICE_NAME": "pricing-caller"}
-	exp, err := probe.OTLPFromEnv(func(k string) string { return probeEnv[k] })
-	if err != nil || exp == nil {
-		t.Fatalf("the probe's exporter: %v", err)
-	}
+	col, e, srv, exp := traced(t)
 	ctx := context.Background()
 	r, err := probe.Run(ctx, probe.Config{URL: srv.URL + "/?instruments=40&delay_ms=5", LeaveAfter: 10})
 	if err != nil || r.Left == 0 || len(r.Chunks) != 10 || !r.Truncated {
@@ -511,4 +489,24 @@ func TestCallerWhoLeftShowsTheComputeThatFollowed(t *testing.T) {
 	wasted := end.Sub(left)
 	t.Logf("figure: compute after the caller left: %v, %d of 40 chunks, %.6f GB-s at %d MB",
 		wasted, after, wasted.Seconds()*float64(mem)/(1<<30), mem>>20)
+}
+
+// traced starts a real collector, the pricing function exporting its spans
+// to it over OTLP/gRPC, the function's URL, and the probe's exporter to the
+// collector's OTLP/HTTP port (the caller's service, pricing-caller).
+func traced(t *testing.T) (*collector, *env, *httptest.Server, *probe.OTLP) {
+	t.Helper()
+	col := startCollector(t)
+	e := start(t, func(c *sandbox.Config) {
+		c.Env = append(c.Env, "OTEL_SDK_DISABLED=false", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT="+col.grpcURL,
+			"OTEL_TRACES_SAMPLER=always_on", "OTEL_EXPORTER_OTLP_TIMEOUT=2000")
+	})
+	srv := httptest.NewServer(e.sb.URLHandler())
+	t.Cleanup(srv.Close)
+	probeEnv := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": col.httpURL, "OTEL_SERVICE_NAME": "pricing-caller"}
+	exp, err := probe.OTLPFromEnv(func(k string) string { return probeEnv[k] })
+	if err != nil || exp == nil {
+		t.Fatalf("the probe's exporter: %v", err)
+	}
+	return col, e, srv, exp
 }
