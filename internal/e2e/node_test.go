@@ -611,7 +611,13 @@ func TestNodeZeroCodeHostile(t *testing.T) {
 	e, out := run()
 	for i, m := range modes {
 		b, g := bareOut[i], out[i]
-		if g.res.Status != b.res.Status || g.res.ErrorType != b.res.ErrorType || g.body != b.body {
+		// Bytes on their way when the process dies may or may not reach
+		// the caller, with or without the wrapper (the RIC's last write
+		// races the crash): a failed invocation's bodies need only agree
+		// as far as both got.
+		sameBody := g.body == b.body ||
+			g.res.Status != "success" && (strings.HasPrefix(g.body, b.body) || strings.HasPrefix(b.body, g.body))
+		if g.res.Status != b.res.Status || g.res.ErrorType != b.res.ErrorType || !sameBody {
 			t.Errorf("%s: instrumented %+v %q, bare %+v %q", m, g.res, g.body, b.res, b.body)
 		}
 		s := e.streamOf(t, g.res.RequestID)
