@@ -34,6 +34,12 @@ type Rings struct {
 	dirID fileID
 	rings map[string]*ringFile
 	line  []byte // a slot's line, copied out of the mapping before decoding
+	// ended holds the names of rings whose life ended here (read to the
+	// end, their writer gone): a bell of theirs still in the socket when
+	// that happened is late, not a ring to refuse. Bounded: the oldest
+	// name goes first.
+	ended     map[string]struct{}
+	endedFIFO []string
 
 	// Counts since the last TakeCounts.
 	torn, lost, refused int64
@@ -87,7 +93,8 @@ func OpenRings(dir string) (*Rings, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", dir, ErrRingDirUnusable, err)
 	}
-	rs := &Rings{dir: dir, dirID: id, rings: map[string]*ringFile{}, line: make([]byte, protocol.RingPayloadMax)}
+	rs := &Rings{dir: dir, dirID: id, rings: map[string]*ringFile{}, line: make([]byte, protocol.RingPayloadMax),
+		ended: map[string]struct{}{}}
 	rs.removeStale()
 	return rs, nil
 }
@@ -123,6 +130,9 @@ func (rs *Rings) removeStale() {
 // event line goes to line, in the order the ring holds them.
 func (rs *Rings) Bell(name string, line func([]byte)) {
 	r := rs.rings[name]
+	if _, late := rs.ended[name]; r == nil && late {
+		return
+	}
 	if r == nil {
 		r = rs.attach(name)
 		if r == nil {
@@ -358,6 +368,7 @@ func (rs *Rings) detach(name string, r *ringFile, remove bool) {
 	}()
 	_ = unix.Munmap(r.mem)
 	if remove {
+		rs.remember(name)
 		var st unix.Stat_t
 		var fst unix.Stat_t
 		path := filepath.Join(rs.dir, name)
@@ -368,6 +379,22 @@ func (rs *Rings) detach(name string, r *ringFile, remove bool) {
 	}
 	unix.Close(r.fd)
 	delete(rs.rings, name)
+}
+
+// maxEnded bounds the names of ended rings kept for their late bells.
+const maxEnded = 64
+
+// remember notes that ring name's life ended.
+func (rs *Rings) remember(name string) {
+	if _, ok := rs.ended[name]; ok {
+		return
+	}
+	if len(rs.endedFIFO) == maxEnded {
+		delete(rs.ended, rs.endedFIFO[0])
+		rs.endedFIFO = rs.endedFIFO[1:]
+	}
+	rs.ended[name] = struct{}{}
+	rs.endedFIFO = append(rs.endedFIFO, name)
 }
 
 // ownedByMe reports whether fi's owner is this process's user.

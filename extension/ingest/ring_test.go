@@ -505,3 +505,24 @@ func TestRingThatNeverRangIsFoundByAScan(t *testing.T) {
 		t.Errorf("%d lines after the scan, want 1", n)
 	}
 }
+
+// A bell still in the socket when its ring's life ended (its writer died
+// and the ring was read to the end, by an earlier bell or a boundary) is
+// late: ignored, not a ring refused.
+func TestLateBellOfAnEndedRing(t *testing.T) {
+	rs, dir := ringDir(t)
+	h := newHandRing(t, dir, "ring-7-late", 64)
+	h.put(0, chunkLine(0), true)
+	h.word(protocol.RingOffHead).Store(1)
+	unix.Flock(h.fd, unix.LOCK_UN) // the writer is gone
+	if evs := collect(rs, h.name, false, false); len(evs) != 1 {
+		t.Fatalf("%d events", len(evs))
+	}
+	if _, err := os.Stat(h.path); !os.IsNotExist(err) {
+		t.Fatalf("the ended ring is still there: %v", err)
+	}
+	collect(rs, h.name, false, false) // its second bell, late
+	if torn, lost, refused := rs.TakeCounts(); torn+lost+refused != 0 {
+		t.Errorf("a late bell counted: torn %d lost %d refused %d", torn, lost, refused)
+	}
+}
