@@ -291,28 +291,7 @@ func (c *Client) Stats() Stats {
 // port) on the next send, which it then does not send, and a ring whose
 // bells are all lost is read only when its invocation fails or at
 // SHUTDOWN. Events datagrams are not sent twice: their loss is counted.
-func (c *Client) bell(r *ring, yields int) {
-	if c == nil || c.closed.Load() {
-		return
-	}
-	for try := 0; ; try++ {
-		err := c.sock.send(r.bell)
-		if interrupted(err) || refused(err) && try == 0 {
-			continue
-		}
-		if full(err) && yields > 0 {
-			yields--
-			runtime.Gosched()
-			continue
-		}
-		if err != nil {
-			c.dropped.Add(1)
-			return
-		}
-		c.sent.Add(1)
-		return
-	}
-}
+func (c *Client) bell(r *ring, yields int) { c.transmit(r.bell, yields, true) }
 
 // send hands one datagram to the kernel without waiting: on Linux,
 // MSG_DONTWAIT on a non-blocking socket returns EAGAIN instead of sleeping
@@ -320,7 +299,11 @@ func (c *Client) bell(r *ring, yields int) {
 // yields > 0 gives the reader that many scheduler yields to make room before
 // the datagram is dropped (used for the end event, the one that decides
 // whether a stream counts as complete); it never sleeps.
-func (c *Client) send(b []byte, yields int) bool {
+func (c *Client) send(b []byte, yields int) bool { return c.transmit(b, yields, false) }
+
+// transmit is send; retryRefused: once more after a send that failed for
+// an earlier datagram's refusal (bell says why only bells do).
+func (c *Client) transmit(b []byte, yields int, retryRefused bool) bool {
 	if c == nil || c.closed.Load() {
 		return false
 	}
@@ -328,6 +311,10 @@ func (c *Client) send(b []byte, yields int) bool {
 	for {
 		err = c.sock.send(b)
 		if interrupted(err) {
+			continue
+		}
+		if retryRefused && refused(err) {
+			retryRefused = false
 			continue
 		}
 		if full(err) && yields > 0 {
