@@ -57,6 +57,7 @@ const maxPending = 256
 type ringFile struct {
 	name   string
 	fd     int
+	file   fileID // the file attached, which alone detach may remove
 	mem    []byte
 	mask   uint64
 	slots  uint64
@@ -106,15 +107,8 @@ func (rs *Rings) Dir() string { return rs.dir }
 // process holds: left by the processes of an earlier life of this
 // environment. A ring whose writer still runs stays (it rings again).
 func (rs *Rings) removeStale() {
-	ents, err := os.ReadDir(rs.dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if !protocol.ValidRingName(e.Name()) || !e.Type().IsRegular() {
-			continue
-		}
-		path := filepath.Join(rs.dir, e.Name())
+	for _, name := range rs.files() {
+		path := filepath.Join(rs.dir, name)
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {
 			continue
@@ -159,15 +153,24 @@ func (rs *Rings) Drain(final, scan bool, line func([]byte)) {
 
 // scan attaches the ring files of the directory not attached yet.
 func (rs *Rings) scan() {
-	ents, err := os.ReadDir(rs.dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if name := e.Name(); rs.rings[name] == nil && protocol.ValidRingName(name) && e.Type().IsRegular() {
+	for _, name := range rs.files() {
+		if rs.rings[name] == nil {
 			rs.attach(name)
 		}
 	}
+}
+
+// files lists the ring files of the directory: regular files named as
+// rings. Anything else there is not the protocol's, and never touched.
+func (rs *Rings) files() []string {
+	ents, _ := os.ReadDir(rs.dir)
+	var names []string
+	for _, e := range ents {
+		if protocol.ValidRingName(e.Name()) && e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }
 
 // TakeCounts returns the counts since the last call: slots torn (reserved by
@@ -188,11 +191,8 @@ func (rs *Rings) Close() {
 		rs.detach(name, r, true)
 	}
 	if now, err := identify(rs.dir); err == nil && now == rs.dirID {
-		ents, _ := os.ReadDir(rs.dir)
-		for _, e := range ents {
-			if protocol.ValidRingName(e.Name()) && e.Type().IsRegular() {
-				_ = os.Remove(filepath.Join(rs.dir, e.Name()))
-			}
+		for _, name := range rs.files() {
+			_ = os.Remove(filepath.Join(rs.dir, name))
 		}
 		_ = os.Remove(rs.dir) // only if empty: anything else is not ours
 	}
@@ -234,7 +234,7 @@ func (rs *Rings) attach(name string) *ringFile {
 		rs.refused++
 		return nil
 	}
-	r := &ringFile{name: name, fd: fd, mem: mem, slots: slots, mask: slots - 1,
+	r := &ringFile{name: name, fd: fd, file: fileID{dev: uint64(st.Dev), ino: st.Ino}, mem: mem, slots: slots, mask: slots - 1,
 		head: word(mem, protocol.RingOffHead), tail: word(mem, protocol.RingOffTail), reader: word(mem, protocol.RingOffReader)}
 	if len(rs.rings) >= MaxRings {
 		// Told, so that its writer stops filling a ring nobody reads.
@@ -369,13 +369,8 @@ func (rs *Rings) detach(name string, r *ringFile, remove bool) {
 	_ = unix.Munmap(r.mem)
 	if remove {
 		rs.remember(name)
-		var st unix.Stat_t
-		var fst unix.Stat_t
-		path := filepath.Join(rs.dir, name)
 		// Only the file attached: a path can be made to name another.
-		if unix.Fstat(r.fd, &fst) == nil && unix.Lstat(path, &st) == nil && st.Ino == fst.Ino && st.Dev == fst.Dev {
-			_ = os.Remove(path)
-		}
+		removeIf(filepath.Join(rs.dir, name), r.file)
 	}
 	unix.Close(r.fd)
 	delete(rs.rings, name)
