@@ -224,21 +224,22 @@ var errLeft = errors.New("caller left")
 // read reads the body as envelope says, chunk by chunk; after leaveAfter
 // chunks (> 0) it stops with errLeft.
 func read(body io.Reader, envelope string, sent time.Time, r *Result, progress func(), leaveAfter int) error {
+	// took records chunk c, and reports whether the caller leaves now.
+	took := func(c Chunk) bool {
+		r.Chunks = append(r.Chunks, c)
+		r.Bytes += int64(c.Bytes)
+		if c.Useful && r.FirstUseful == 0 {
+			r.FirstUseful = c.At
+		}
+		progress()
+		return leaveAfter > 0 && len(r.Chunks) >= leaveAfter
+	}
 	if envelope == Raw {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := body.Read(buf)
-			if n > 0 {
-				at := time.Since(sent)
-				r.Chunks = append(r.Chunks, Chunk{At: at, Bytes: n, Useful: true})
-				r.Bytes += int64(n)
-				if r.FirstUseful == 0 {
-					r.FirstUseful = at
-				}
-				progress()
-				if leaveAfter > 0 && len(r.Chunks) >= leaveAfter {
-					return errLeft
-				}
+			if n > 0 && took(Chunk{At: time.Since(sent), Bytes: n, Useful: true}) {
+				return errLeft
 			}
 			if err == io.EOF {
 				return nil
@@ -253,9 +254,7 @@ func read(body io.Reader, envelope string, sent time.Time, r *Result, progress f
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
-			at := time.Since(sent)
-			r.Bytes += int64(len(line))
-			c := Chunk{At: at, Bytes: len(line)}
+			c := Chunk{At: time.Since(sent), Bytes: len(line)}
 			trimmed := bytes.TrimSpace(line)
 			switch {
 			case envelope == Lines:
@@ -274,12 +273,7 @@ func read(body io.Reader, envelope string, sent time.Time, r *Result, progress f
 					c.Useful = env.Instrument != ""
 				}
 			}
-			if c.Useful && r.FirstUseful == 0 {
-				r.FirstUseful = at
-			}
-			r.Chunks = append(r.Chunks, c)
-			progress()
-			if leaveAfter > 0 && len(r.Chunks) >= leaveAfter {
+			if took(c) {
 				return errLeft
 			}
 		}
