@@ -141,8 +141,7 @@ var bufPool = sync.Pool{New: func() any { return new([bufBytes]byte) }}
 // its first byte): Start costs no system call and one allocation, the
 // Stream, on the path to the first byte.
 func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream {
-	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful, hashed: !o.SkipPayloadHash,
-		buf: bufPool.Get().(*[bufBytes]byte)}
+	s := &Stream{c: c, w: w, expected: -1, explicitFirst: o.ExplicitFirstUseful, hashed: !o.SkipPayloadHash}
 	if s.hashed {
 		s.sum = hashPool.Get().(hash.Hash)
 		s.sum.Reset()
@@ -185,6 +184,9 @@ func (c *Client) Start(ctx context.Context, w io.Writer, o StartOptions) *Stream
 		s.ringDone(idx, used, ok, p, wire.AppendStart(p, s.h, st), false, 0)
 		return s
 	}
+	// Events wait in buf to share a datagram; a ring stream takes one
+	// only if it has to send by datagram (slot).
+	s.buf = bufPool.Get().(*[bufBytes]byte)
 	b := wire.AppendStart(s.buf[:0], s.h, st)
 	s.n, s.pending = len(b), 1
 	c.wait(s)
