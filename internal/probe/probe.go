@@ -18,9 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -126,8 +129,50 @@ const (
 	trailerErrorBody = "Lambda-Runtime-Function-Error-Body"
 )
 
-// Run sends one request and reads the whole response.
+// Run sends one request and reads the whole response. The first Run of a
+// process first warms the HTTP client up (warmUp): nothing of that goes to
+// cfg.URL.
 func Run(ctx context.Context, cfg Config) (Result, error) {
+	warmOnce.Do(func() { warmUp(ctx) })
+	return run(ctx, cfg)
+}
+
+// warmOnce: the warm-up is once per process.
+var (
+	warmOnce sync.Once
+	warmed   atomic.Int32 // warm-up requests served: one, or none where loopback is closed
+)
+
+// warmUp sends one streamed request to a server of its own on loopback,
+// before any request is timed. A fresh process's first request runs code
+// and touches memory for the first time (page faults, the first allocation
+// of each size, goroutine stacks growing, the poller's setup): measured on
+// a 2-core VM, the probe as a command read the first byte 0.9–1 ms later
+// than curl, which is a small C program, and 0.5 ms earlier once warm.
+// That time is the probe's, not the function's: it must not be in a
+// caller's TTFB. Nothing is sent to the probed URL; where loopback cannot
+// be listened on, the probe goes on cold.
+func warmUp(ctx context.Context) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return
+	}
+	srv := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		warmed.Add(1)
+		// Chunked and flushed, as a streamed response: the client's
+		// chunked reader is on the timed path too.
+		_, _ = io.WriteString(w, "warm\n")
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, "up\n")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, _ = run(wctx, Config{URL: "http://" + ln.Addr().String() + "/", Envelope: Lines})
+}
+
+func run(ctx context.Context, cfg Config) (Result, error) {
 	r := Result{URL: cfg.URL}
 	method := cfg.Method
 	if method == "" {

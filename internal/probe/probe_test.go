@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -95,5 +96,24 @@ func TestTraceParentIsSent(t *testing.T) {
 	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	if _, err := Run(context.Background(), Config{URL: srv.URL, Envelope: Raw, TraceParent: tp}); err != nil || seen != tp {
 		t.Errorf("given traceparent: sent %q", seen)
+	}
+}
+
+// The first probe of a process is warmed up on a server of its own, once,
+// and the probed URL sees only the probes' own requests.
+func TestWarmUpIsOnceAndNeverAtTheTarget(t *testing.T) {
+	var served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer srv.Close()
+	for range 3 {
+		if _, err := Run(context.Background(), Config{URL: srv.URL, Envelope: Raw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := served.Load(); n != 3 {
+		t.Errorf("the probed URL got %d requests for 3 probes", n)
+	}
+	if n := warmed.Load(); n != 1 {
+		t.Errorf("%d warm-up requests in this process, want 1", n)
 	}
 }
