@@ -38,12 +38,14 @@ const (
 	Bytes        Unit = "Bytes"
 	Megabytes    Unit = "Megabytes"
 	None         Unit = "None"
+	// BytesPerSecond is a rate.
+	BytesPerSecond Unit = "Bytes/Second"
 )
 
 var validUnits = map[Unit]bool{
 	"Seconds": true, "Microseconds": true, Milliseconds: true, Bytes: true, "Kilobytes": true, Megabytes: true,
 	"Gigabytes": true, "Terabytes": true, "Bits": true, "Kilobits": true, "Megabits": true, "Gigabits": true,
-	"Terabits": true, "Percent": true, Count: true, "Bytes/Second": true, "Kilobytes/Second": true,
+	"Terabits": true, "Percent": true, Count: true, BytesPerSecond: true, "Kilobytes/Second": true,
 	"Megabytes/Second": true, "Gigabytes/Second": true, "Terabytes/Second": true, "Bits/Second": true,
 	"Kilobits/Second": true, "Megabits/Second": true, "Gigabits/Second": true, "Terabits/Second": true,
 	"Count/Second": true, None: true,

@@ -122,6 +122,11 @@ const (
 	// one at Lambda's 200 MiB limit; written only then.
 	BandwidthCapped      = "BandwidthCapped"
 	ResponseLimitReached = "ResponseLimitReached"
+	// ResponseThroughput is the rate at which the platform took an
+	// invocation's response in (producedBytes over responseDuration, from
+	// runtimeDone), written for a response of at least 1 MB: past 6 MB
+	// Lambda paces a streamed response at 2 MiB/s.
+	ResponseThroughput = "ResponseThroughput"
 	// KernelDrops counts datagrams the kernel dropped on the event socket
 	// (its receive buffer was full): lost events, maybe a stream's end.
 	KernelDrops = "KernelDrops"
@@ -244,6 +249,7 @@ func Defs() []Def {
 		{IdleNearLimit, emf.Count, false, "1 for a stream whose longest gap reached 80 % of STREAMLENS_IDLE_LIMIT_MS (an API Gateway idle cut); written only then"},
 		{BandwidthCapped, emf.Count, false, "1 for a stream past 6 MB, where Lambda caps a streamed response at 2 MiB/s; written only then"},
 		{ResponseLimitReached, emf.Count, false, "1 for a stream at Lambda's 200 MiB response limit; written only then"},
+		{ResponseThroughput, emf.BytesPerSecond, false, "the rate the platform took the invocation's response in (producedBytes / responseDuration); written for responses of at least 1 MB"},
 		{KernelDrops, emf.Count, false, "datagrams the kernel dropped on the event socket (its buffer was full): lost events"},
 		{RingDirUnusable, emf.Count, false, "1 when STREAMLENS_RING_DIR was not the extension's to use (something else is there): functions send their events by datagram"},
 	}

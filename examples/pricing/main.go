@@ -8,7 +8,8 @@
 // default 1; some instruments cost up to 3× that), first_delay_ms (before the
 // first quote), bundle (bundle id), down=1 (a dependency is down: the handler
 // fails before its stream starts), fail_after=N (error mid-stream after N quotes),
-// hang_after=N (stop after N quotes until the function times out),
+// depth=N (N order-book levels in every quote, up to 2,000: a deep bundle is
+// megabytes long), hang_after=N (stop after N quotes until the function times out),
 // crash_after=N (the process exits after N quotes), panic_after=N (the stream
 // panics after N quotes), crash_before_start=1 (the process exits before its
 // stream starts), crash_before_end=1 (it exits after BUNDLE_COMPLETE, before
@@ -67,6 +68,9 @@ type request struct {
 	// Note is copied into every quote (e.g. a desk reference); it exists so
 	// tests can prove payload bytes never reach logs or metrics.
 	Note string
+	// Depth is the order book's levels in every quote (0: none): deep books
+	// make a bundle megabytes long, past Lambda's 6 MB mark.
+	Depth int
 }
 
 func parseRequest(q map[string]string) (request, error) {
@@ -97,6 +101,7 @@ func parseRequest(q map[string]string) (request, error) {
 		num("panic_after", &r.PanicAfter, 0, MaxInstruments),
 		num("crash_before_start", &crashStart, 0, 1),
 		num("crash_before_end", &crashEnd, 0, 1),
+		num("depth", &r.Depth, 0, MaxDepth),
 	)
 	r.CrashBeforeStart, r.CrashBeforeEnd = crashStart == 1, crashEnd == 1
 	r.Delay = time.Duration(delayMs) * time.Millisecond
@@ -127,7 +132,19 @@ type Quote struct {
 	ModelVersion  string  `json:"modelVersion"`
 	FeedTimestamp string  `json:"feedTimestamp"`
 	Note          string  `json:"note,omitempty"`
+	Book          []Level `json:"book,omitempty"`
 }
+
+// Level is one level of a quote's order book.
+type Level struct {
+	Bid     float64 `json:"bid"`
+	Ask     float64 `json:"ask"`
+	BidSize int     `json:"bidSize"`
+	AskSize int     `json:"askSize"`
+}
+
+// MaxDepth bounds the book's levels (~60 bytes each: ~120 KB a quote).
+const MaxDepth = 2000
 
 // BundleComplete ends a successful stream.
 type BundleComplete struct {
@@ -188,6 +205,7 @@ func (p *pricer) stream(ctx context.Context, pw *io.PipeWriter, req request, sta
 		time.Sleep(req.Delay * time.Duration(costFactor(inst)))
 		q := price(s.QuoteID(), inst, time.Now())
 		q.Note = req.Note
+		q.Book = book(q, req.Depth)
 		b, _ := json.Marshal(q)
 		b = append(b, '\n')
 		bundle.Write(b)

@@ -43,6 +43,20 @@ func price(quoteID, inst string, now time.Time) Quote {
 		ModelVersion: ModelVersion, FeedTimestamp: now.UTC().Format(time.RFC3339Nano)}
 }
 
+// book makes n order-book levels around q, one tick apart.
+func book(q Quote, n int) []Level {
+	if n == 0 {
+		return nil
+	}
+	out := make([]Level, n)
+	tick := math.Max(0.0001, round((q.Ask-q.Bid)/2))
+	for i := range out {
+		d := tick * float64(i)
+		out[i] = Level{Bid: round(q.Bid - d), Ask: round(q.Ask + d), BidSize: 100 * (i + 1), AskSize: 100 * (i + 2)}
+	}
+	return out
+}
+
 // costFactor is how many units of delay an instrument's model takes: options-
 // heavy names need a volatility surface and cost more.
 func costFactor(inst string) int {

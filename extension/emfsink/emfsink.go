@@ -212,6 +212,7 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	if r.Bytes >= responseLimitBytes {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseLimitReached, Unit: emf.Count, Values: []float64{1}})
 	}
+
 	if r.HasBlocked && r.BlockedMs >= 1 {
 		// Backpressure, apart from the chunks' intervals: blocked time read
 		// there as a slow instrument. Written only when it happened.
@@ -302,6 +303,9 @@ func (e *Encoder) AppendInvocation(dst []byte, inv *state.InvocationResult, now 
 		if rd.HasDuration {
 			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseDuration, Unit: emf.Milliseconds, Values: []float64{rd.ResponseDurationMs}})
 		}
+		if v, ok := rd.Throughput(); ok {
+			d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseThroughput, Unit: emf.BytesPerSecond, Values: []float64{math.Round(v)}})
+		}
 	}
 	if inv.MissingDone {
 		d.Properties = append(d.Properties, emf.Property{Key: m.PropRuntimeDoneMissing, Value: true})
@@ -348,12 +352,12 @@ func lateFailure(inv *state.InvocationResult) bool {
 // invocation go), and one document for many invocations costs a few bytes
 // a value where a record of their own cost ~600.
 type platformFigures struct {
-	produced, latency, duration, overhead []float64
-	oldest                                time.Time // when the oldest value was measured
+	produced, latency, duration, overhead, throughput []float64
+	oldest                                            time.Time // when the oldest value was measured
 }
 
 func (p *platformFigures) empty() bool {
-	return len(p.produced)+len(p.latency)+len(p.duration)+len(p.overhead) == 0
+	return len(p.produced)+len(p.latency)+len(p.duration)+len(p.overhead)+len(p.throughput) == 0
 }
 
 // add takes the figures of folded record inv, written at now.
@@ -374,6 +378,9 @@ func (p *platformFigures) add(inv *state.InvocationResult, now time.Time) {
 	if rd.HasDuration {
 		p.duration = append(p.duration, rd.ResponseDurationMs)
 	}
+	if v, ok := rd.Throughput(); ok {
+		p.throughput = append(p.throughput, math.Round(v))
+	}
 	if rp := inv.Report; !rd.FromReport && rp != nil {
 		p.overhead = append(p.overhead, max(0, math.Round((rp.DurationMs-rd.DurationMs)*1000)/1000))
 	}
@@ -382,14 +389,14 @@ func (p *platformFigures) add(inv *state.InvocationResult, now time.Time) {
 // due reports whether the figures make a document now: a metric has a
 // document's worth (100 values), or the oldest waited maxInstrumentAge.
 func (p *platformFigures) due(now time.Time) bool {
-	n := max(len(p.produced), len(p.latency), len(p.duration), len(p.overhead))
+	n := max(len(p.produced), len(p.latency), len(p.duration), len(p.overhead), len(p.throughput))
 	return n >= maxInstrumentValues || (n > 0 && now.Sub(p.oldest) >= maxInstrumentAge)
 }
 
 // AppendPlatform appends the platform document, when due (final: whatever
 // is held, at SHUTDOWN): the figures of the invocations whose outcome went
 // with their stream's document — ProducedBytes, ResponseLatency,
-// ResponseDuration, ExtensionOverhead — as the same metrics their records
+// ResponseDuration, ExtensionOverhead, ResponseThroughput — as the same metrics their records
 // carried, many values a metric, stamped when the oldest was measured.
 func (e *Encoder) AppendPlatform(dst []byte, now time.Time, final bool) ([]byte, error) {
 	e.mu.Lock()
@@ -405,9 +412,10 @@ func (e *Encoder) AppendPlatform(dst []byte, now time.Time, final bool) ([]byte,
 			{Name: m.ResponseLatency, Unit: emf.Milliseconds, Values: p.latency},
 			{Name: m.ResponseDuration, Unit: emf.Milliseconds, Values: p.duration},
 			{Name: m.ExtensionOverhead, Unit: emf.Milliseconds, Values: p.overhead},
+			{Name: m.ResponseThroughput, Unit: emf.BytesPerSecond, Values: p.throughput},
 		}}
 	out, err := appendOrKeep(dst, d)
-	p.produced, p.latency, p.duration, p.overhead = p.produced[:0], p.latency[:0], p.duration[:0], p.overhead[:0]
+	p.produced, p.latency, p.duration, p.overhead, p.throughput = p.produced[:0], p.latency[:0], p.duration[:0], p.overhead[:0], p.throughput[:0]
 	return out, err
 }
 

@@ -42,6 +42,8 @@ func TestEveryEmittedNameIsDefined(t *testing.T) {
 				Done: done, Report: &state.Report{DurationMs: 5}, MissingDone: true, CPU: time.Millisecond,
 				Verdict: state.Verdict{Cause: state.Platform, Detail: "error", Class: state.BeforeFirstByte}},
 			{RequestID: "r2", Time: now, Done: &state.RuntimeDone{Status: "success"}, NonStreaming: true},
+			// A response of megabytes: its delivery rate.
+			{RequestID: "r3", Time: now, Done: &state.RuntimeDone{Status: "success", ProducedBytes: 8e6, HasDuration: true, ResponseDurationMs: 1000}, NonStreaming: true},
 		},
 		Counters: all, Final: true,
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -382,5 +383,36 @@ func TestFoldedInvocationIsOneDocument(t *testing.T) {
 	lines(Batch{Invocations: []state.InvocationResult{rec("y", done("success"))}}, now)
 	if ds := lines(Batch{Final: true}, now); len(ds) < 1 || ds[0]["ResponseLatency"] != 3.0 {
 		t.Fatalf("at SHUTDOWN: %v", ds)
+	}
+}
+
+// The delivery rate of a response of megabytes goes where its platform
+// figures go: its own record, or the platform document of invocations
+// whose outcome went with their stream. A small response has none.
+func TestResponseThroughput(t *testing.T) {
+	enc := New(Config{Namespace: "Streamlens", FunctionName: "pricing", TTFBThreshold: 100 * time.Millisecond})
+	now := time.Unix(1_800_000_000, 0)
+	big := &state.RuntimeDone{Status: "success", ProducedBytes: 8e6, HasDuration: true, ResponseDurationMs: 4000}
+	small := &state.RuntimeDone{Status: "success", ProducedBytes: 900, HasDuration: true, ResponseDurationMs: 9}
+	var out []byte
+	out, _ = enc.AppendInvocation(out, &state.InvocationResult{RequestID: "record-big", Time: now, Done: big}, now)
+	out, _ = enc.AppendInvocation(out, &state.InvocationResult{RequestID: "record-small", Time: now, Done: small}, now)
+	for _, done := range []*state.RuntimeDone{big, small} {
+		out, _ = enc.AppendInvocation(out, &state.InvocationResult{RequestID: "folded", Time: now, Done: done, Folded: true, FoldedDone: true}, now)
+	}
+	out, _ = enc.AppendPlatform(out, now, true)
+	var got []string
+	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		var d map[string]any
+		if err := json.Unmarshal(line, &d); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%v:%v", d["RequestId"], d["ResponseThroughput"]))
+	}
+	// One value in the platform document (the small response has none):
+	// written as a number, not an array of one.
+	want := []string{"record-big:2e+06", "record-small:<nil>", "<nil>:2e+06"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

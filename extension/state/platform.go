@@ -27,6 +27,24 @@ type RuntimeDone struct {
 	FromReport bool
 }
 
+// ThroughputMinBytes is the response size from which its rate is worth a
+// figure (Throughput): a response of a few kilobytes goes at the pace of its
+// computation, which says nothing of its delivery.
+const ThroughputMinBytes = 1000 * 1000
+
+// Throughput is the rate at which the platform took the response in, in
+// bytes per second: ProducedBytes over ResponseDuration, the runtime's time
+// to send it, which past 6 MB Lambda paces at 2 MiB/s. It is the caller's
+// rate, not the function's: the function's writes return as soon as
+// buffers take them, megabytes ahead of the platform. ok is false for a
+// response under ThroughputMinBytes or without both figures.
+func (rd *RuntimeDone) Throughput() (bytesPerSecond float64, ok bool) {
+	if rd.FromReport || !rd.HasDuration || rd.ResponseDurationMs <= 0 || rd.ProducedBytes < ThroughputMinBytes {
+		return 0, false
+	}
+	return rd.ProducedBytes / (rd.ResponseDurationMs / 1000), true
+}
+
 // Report is platform.report: the invocation's billed figures, including what
 // extensions cost it after the runtime finished.
 type Report struct {
