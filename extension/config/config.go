@@ -32,6 +32,7 @@ type Config struct {
 	TelemetryAddr      string         // STREAMLENS_TELEMETRY_ADDR
 	TelemetryBuffer    time.Duration  // STREAMLENS_TELEMETRY_BUFFER_MS
 	RuntimeDoneWait    time.Duration  // STREAMLENS_RUNTIME_DONE_WAIT_MS
+	Quiet              time.Duration  // STREAMLENS_QUIET_MS; 0: the lifecycle's default
 	StartWait          time.Duration  // STREAMLENS_START_WAIT_MS
 	DeadlineMargin     time.Duration  // STREAMLENS_DEADLINE_MARGIN_MS
 	MaxOpenStreams     int            // STREAMLENS_MAX_OPEN_STREAMS
@@ -152,6 +153,7 @@ func FromEnv(getenv func(string) string, executable string) (Config, error) {
 	c.TelemetryBuffer = ms("STREAMLENS_TELEMETRY_BUFFER_MS", 25, 25, 30_000) // the API's minimum is 25
 	c.RuntimeDoneWait = ms("STREAMLENS_RUNTIME_DONE_WAIT_MS", 500, 0, 60_000)
 	c.StartWait = ms("STREAMLENS_START_WAIT_MS", 20, 0, 10_000)
+	c.Quiet = ms("STREAMLENS_QUIET_MS", 0, 0, 900_000)
 	c.DeadlineMargin = ms("STREAMLENS_DEADLINE_MARGIN_MS", 100, 10, 10_000)
 	c.MaxOpenStreams = num("STREAMLENS_MAX_OPEN_STREAMS", 1024, 1, 1_000_000)
 	c.MaxChunksPerStream = num("STREAMLENS_MAX_CHUNKS_PER_STREAM", 2000, 1, 1_000_000)

@@ -61,8 +61,8 @@ const maxDrain = 20 * time.Millisecond
 //     before the response closes, so this costs ~0);
 //   - no stream started within STREAMLENS_START_WAIT_MS (a non-streaming
 //     invocation; a stream that starts later is read all the same);
-//   - open streams went quiet for STREAMLENS_START_WAIT_MS × 5 (a lost end,
-//     without telemetry to say the runtime finished);
+//   - open streams went quiet (quiet: a lost end, and no runtimeDone to say
+//     the runtime finished);
 //   - deadline − STREAMLENS_DEADLINE_MARGIN_MS, whatever happens.
 //
 // Streams still open are carried to the next boundary (or SHUTDOWN), where
@@ -70,7 +70,8 @@ const maxDrain = 20 * time.Millisecond
 func (r *runner) wait(ctx context.Context, requestID string, started, deadline time.Time) state.Failure {
 	limit := deadline.Add(-r.cfg.DeadlineMargin)
 	startBy := started.Add(r.cfg.StartWait)
-	quiet := 5 * r.cfg.StartWait
+	var quiet time.Duration
+	r.locked(func(t *state.Table) { quiet = r.quiet(t.Telemetry(), deadline.Sub(started)) })
 	// The two rules of time: no stream started by startBy (a non-streaming
 	// invocation), or its open streams went quiet (a lost end).
 	timeUp := func(p state.Progress, now time.Time) bool {
@@ -117,6 +118,41 @@ func (r *runner) wait(ctx context.Context, requestID string, started, deadline t
 			return state.ShutdownFailure("cancelled")
 		}
 	}
+}
+
+// telemetryQuiet is how long open streams may go without an event, while
+// runtimeDone is expected, before the extension lets their invocation go: a
+// tenth of the invocation's time, up to telemetryQuietMax. Waiting costs
+// nothing while the function runs, and a stream is often silent for a while:
+// a slow instrument, a model thinking, a bundle the platform paces past 6 MB.
+// Let go after 5 × the start wait (100 ms), as without telemetry, such a
+// stream was left open at its own boundary: the extension was back in
+// event/next while the function still streamed, and the stream's document
+// waited for the next thaw (minutes later, or the spin-down) instead of
+// being written before the freeze. Only runtimeDone and the end both lost
+// make this wait count, and then it holds the invocation a tenth of its
+// time at most, never toward its deadline.
+func telemetryQuiet(budget time.Duration) time.Duration {
+	return min(budget/10, telemetryQuietMax)
+}
+
+// telemetryQuietMax: API Gateway cuts a stream idle for 30 s.
+const telemetryQuietMax = 30 * time.Second
+
+// quiet is how long open streams may go without an event before their
+// invocation (budget: INVOKE to its deadline) is let go without
+// runtimeDone: STREAMLENS_QUIET_MS, else telemetryQuiet when the Telemetry
+// API is subscribed, else 5 × the start wait (no runtimeDone will come: a
+// lost end must not hold the invocation long).
+func (r *runner) quiet(telemetry bool, budget time.Duration) time.Duration {
+	short := 5 * r.cfg.StartWait
+	switch {
+	case r.cfg.Quiet > 0:
+		return r.cfg.Quiet
+	case telemetry:
+		return max(short, telemetryQuiet(budget))
+	}
+	return short
 }
 
 // backgroundMayRun reports whether background work no longer competes with

@@ -42,6 +42,9 @@ func newControlPlane(t *testing.T) *controlPlane {
 		w.Header().Set(extapi.HeaderIdentifier, "ext-1")
 		_, _ = w.Write([]byte(`{}`))
 	})
+	// The Telemetry API's subscription: accepted; a test that wants
+	// platform events posts them to the extension's listener itself.
+	mux.HandleFunc("PUT /2022-07-01/telemetry", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("OK")) })
 	mux.HandleFunc("GET /2020-01-01/extension/event/next", func(w http.ResponseWriter, r *http.Request) {
 		cp.asked <- time.Now()
 		select {
@@ -230,5 +233,58 @@ func TestWaitLetsAQuietStreamGo(t *testing.T) {
 	}
 	if strings.Contains(out.String(), `"QuoteId":"q-r1"`) {
 		t.Error("a quiet stream was judged at its own boundary; it is carried to the next")
+	}
+}
+
+// With the Telemetry API subscribed, runtimeDone will say when the runtime
+// finished, and waiting costs nothing until then: a stream silent for longer
+// than the quiet rule without telemetry (5 × 40 ms) is a function still at
+// work, not a lost end. The invocation is let go when the stream ends, with
+// its document written, not at the silence (which left it for the next
+// thaw). Then runtimeDone, posted as the platform does, lets an invocation
+// whose stream never ends go at once.
+func TestWaitWithTelemetryHoldsASilentStreamUntilItsEnd(t *testing.T) {
+	cp := newControlPlane(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	conn, out, _ := extension(t, cp, map[string]string{"STREAMLENS_START_WAIT_MS": "40", "STREAMLENS_TELEMETRY": "on", "STREAMLENS_TELEMETRY_ADDR": addr})
+	cp.invoke("r1", time.Now().Add(time.Minute))
+	h := protocol.Header{StreamID: "q-r1", RequestID: "r1", TimeNs: time.Now().UnixNano()}
+	if _, err := conn.Write(protocol.AppendStart(nil, h, protocol.Start{Expected: 1})); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // twice the quiet rule without telemetry
+	h.Seq++
+	b := protocol.AppendChunk(nil, h, protocol.Chunk{Instrument: "A", Bytes: 10})
+	h.Seq++
+	b = protocol.AppendEnd(b, h, protocol.End{Delivered: 1, Expected: 1, Bytes: 10, Status: protocol.StatusComplete})
+	ended := time.Now()
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if asked := cp.waitAsked(t, "after the stream ended"); asked.Before(ended) {
+		t.Errorf("let go %v before the stream ended: its document waits for the next thaw", ended.Sub(asked))
+	}
+	if !strings.Contains(out.String(), `"QuoteId":"q-r1"`) || strings.Contains(out.String(), "TruncationReason") {
+		t.Errorf("the stream's document, complete, was not written before the next event was asked for:\n%s", out.String())
+	}
+
+	// A stream that never ends: runtimeDone lets its invocation go.
+	cp.invoke("r2", time.Now().Add(time.Minute))
+	send(t, conn, "r2", 1, false)
+	time.Sleep(300 * time.Millisecond)
+	done := time.Now()
+	batch := fmt.Sprintf(`[{"time":%q,"type":"platform.runtimeDone","record":{"requestId":"r2","status":"success"}}]`, done.UTC().Format(time.RFC3339Nano))
+	resp, err := http.Post("http://"+addr+"/", "application/json", strings.NewReader(batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if asked := cp.waitAsked(t, "after runtimeDone"); asked.Before(done) {
+		t.Errorf("let go %v before runtimeDone", done.Sub(asked))
 	}
 }

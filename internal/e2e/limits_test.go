@@ -53,3 +53,21 @@ func TestLargeResponseThroughputIsThePlatforms(t *testing.T) {
 	}
 	t.Logf("%.1f MB: %.2f MB/s as the platform took it in, %.2f MB/s as the caller got it", produced/1e6, rate/1e6, caller/1e6)
 }
+
+// A stream silent between its chunks (a slow model: 0.3–0.9 s a quote) is
+// a function at work: its invocation is let go when the stream ends, and its
+// document is written before the environment freezes. Let go at the first
+// silence, it waited for the next thaw — never, here. (The silence allowed
+// is a tenth of the timeout: 1 s of 10 s.)
+func TestSilentStreamIsWrittenBeforeTheFreeze(t *testing.T) {
+	e := start(t, func(c *sandbox.Config) { c.Timeout = 10 * time.Second })
+	res, body := e.invoke(t, "instruments=3&delay_ms=300")
+	if res.Status != "success" || quotes(body) != 3 {
+		t.Fatalf("invocation %+v, %d quotes", res, quotes(body))
+	}
+	// The environment is frozen now: what was not written stays unwritten.
+	ds := e.log.waitDocs(t, "the stream's document, before the freeze", func(ds []doc) bool { return len(streamDocs(ds)) == 1 })
+	if s := streamDocs(ds)[0]; s.str("StreamStatus") != "complete" || s.num("ChunksDelivered") != 3 || s.num("StreamTruncated") != 0 {
+		t.Errorf("stream %v", s)
+	}
+}
