@@ -212,7 +212,6 @@ func (e *Encoder) AppendStream(dst []byte, r *state.Result, now time.Time, detai
 	if r.Bytes >= responseLimitBytes {
 		d.Metrics = append(d.Metrics, emf.Metric{Name: m.ResponseLimitReached, Unit: emf.Count, Values: []float64{1}})
 	}
-
 	if r.HasBlocked && r.BlockedMs >= 1 {
 		// Backpressure, apart from the chunks' intervals: blocked time read
 		// there as a slow instrument. Written only when it happened.
@@ -396,8 +395,9 @@ func (p *platformFigures) due(now time.Time) bool {
 // AppendPlatform appends the platform document, when due (final: whatever
 // is held, at SHUTDOWN): the figures of the invocations whose outcome went
 // with their stream's document — ProducedBytes, ResponseLatency,
-// ResponseDuration, ExtensionOverhead, ResponseThroughput — as the same metrics their records
-// carried, many values a metric, stamped when the oldest was measured.
+// ResponseDuration, ExtensionOverhead, ResponseThroughput — as the same
+// metrics their records carried, many values a metric, stamped when the
+// oldest was measured.
 func (e *Encoder) AppendPlatform(dst []byte, now time.Time, final bool) ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
