@@ -109,7 +109,7 @@ func figures(b map[string]map[string]float64) []figure {
 	add(figure{"  … p50 with the floor extension / without, capped", ratio(ttfbC, "floor-extension-p50/none"), "×", "info", info},
 		figure{"  … p50 with streamlens / with the floor extension, capped, median of rounds", ratio(ttfbC, "streamlens-p50/floor"), "×", "info", info})
 	const probeCurl = "BenchmarkScenarioProbeVsCurl"
-	add(figure{"probe TTFB p50 against curl's time_starttransfer p50, same URL, interleaved", get(probeCurl, "abs-diff-p50-ms"), "ms", "≤ 0.5", le(0.5)},
+	add(figure{"probe TTFB p50 against curl's time_starttransfer p50, same URL, each a command (a process a request), interleaved", get(probeCurl, "abs-diff-p50-ms"), "ms", "≤ 0.5", le(0.5)},
 		figure{"  … probe TTFB p50", get(probeCurl, "probe-ttfb-p50-ms"), "ms", "info", info},
 		figure{"  … curl time_starttransfer p50", get(probeCurl, "curl-ttfb-p50-ms"), "ms", "info", info})
 	const nodeTTFB = "BenchmarkScenarioNodeTTFB"
