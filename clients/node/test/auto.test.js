@@ -39,8 +39,15 @@ test.before(async () => {
 
 // inner is the request the RIC writes to; ric() the object it hands over.
 class Inner extends Writable {
-  constructor(opts = {}) { super({ highWaterMark: opts.highWaterMark ?? 16384 }); this.chunks = []; this.delay = opts.delay || 0; }
-  _write(c, _e, cb) { this.chunks.push(Buffer.from(c)); if (this.delay) setTimeout(cb, this.delay); else cb(); }
+  constructor(opts = {}) { super({ highWaterMark: opts.highWaterMark ?? 16384 }); this.chunks = []; this.delay = opts.delay || 0; this.held = []; }
+  // With a delay, each write is held that long (a slow caller), and how
+  // long it was held, as measured here, is kept: the delay injected.
+  _write(c, _e, cb) {
+    this.chunks.push(Buffer.from(c));
+    if (!this.delay) return cb();
+    const t = process.hrtime.bigint();
+    setTimeout(() => { this.held.push(Number(process.hrtime.bigint() - t) / 1000); cb(); }, this.delay);
+  }
 }
 function ric(inner) {
   const s = {};
@@ -143,14 +150,19 @@ test('time blocked by backpressure travels in the end event; the decoder accepts
     rs.end();
   });
   const c = ctx();
-  await h({}, ric(new Inner({ highWaterMark: 16, delay: 20 })), c);
+  const inner = new Inner({ highWaterMark: 16, delay: 20 });
+  await h({}, ric(inner), c);
   const ev = await stream(c.awsRequestId, 5);
   assert.equal(ev[4].status, 'complete');
   const line = d.datagrams().flat().find((l) => l.startsWith('sl1 end') && l.includes(` ${c.awsRequestId} `));
   const blocked = Number(/ blocked_us=(\d+)/.exec(line)?.[1]);
   const longest = Number(/ blocked_max_us=(\d+)/.exec(line)?.[1]);
-  assert.ok(blocked >= 15000, `blocked_us=${blocked} in ${line}`);
-  assert.ok(longest > 0 && longest <= blocked, `blocked_max_us=${longest} in ${line}`);
+  // Within 10 % of the delay injected: every write was held, from write()
+  // returning false to 'drain'.
+  const injected = inner.held.reduce((a, b) => a + b, 0);
+  assert.equal(inner.held.length, 3);
+  assert.ok(blocked >= 0.9 * injected && blocked <= 1.1 * injected, `blocked_us=${blocked}, injected ${injected} µs, in ${line}`);
+  assert.ok(longest > 0 && longest <= blocked && longest >= 0.9 * Math.max(...inner.held), `blocked_max_us=${longest} in ${line}`);
 });
 
 test('handlers not made with streamifyResponse, and odd streams, are left alone; nothing throws into the function', async () => {
