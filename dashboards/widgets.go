@@ -253,7 +253,7 @@ func Widgets(specs []slo.Spec) []Widget {
 				{ID: "capped", Metric: m.BandwidthCapped, Stat: "Sum", Label: "past 6 MB (2 MiB/s)"},
 				{ID: "limit", Metric: m.ResponseLimitReached, Stat: "Sum", Label: "at 200 MiB"},
 			}},
-		{Title: "Response delivery rate, responses of 1 MB or more (Lambda paces a stream past 6 MB at 2 MiB/s)", Unit: "bytes/s",
+		{Title: "Response delivery rate, responses of 1 MB or more (Lambda paces a stream past 6 MB at 2 MiB/s)", Unit: "bytes per second",
 			Series: []Series{
 				{ID: "rate50", Metric: m.ResponseThroughput, Stat: "p50", Label: "p50"},
 				{ID: "rate10", Metric: m.ResponseThroughput, Stat: "p10", Label: "p10: the slowest tenth"},

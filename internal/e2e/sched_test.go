@@ -55,8 +55,17 @@ func TestExtensionRunsIdle(t *testing.T) {
 // without pausing keeps the CPU the whole time, and the extension still
 // reads every event, writes a complete stream document and calls next in
 // time.
+//
+// The start wait is wall time: a function that used its quota streaming
+// the previous bundle starts the next one throttled, up to a CFS period
+// (100 ms) later, and a stream that starts after the wait is written at the
+// next boundary, not this one. This test is about the extension keeping up,
+// so the start gets a period and more.
 func TestIdleExtensionUnderABusyCappedFunction(t *testing.T) {
-	e := start(t, func(c *sandbox.Config) { c.CapResources, c.MemoryMB = true, 128 })
+	e := start(t, func(c *sandbox.Config) {
+		c.CapResources, c.MemoryMB = true, 128
+		c.Env = append(c.Env, "STREAMLENS_START_WAIT_MS=300")
+	})
 	for i := range 3 {
 		res, body := e.invoke(t, "instruments=500&delay_ms=0")
 		if res.Status != "success" || quotes(body) != 500 {
