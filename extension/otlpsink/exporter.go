@@ -125,25 +125,37 @@ type httpExporter struct {
 func newHTTP(cfg Config, enc *encoder, tc *tls.Config) *httpExporter {
 	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConns: 2, IdleConnTimeout: 90 * time.Second,
 		ForceAttemptHTTP2: true, TLSClientConfig: tc}
+	// No timeout of its own: the caller's context is the budget (paused
+	// over freezes).
+	client := &http.Client{Transport: tr, CheckRedirect: RefuseRedirect}
+	return &httpExporter{enc: enc, url: cfg.URL, client: client, headers: HTTPHeader(cfg.OTLP, "streamlens/"+version.Version),
+		safeURL: config.RedactURL(cfg.URL), scrub: scrubber(cfg.URL)}
+}
+
+// HTTPHeader returns the headers of an OTLP/HTTP export request to o: the
+// configured ones (OTEL_EXPORTER_OTLP_HEADERS), protobuf's content type,
+// agent as the User-Agent, and gzip's encoding when o compresses. The
+// extension's exports and the probe's.
+func HTTPHeader(o config.OTLP, agent string) http.Header {
 	h := http.Header{}
-	for _, kv := range cfg.Headers {
+	for _, kv := range o.Headers {
 		h.Add(kv.Key, kv.Value)
 	}
 	h.Set("Content-Type", "application/x-protobuf")
-	h.Set("User-Agent", "streamlens/"+version.Version)
-	if cfg.Gzip {
+	h.Set("User-Agent", agent)
+	if o.Gzip {
 		h.Set("Content-Encoding", "gzip")
 	}
-	// No timeout of its own: the caller's context is the budget (paused
-	// over freezes). No redirect is followed: the headers may be
-	// credentials (an api-key header), and a redirect would carry them (Go
-	// drops only Authorization and Cookie on a cross-host redirect) to a
-	// host nobody configured; a POST moved by 301/302/303 would also lose its
-	// body. A redirect is a failed export that names where it pointed.
-	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &httpExporter{enc: enc, url: cfg.URL, client: client, headers: h,
-		safeURL: config.RedactURL(cfg.URL), scrub: scrubber(cfg.URL)}
+	return h
 }
+
+// RefuseRedirect is the CheckRedirect of an OTLP client: no redirect is
+// followed. The headers may be credentials (an api-key header), and a
+// redirect would carry them (Go drops only Authorization and Cookie on a
+// cross-host redirect) to a host nobody configured; a POST moved by
+// 301/302/303 would also lose its body. A redirect is a failed export that
+// names where it pointed.
+func RefuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // ErrOutcomeUnknown is an export the budget (the caller's context) ended
 // before the collector's answer was read: the collector may have taken the

@@ -75,7 +75,7 @@ func newGRPC(cfg Config, enc *encoder, tc *tls.Config) (*grpcExporter, error) {
 		h.Del("Grpc-Encoding")
 	}
 	h.Del("Grpc-Timeout") // never sent: see call
-	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := &http.Client{Transport: tr, CheckRedirect: RefuseRedirect}
 	return &grpcExporter{enc: enc, url: target, gzip: cfg.Gzip, client: client, headers: h,
 		safeURL: config.RedactURL(target), scrub: scrubber(cfg.URL)}, nil
 }

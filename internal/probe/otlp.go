@@ -124,23 +124,11 @@ func OTLPFromEnv(getenv func(string) string) (*OTLP, error) {
 		// The export would fail on every span: said once, here.
 		return nil, errors.Join(cfgErr, fmt.Errorf("probe: otlp: %w", err))
 	}
-	h := http.Header{}
-	for _, kv := range o.Headers {
-		h.Add(kv.Key, kv.Value)
-	}
-	h.Set("Content-Type", "application/x-protobuf")
-	h.Set("User-Agent", "streamlens-probe/"+version.Version)
-	if o.Gzip {
-		h.Set("Content-Encoding", "gzip")
-	}
 	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConns: 1}
 	return &OTLP{
-		url: o.URL, safeURL: config.RedactURL(o.URL), headers: h, gzip: o.Gzip, timeout: o.Timeout,
-		maxEvents: c.SpanMaxEvents,
-		// No redirect is followed: the headers may be credentials (an
-		// api-key), which a redirect would carry to a host nobody
-		// configured.
-		client:   &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		url: o.URL, safeURL: config.RedactURL(o.URL), headers: otlpsink.HTTPHeader(o, "streamlens-probe/"+version.Version),
+		gzip: o.Gzip, timeout: o.Timeout, maxEvents: c.SpanMaxEvents,
+		client:   &http.Client{Transport: tr, CheckRedirect: otlpsink.RefuseRedirect},
 		resource: resource(o, getenv),
 	}, cfgErr
 }
