@@ -3,7 +3,6 @@
 package lifecycle
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,13 +12,14 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/streamlens/streamlens/extension/config"
 	"github.com/streamlens/streamlens/extension/extapi"
 	"github.com/streamlens/streamlens/protocol"
+
+	"github.com/streamlens/streamlens/internal/syncbuf"
 )
 
 // The wait rules, in process: the real lifecycle against an Extensions API
@@ -79,29 +79,11 @@ func (cp *controlPlane) shutdown() {
 	cp.events <- fmt.Sprintf(`{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":%d}`, time.Now().Add(2*time.Second).UnixMilli())
 }
 
-// syncBuffer is stdout, read while the extension writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // extension runs the lifecycle against cp with env on top of quiet defaults
 // (no telemetry, no spans, normal priority), and returns where it listens
 // for events and its stdout; it waits for the extension to ask for its
 // first event.
-func extension(t *testing.T, cp *controlPlane, env map[string]string) (net.Conn, *syncBuffer, func() error) {
+func extension(t *testing.T, cp *controlPlane, env map[string]string) (net.Conn, *syncbuf.Buffer, func() error) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -119,11 +101,11 @@ func extension(t *testing.T, cp *controlPlane, env map[string]string) (net.Conn,
 	if cfgErr != nil {
 		t.Fatal(cfgErr)
 	}
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{} // stdout, read while the extension writes it
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var runErr error
-	go func() { defer close(done); runErr = Run(ctx, cfg, nil, getenv, out, &syncBuffer{}) }()
+	go func() { defer close(done); runErr = Run(ctx, cfg, nil, getenv, out, &syncbuf.Buffer{}) }()
 	// stopped waits for Run to return, and says why it did.
 	stopped := func() error {
 		select {

@@ -14,12 +14,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/streamlens/streamlens/internal/cwcheck"
 	"github.com/streamlens/streamlens/internal/sandbox"
+
+	"github.com/streamlens/streamlens/internal/syncbuf"
 )
 
 var bins struct {
@@ -53,23 +54,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// logBuf is the sandbox's log stream.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logBuf is the sandbox's log stream, read while the sandbox writes it.
+type logBuf struct{ syncbuf.Buffer }
 
 // doc is one decoded EMF line.
 type doc map[string]any

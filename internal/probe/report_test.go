@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/streamlens/streamlens/internal/otlpbody"
 	"github.com/streamlens/streamlens/metrics"
+
+	"github.com/streamlens/streamlens/internal/syncbuf"
 )
 
 // Progress is called at the first byte and after every chunk, with the
@@ -99,29 +100,10 @@ func TestFrame(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer the live view's ticker and the test may
-// share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The live view redraws on every chunk and, while nothing arrives, on its
 // tick (time visibly passes on a stalled stream); End clears its lines.
 func TestLiveView(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer // the live view's ticker writes it while the test reads
 	l := NewLive(&out, "canary")
 	l.tick = 5 * time.Millisecond
 	srv := httptest.NewServer(pricing(3, false, false))

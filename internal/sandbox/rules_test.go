@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/streamlens/streamlens/internal/syncbuf"
 )
 
 var bins struct{ rt, ext, dir string }
@@ -66,23 +68,6 @@ func extNamed(t *testing.T, name string) string {
 	return p
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rec is one line a test program recorded.
 type rec map[string]any
 
@@ -98,14 +83,14 @@ func (r rec) event() rec { m, _ := r["event"].(map[string]any); return m }
 type fixture struct {
 	sb  *Sandbox
 	dir string
-	log *syncBuf
+	log *syncbuf.Buffer
 }
 
 // run starts a sandbox around the test runtime and, unless mod says
 // otherwise, the test extension; env goes to every process.
 func run(t *testing.T, mod func(*Config), env ...string) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir(), log: &syncBuf{}}
+	f := &fixture{dir: t.TempDir(), log: &syncbuf.Buffer{}}
 	cfg := Config{Function: bins.rt, Extensions: []string{bins.ext}, Timeout: 2 * time.Second, Freeze: true, Log: f.log,
 		Env: append([]string{"TESTRT_OUT=" + filepath.Join(f.dir, "rt.jsonl"), "TESTEXT_OUT=" + f.dir}, env...)}
 	if mod != nil {
