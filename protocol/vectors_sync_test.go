@@ -80,16 +80,7 @@ func afterPackageClause(t *testing.T, src []byte, name string) []byte {
 // decoder to the events the client meant: every kind, escaped names, the
 // flags, the hashes, the status.
 func TestClientRoundTrip(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	c, err := client.New(pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	pc, c := clientTo(t)
 	c.SetCoalesce(1) // one datagram per event: the order of receipt is the order sent
 
 	var out bytes.Buffer
@@ -152,16 +143,7 @@ func TestClientRoundTrip(t *testing.T) {
 // caller's, no span of the function's own) is sent as the caller's
 // (tpr=1); the function's own span is not.
 func TestClientSendsTheCallersParentAsSuch(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	c, err := client.New(pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	pc, c := clientTo(t)
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true})
@@ -191,4 +173,21 @@ func TestClientSendsTheCallersParentAsSuch(t *testing.T) {
 			t.Errorf("remote %v: start %+v", tc.caller, start)
 		}
 	}
+}
+
+// clientTo returns a socket of the test's and a client of the client module
+// sending to it, both closed with the test.
+func clientTo(t *testing.T) (net.PacketConn, *client.Client) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	c, err := client.New(pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return pc, c
 }
